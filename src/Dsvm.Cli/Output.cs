@@ -1,0 +1,120 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Dsvm.Core;
+using Spectre.Console;
+
+namespace Dsvm.Cli;
+
+/// <summary>Shared options and the one place that turns results and errors into text or JSON.</summary>
+public static class Output
+{
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
+    };
+
+    public static Option<string> FormatOption()
+    {
+        var o = new Option<string>("--output", "-o")
+        {
+            Description = "Output format: text or json (for scripts)",
+            DefaultValueFactory = _ => "text",
+        };
+        o.AcceptOnlyFromAmong("text", "json");
+        return o;
+    }
+
+    public static bool IsJson(ParseResult p, Option<string> format) => p.GetValue(format) == "json";
+
+    public static void WriteJson<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, Json));
+
+    /// <summary>Runs a command body: known errors become one clear line (or a JSON error) and a named exit code.</summary>
+    public static async Task<int> RunAsync(ParseResult p, Option<string>? format, Func<CancellationToken, Task<int>> body, CancellationToken ct)
+    {
+        var json = format is not null && IsJson(p, format);
+        try
+        {
+            return await body(ct);
+        }
+        catch (DsvmException ex)
+        {
+            if (json)
+            {
+                WriteJson(new { error = ex.Kind, message = ex.Message });
+            }
+            else
+            {
+                var lines = ex.Message.Split('\n');
+                AnsiConsole.Console.MarkupLine($"[red]error:[/] {Markup.Escape(lines[0])}");
+                foreach (var line in lines.Skip(1))
+                {
+                    AnsiConsole.Console.WriteLine(line);
+                }
+            }
+
+            return ExitCodes.For(ex);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            AnsiConsole.Console.MarkupLine("[yellow]cancelled[/]");
+            return ExitCodes.Cancelled;
+        }
+    }
+
+    public static string Size(long bytes) => bytes switch
+    {
+        >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",
+        >= 1L << 20 => $"{bytes / (double)(1L << 20):F0} MiB",
+        >= 1L << 10 => $"{bytes / (double)(1L << 10):F0} KiB",
+        _ => $"{bytes} B",
+    };
+
+    public static string Duration(TimeSpan t) =>
+        t.TotalHours >= 1 ? $"{(int)t.TotalHours}h{t.Minutes:D2}m" : t.TotalMinutes >= 1 ? $"{(int)t.TotalMinutes}m{t.Seconds:D2}s" : $"{t.TotalSeconds:F1}s";
+
+    /// <summary>
+    /// Shows progress while <paramref name="work"/> runs: a live status line with the step and elapsed time on a
+    /// terminal, plain timestamped lines otherwise (CI logs), nothing on stdout in JSON mode.
+    /// </summary>
+    public static async Task<T> WithProgressAsync<T>(bool json, string title, Func<Action<string>, Task<T>> work)
+    {
+        var started = DateTimeOffset.UtcNow;
+        string Elapsed() => Duration(DateTimeOffset.UtcNow - started);
+        if (json)
+        {
+            return await work(_ => { });
+        }
+
+        if (!AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            var last = "";
+            return await work(text =>
+            {
+                if (text != last)
+                {
+                    last = text;
+                    AnsiConsole.Console.WriteLine($"[{Elapsed(),7}] {text}");
+                }
+            });
+        }
+
+        var current = title;
+        return await AnsiConsole.Status().Spinner(Spinner.Known.Dots).StartAsync(title, async ctx =>
+        {
+            var task = work(text =>
+            {
+                current = text;
+                AnsiConsole.Console.MarkupLine($"[grey]{Markup.Escape(Elapsed())}[/] {Markup.Escape(text.Length > 160 ? text[..160] + "…" : text)}");
+            });
+            while (!task.IsCompleted)
+            {
+                ctx.Status($"{Markup.Escape(current.Length > 100 ? current[..100] + "…" : current)} [grey]({Elapsed()})[/]");
+                await Task.WhenAny(task, Task.Delay(250));
+            }
+
+            return await task;
+        });
+    }
+}

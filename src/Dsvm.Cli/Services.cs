@@ -1,0 +1,33 @@
+using Dsvm.Core;
+using Dsvm.Core.Specs;
+using Dsvm.Images;
+
+namespace Dsvm.Cli;
+
+/// <summary>The CLI's composition root: one instance of each service, wired by hand (no container needed).</summary>
+public sealed class Services
+{
+    public Services()
+    {
+        Paths = DsvmPaths.FromEnvironment().EnsureCreated();
+        Docker = new DockerCli(Environment.GetEnvironmentVariable("DSVM_DOCKER") is { Length: > 0 } d ? d : "docker");
+        Bases = new BaseImageProvider(Docker, Paths);
+        Resolver = new LockResolver(Docker, Bases, Catalog);
+        Records = new BuildRecordStore(Paths);
+        Checks = new CheckRunner(Docker);
+        Builder = new ImageBuilder(Docker, Bases, Resolver, Checks, Records, Catalog, Paths, TimeProvider.System);
+        Inspector = new ImageInspector(Docker, Records);
+    }
+
+    public DsvmPaths Paths { get; }
+    public ToolsetCatalog Catalog { get; } = ToolsetCatalog.Default;
+    public DockerCli Docker { get; }
+    public BaseImageProvider Bases { get; }
+    public LockResolver Resolver { get; }
+    public BuildRecordStore Records { get; }
+    public CheckRunner Checks { get; }
+    public ImageBuilder Builder { get; }
+    public ImageInspector Inspector { get; }
+
+    public EnvironmentSpec LoadSpec(string nameOrPath) => SpecLoader.Load(EnvironmentLocator.Resolve(nameOrPath), Catalog);
+}

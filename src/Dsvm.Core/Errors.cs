@@ -1,0 +1,64 @@
+using Dsvm.Core.Specs;
+
+namespace Dsvm.Core;
+
+/// <summary>Base of every error OpenDSVM reports to a user: the message is the one line they read.</summary>
+public class DsvmException : Exception
+{
+    public DsvmException(string message)
+        : base(message) { }
+
+    public DsvmException(string message, Exception inner)
+        : base(message, inner) { }
+
+    /// <summary>Short, stable name of the error kind; the CLI maps it to an exit code.</summary>
+    public virtual string Kind => "error";
+}
+
+/// <summary>The environment spec (or another input file) is invalid; every problem is listed.</summary>
+public sealed class SpecValidationException : DsvmException
+{
+    public SpecValidationException(IReadOnlyList<SpecError> errors)
+        : base(FormatMessage(errors)) => Errors = errors;
+
+    public IReadOnlyList<SpecError> Errors { get; }
+
+    public override string Kind => "invalid-spec";
+
+    private static string FormatMessage(IReadOnlyList<SpecError> errors) =>
+        errors.Count == 1
+            ? errors[0].ToString()
+            : $"{errors.Count} problems:{Environment.NewLine}" + string.Join(Environment.NewLine, errors.Select(e => "  " + e));
+}
+
+/// <summary>Resolving packages to a lock failed, or a lock cannot be honoured.</summary>
+public sealed class LockException(string message) : DsvmException(message)
+{
+    public override string Kind => "lock";
+}
+
+/// <summary>An image build failed; <see cref="LogPath"/> keeps the full log.</summary>
+public sealed class BuildException(string message, string? logPath = null) : DsvmException(message)
+{
+    public string? LogPath { get; } = logPath;
+
+    public override string Kind => "build";
+}
+
+/// <summary>In-image checks failed.</summary>
+public sealed class ChecksFailedException(string message) : DsvmException(message)
+{
+    public override string Kind => "checks";
+}
+
+/// <summary>A required external tool or engine is missing or unreachable.</summary>
+public sealed class EnvironmentNotReadyException(string message) : DsvmException(message)
+{
+    public override string Kind => "not-ready";
+}
+
+/// <summary>Something named by the user does not exist.</summary>
+public sealed class NotFoundException(string message) : DsvmException(message)
+{
+    public override string Kind => "not-found";
+}
