@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Dsvm.Core;
 using Dsvm.Core.Checks;
 using Dsvm.Core.Locks;
 using Dsvm.Images;
@@ -35,7 +36,7 @@ public static class EnvCommands
         var cmd = new Command("validate", "Check an environment spec without building anything") { arg, format };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, _ =>
         {
-            var spec = new Services().LoadSpec(p.GetValue(arg)!);
+            var spec = new ImageServices(DsvmPaths.FromEnvironment()).LoadSpec(p.GetValue(arg)!);
             if (Output.IsJson(p, format))
             {
                 Output.WriteJson(new { valid = true, name = spec.Name, file = spec.FilePath, spec.Toolsets, spec.Packages });
@@ -57,7 +58,7 @@ public static class EnvCommands
         var cmd = new Command("lock", "Resolve every apt package (dependencies included) to an exact version; writes environment.lock") { arg, format };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new Services();
+            var s = new ImageServices(DsvmPaths.FromEnvironment());
             var spec = s.LoadSpec(p.GetValue(arg)!);
             await s.Docker.EnsureEngineAsync(ct);
             var json = Output.IsJson(p, format);
@@ -93,7 +94,7 @@ public static class EnvCommands
         var cmd = new Command("build", "Build (lock if needed, build, run the in-image checks) an environment image") { arg, format, frozen, noCache };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new Services();
+            var s = new ImageServices(DsvmPaths.FromEnvironment());
             var spec = s.LoadSpec(p.GetValue(arg)!);
             var json = Output.IsJson(p, format);
             var options = new BuildOptions { Frozen = p.GetValue(frozen), NoCache = p.GetValue(noCache) };
@@ -130,7 +131,7 @@ public static class EnvCommands
         var cmd = new Command("test", "Run an image's in-image checks again (offline)") { arg, format };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new Services();
+            var s = new ImageServices(DsvmPaths.FromEnvironment());
             await s.Docker.EnsureEngineAsync(ct);
             var image = EnvironmentLocator.ImageFor(p.GetValue(arg)!);
             var json = Output.IsJson(p, format);
@@ -178,7 +179,7 @@ public static class EnvCommands
         var cmd = new Command("inspect", "Show an image's package manifest (SBOM), size, kernels and checks") { arg, format, all };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new Services();
+            var s = new ImageServices(DsvmPaths.FromEnvironment());
             await s.Docker.EnsureEngineAsync(ct);
             var report = await s.Inspector.InspectAsync(EnvironmentLocator.ImageFor(p.GetValue(arg)!), ct);
             if (Output.IsJson(p, format))
@@ -223,7 +224,7 @@ public static class EnvCommands
         var cmd = new Command("list", "List built environment images and the curated environments") { format };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new Services();
+            var s = new ImageServices(DsvmPaths.FromEnvironment());
             await s.Docker.EnsureEngineAsync(ct);
             var images = await s.Inspector.ListAsync(ct);
             if (Output.IsJson(p, format))

@@ -17,6 +17,9 @@ public sealed record BaseImage(string Image, string Digest);
 /// </summary>
 public sealed class BaseImageProvider(DockerCli docker, DsvmPaths paths)
 {
+    /// <summary>Prefix of every base image repository.</summary>
+    public const string Repository = "dsvm-base/";
+
     private const string KeyLabel = "io.opendsvm.base.key";
     private const string DigestLabel = "io.opendsvm.base.digest";
 
@@ -74,7 +77,9 @@ public sealed class BaseImageProvider(DockerCli docker, DsvmPaths paths)
         var r = await docker.RunAsync(
             ["images", "--filter", $"label={KeyLabel}={key}", "--format", "{{.Repository}}:{{.Tag}}"], ct);
         var result = new List<BaseImage>();
-        foreach (var image in r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        // Images built on a base inherit its labels: only the base repositories themselves count.
+        foreach (var image in r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                     .Where(i => i.StartsWith(Repository, StringComparison.Ordinal)))
         {
             var digest = await docker.ImageLabelAsync(image, DigestLabel, ct);
             if (digest is not null)

@@ -28,7 +28,7 @@ public static class DockerfileRenderer
     public const int JupyterPort = 8888;
 
     public static string BaseImageName(BaseLock b) =>
-        $"dsvm-base/{b.Distribution}-{b.Suite}-{string.Join('-', b.Components)}:{b.RootfsDigest.Replace("sha256:", "", StringComparison.Ordinal)[..16]}";
+        $"{BaseImageProvider.Repository}{b.Distribution}-{b.Suite}-{string.Join('-', b.Components)}:{b.RootfsDigest.Replace("sha256:", "", StringComparison.Ordinal)[..16]}";
 
     public static RenderedBuild Render(EnvironmentSpec spec, EnvironmentLock lockFile, ToolsetCatalog catalog)
     {

@@ -186,7 +186,7 @@ public static partial class SpecLoader
         var components = ctx.StringList(map, "components", "base", ComponentPattern(), "component") ?? ["main"];
         for (var i = 0; i < components.Count; i++)
         {
-            if (!KnownComponents.Contains(components[i]))
+            if (components[i].Length > 0 && !KnownComponents.Contains(components[i]))
             {
                 ctx.AddPath($"base.components[{i}]",
                     $"unknown component '{components[i]}' (expected: {string.Join(", ", KnownComponents)})");
@@ -229,7 +229,12 @@ public static partial class SpecLoader
 
         foreach (var (keyNode, valueNode) in map.Children)
         {
-            var key = ((YamlScalarNode)keyNode).Value ?? "";
+            if (keyNode is not YamlScalarNode { Value: { } key })
+            {
+                ctx.Add(keyNode, "env", "keys must be plain strings");
+                continue;
+            }
+
             var path = $"env.{key}";
             ctx.Locate(path, keyNode);
             if (!EnvNamePattern().IsMatch(key))
@@ -375,7 +380,8 @@ public static partial class SpecLoader
     {
         for (var i = 0; i < packages.Count; i++)
         {
-            if (packages.Take(i).Contains(packages[i]))
+            // Empty entries stand for invalid items, which are reported already.
+            if (packages[i].Length > 0 && packages.Take(i).Contains(packages[i]))
             {
                 ctx.AddPath($"packages[{i}]", $"package '{packages[i]}' is listed twice");
             }
@@ -387,7 +393,7 @@ public static partial class SpecLoader
         var provided = toolsets.Where(catalog.Contains).SelectMany(t => catalog.Get(t).Kernels).ToHashSet(StringComparer.Ordinal);
         for (var i = 0; i < kernels.Count; i++)
         {
-            if (!provided.Contains(kernels[i]))
+            if (kernels[i].Length > 0 && !provided.Contains(kernels[i]))
             {
                 var providers = catalog.All.Where(t => t.Kernels.Contains(kernels[i])).Select(t => $"'{t.Name}'").ToList();
                 var hint = providers.Count > 0 ? $"; add toolset {string.Join(" or ", providers)}" : "";

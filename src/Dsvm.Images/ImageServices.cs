@@ -1,21 +1,20 @@
 using Dsvm.Core;
 using Dsvm.Core.Specs;
-using Dsvm.Images;
 
-namespace Dsvm.Cli;
+namespace Dsvm.Images;
 
-/// <summary>The CLI's composition root: one instance of each service, wired by hand (no container needed).</summary>
-public sealed class Services
+/// <summary>The environment services wired together by hand (the CLI and the tests share this composition).</summary>
+public sealed class ImageServices
 {
-    public Services()
+    public ImageServices(DsvmPaths paths, DockerCli? docker = null, TimeProvider? time = null)
     {
-        Paths = DsvmPaths.FromEnvironment().EnsureCreated();
-        Docker = new DockerCli(Environment.GetEnvironmentVariable("DSVM_DOCKER") is { Length: > 0 } d ? d : "docker");
+        Paths = paths.EnsureCreated();
+        Docker = docker ?? new DockerCli(Environment.GetEnvironmentVariable("DSVM_DOCKER") is { Length: > 0 } d ? d : "docker");
         Bases = new BaseImageProvider(Docker, Paths);
         Resolver = new LockResolver(Docker, Bases, Catalog);
         Records = new BuildRecordStore(Paths);
         Checks = new CheckRunner(Docker);
-        Builder = new ImageBuilder(Docker, Bases, Resolver, Checks, Records, Catalog, Paths, TimeProvider.System);
+        Builder = new ImageBuilder(Docker, Bases, Resolver, Checks, Records, Catalog, Paths, time ?? TimeProvider.System);
         Inspector = new ImageInspector(Docker, Records);
     }
 

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job on one machine (embedded default: local Docker engine, SQLite): prepare the host, build the
+# dsvm tool, build the default `datascience` environment, start a workspace and print its URL.
+# Extra arguments go to `dsvm up` (e.g. ./run.sh --env minimal --size small).
+set -euo pipefail
+cd "$(dirname "$0")"
+./scripts/host-setup.sh
+dotnet build src/Dsvm.Cli -c Release -o .dsvm/bin -v quiet -nologo >/dev/null
+exec dotnet .dsvm/bin/dsvm.dll env build datascience "$@"

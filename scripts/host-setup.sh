@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Makes a fresh Debian machine (root) ready for OpenDSVM: installs what is missing from Debian's packages
+# (Docker engine, containerd, runc, debootstrap, plus test tools with --tests) and starts the engine if it is
+# not running. Safe to run again: it only does what is missing.
+set -euo pipefail
+
+want_tests=0
+[ "${1:-}" = "--tests" ] && want_tests=1
+
+log() { printf '[host-setup] %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "host-setup: run as root (it installs packages and starts the Docker engine)" >&2
+  exit 1
+fi
+
+if ! command -v dotnet >/dev/null 2>&1; then
+  echo "host-setup: the .NET 10 SDK is required (dotnet not found on PATH)" >&2
+  exit 1
+fi
+
+packages=(docker.io containerd runc debootstrap tini iproute2 procps curl ca-certificates)
+if [ "$want_tests" -eq 1 ]; then
+  packages+=(postgresql chromium)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+engine_up() { docker info >/dev/null 2>&1; }
+
+if ! engine_up; then
+  mkdir -p /var/log/opendsvm
+  if ! pgrep -x containerd >/dev/null; then
+    log "starting containerd"
+    nohup containerd >/var/log/opendsvm/containerd.log 2>&1 &
+    for _ in $(seq 1 50); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.2; done
+  fi
+  if ! pgrep -x dockerd >/dev/null; then
+    log "starting dockerd"
+    nohup dockerd --containerd=/run/containerd/containerd.sock >/var/log/opendsvm/dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 150); do engine_up && break; sleep 0.2; done
+  if ! engine_up; then
+    echo "host-setup: the Docker engine did not start; see /var/log/opendsvm/dockerd.log" >&2
+    tail -n 20 /var/log/opendsvm/dockerd.log >&2 || true
+    exit 1
+  fi
+fi
+log "docker engine $(docker version --format '{{.Server.Version}}') is running"
