@@ -62,3 +62,32 @@ public sealed class NotFoundException(string message) : DsvmException(message)
 {
     public override string Kind => "not-found";
 }
+
+/// <summary>The command line or request is wrong (bad name, bad combination of options).</summary>
+public sealed class UsageException(string message) : DsvmException(message)
+{
+    public override string Kind => "usage";
+}
+
+/// <summary>The operation conflicts with the current state (already exists, busy).</summary>
+public sealed class ConflictException(string message) : DsvmException(message)
+{
+    public override string Kind => "conflict";
+}
+
+public enum WorkspaceFailure
+{
+    Timeout,
+    Image,
+    Capacity,
+    Backend,
+    Gpu,
+}
+
+/// <summary>A workspace did not start; <see cref="Reason"/> says why, the message says it for people.</summary>
+public sealed class WorkspaceStartException(WorkspaceFailure reason, string message) : DsvmException(message)
+{
+    public WorkspaceFailure Reason { get; } = reason;
+
+    public override string Kind => "workspace";
+}

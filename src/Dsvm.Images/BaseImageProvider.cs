@@ -226,29 +226,3 @@ public sealed class BaseImageProvider(DockerCli docker, DsvmPaths paths)
         File.WriteAllText(P("etc/dpkg/dpkg.cfg.d/90opendsvm-slim"), DpkgSlim);
     }
 }
-
-/// <summary>An exclusive lock on a file, across processes (two builds of one base wait for each other).</summary>
-public sealed class FileGate : IAsyncDisposable
-{
-    private readonly FileStream _stream;
-
-    private FileGate(FileStream stream) => _stream = stream;
-
-    public static async Task<FileGate> AcquireAsync(string path, CancellationToken ct)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        while (true)
-        {
-            try
-            {
-                return new FileGate(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
-            }
-            catch (IOException)
-            {
-                await Task.Delay(250, ct);
-            }
-        }
-    }
-
-    public ValueTask DisposeAsync() => _stream.DisposeAsync();
-}

@@ -65,8 +65,11 @@ public static class DockerfileRenderer
         return new RenderedBuild(ctx, $"dsvm/{spec.Name}", tag, checks);
     }
 
-    /// <summary>A double-quoted Dockerfile value (JSON string rules, without HTML-safe \\u escapes).</summary>
-    private static string Quote(string value) => JsonSerializer.Serialize(value, RelaxedJson);
+    /// <summary>
+    /// A double-quoted Dockerfile value: JSON string rules (without HTML-safe \\u escapes), and '$' escaped so the
+    /// builder does not expand variables: values reach the image exactly as written in the spec.
+    /// </summary>
+    private static string Quote(string value) => JsonSerializer.Serialize(value, RelaxedJson).Replace("$", "\\$", StringComparison.Ordinal);
 
     private static readonly JsonSerializerOptions RelaxedJson = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 

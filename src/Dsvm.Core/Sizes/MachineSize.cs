@@ -1,0 +1,221 @@
+using System.Globalization;
+using System.Text.Json.Serialization;
+using Dsvm.Core.Specs;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace Dsvm.Core.Sizes;
+
+[JsonConverter(typeof(JsonStringEnumConverter<SizeClass>))]
+public enum SizeClass
+{
+    General,
+    Memory,
+    Gpu,
+}
+
+/// <summary>A machine size: data, mapped by each backend to its own limits.</summary>
+public sealed record MachineSize(string Name, double Vcpus, double MemoryGiB, int Gpus, SizeClass Class, string Description = "")
+{
+    public long MemoryBytes => (long)(MemoryGiB * 1024 * 1024 * 1024);
+    public long NanoCpus => (long)(Vcpus * 1_000_000_000);
+}
+
+/// <summary>What this host offers, to tell which sizes it can run.</summary>
+public sealed record HostCapacity(int Cpus, long MemoryBytes, int Gpus);
+
+/// <summary>The default sizes plus a user's <c>sizes.yaml</c> (same names replace defaults).</summary>
+public sealed class SizeCatalog
+{
+    public const string DefaultSize = "medium";
+    public const string FileName = "sizes.yaml";
+
+    private readonly Dictionary<string, MachineSize> _sizes;
+
+    public SizeCatalog(IEnumerable<MachineSize> sizes) => _sizes = sizes.ToDictionary(s => s.Name, StringComparer.Ordinal);
+
+    public IEnumerable<MachineSize> All => _sizes.Values.OrderBy(s => s.Class).ThenBy(s => s.Gpus).ThenBy(s => s.Vcpus).ThenBy(s => s.MemoryGiB);
+
+    public static IReadOnlyList<MachineSize> Defaults { get; } =
+    [
+        new("small", 1, 2, 0, SizeClass.General, "1 vCPU, 2 GiB: notebooks and teaching"),
+        new("medium", 2, 4, 0, SizeClass.General, "2 vCPUs, 4 GiB: the default"),
+        new("large", 4, 16, 0, SizeClass.General, "4 vCPUs, 16 GiB"),
+        new("xlarge", 8, 32, 0, SizeClass.General, "8 vCPUs, 32 GiB"),
+        new("memory-medium", 2, 16, 0, SizeClass.Memory, "2 vCPUs, 16 GiB: memory-optimised"),
+        new("memory-large", 4, 64, 0, SizeClass.Memory, "4 vCPUs, 64 GiB: memory-optimised"),
+        new("gpu-small", 4, 16, 1, SizeClass.Gpu, "4 vCPUs, 16 GiB, 1 GPU"),
+        new("gpu-large", 8, 64, 2, SizeClass.Gpu, "8 vCPUs, 64 GiB, 2 GPUs"),
+    ];
+
+    public MachineSize Get(string name) =>
+        _sizes.TryGetValue(name, out var s)
+            ? s
+            : throw new NotFoundException($"unknown size '{name}'{SpecLoader.Suggest(name, _sizes.Keys)} (sizes: {string.Join(", ", All.Select(x => x.Name))})");
+
+    public bool Contains(string name) => _sizes.ContainsKey(name);
+
+    /// <summary>Null when the host can run the size, else why not.</summary>
+    public static string? WhyNot(MachineSize size, HostCapacity host)
+    {
+        if (size.Vcpus > host.Cpus)
+        {
+            return $"needs {size.Vcpus:0.##} vCPUs; this host has {host.Cpus}";
+        }
+
+        if (size.MemoryBytes > host.MemoryBytes)
+        {
+            return $"needs {size.MemoryGiB:0.##} GiB of memory; this host has {host.MemoryBytes / (1024.0 * 1024 * 1024):0.#} GiB";
+        }
+
+        if (size.Gpus > host.Gpus)
+        {
+            return host.Gpus == 0 ? $"needs {size.Gpus} GPU(s); this host has none" : $"needs {size.Gpus} GPUs; this host has {host.Gpus}";
+        }
+
+        return null;
+    }
+
+    /// <summary>The defaults, with the user's file (if any) merged over them.</summary>
+    public static SizeCatalog Load(string? userFile)
+    {
+        var sizes = Defaults.ToDictionary(s => s.Name, StringComparer.Ordinal);
+        if (userFile is not null && File.Exists(userFile))
+        {
+            foreach (var s in Parse(File.ReadAllText(userFile), userFile))
+            {
+                sizes[s.Name] = s;
+            }
+        }
+
+        return new SizeCatalog(sizes.Values);
+    }
+
+    private static readonly string[] Keys = ["vcpus", "memory", "gpus", "class", "description"];
+
+    /// <summary>
+    /// Parses <c>sizes.yaml</c>: a mapping of name to {vcpus, memory (GiB, or "16Gi"/"512Mi"), gpus, class, description}.
+    /// Every problem is reported with its line and key.
+    /// </summary>
+    public static IReadOnlyList<MachineSize> Parse(string text, string file)
+    {
+        var errors = new List<SpecError>();
+        void Err(YamlNode n, string path, string msg) => errors.Add(new SpecError(file, (int)n.Start.Line, (int)n.Start.Column, path, msg));
+
+        YamlMappingNode root;
+        try
+        {
+            var stream = new YamlStream();
+            stream.Load(new StringReader(text));
+            if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode m)
+            {
+                throw new SpecValidationException([new SpecError(file, 1, 1, "", "expected a mapping of size names to {vcpus, memory, gpus, class}")]);
+            }
+
+            root = m;
+        }
+        catch (YamlException ex)
+        {
+            throw new SpecValidationException([new SpecError(file, (int)ex.Start.Line, (int)ex.Start.Column, "", $"not valid YAML: {ex.InnerException?.Message ?? ex.Message}")]);
+        }
+
+        var result = new List<MachineSize>();
+        foreach (var (keyNode, valueNode) in root.Children)
+        {
+            var name = (keyNode as YamlScalarNode)?.Value ?? "";
+            if (!SpecLoader.NamePattern().IsMatch(name))
+            {
+                Err(keyNode, name, $"'{name}' is not a valid size name (lowercase letters, digits and '-')");
+                continue;
+            }
+
+            if (valueNode is not YamlMappingNode map)
+            {
+                Err(valueNode, name, "expected a mapping with vcpus, memory, gpus, class");
+                continue;
+            }
+
+            string? Get(string key) => map.Children.TryGetValue(new YamlScalarNode(key), out var n) ? (n as YamlScalarNode)?.Value : null;
+            YamlNode NodeOf(string key) => map.Children.TryGetValue(new YamlScalarNode(key), out var n) ? n : map;
+            foreach (var k in map.Children.Keys.OfType<YamlScalarNode>().Where(k => !Keys.Contains(k.Value)))
+            {
+                Err(k, $"{name}.{k.Value}", $"unknown key '{k.Value}'{SpecLoader.Suggest(k.Value ?? "", Keys)} (allowed: {string.Join(", ", Keys)})");
+            }
+
+            var ok = true;
+            double vcpus = 0, memory = 0;
+            var gpus = 0;
+            if (!double.TryParse(Get("vcpus"), NumberStyles.Float, CultureInfo.InvariantCulture, out vcpus) || vcpus <= 0 || vcpus > 1024)
+            {
+                Err(NodeOf("vcpus"), $"{name}.vcpus", "required: a number of vCPUs greater than 0 (e.g. 2 or 0.5)");
+                ok = false;
+            }
+
+            if (ParseMemory(Get("memory")) is not { } mem)
+            {
+                Err(NodeOf("memory"), $"{name}.memory", "required: memory in GiB (e.g. 16, \"16Gi\" or \"512Mi\")");
+                ok = false;
+            }
+            else
+            {
+                memory = mem;
+            }
+
+            if (Get("gpus") is { } g && (!int.TryParse(g, NumberStyles.None, CultureInfo.InvariantCulture, out gpus) || gpus > 16))
+            {
+                Err(NodeOf("gpus"), $"{name}.gpus", "must be a whole number of GPUs (0-16)");
+                ok = false;
+            }
+
+            var cls = gpus > 0 ? SizeClass.Gpu : SizeClass.General;
+            if (Get("class") is { } c)
+            {
+                if (!Enum.TryParse(c, ignoreCase: true, out cls) || int.TryParse(c, out _))
+                {
+                    Err(NodeOf("class"), $"{name}.class", $"'{c}' is not a size class (general, memory, gpu)");
+                    ok = false;
+                }
+                else if (cls == SizeClass.Gpu && gpus == 0)
+                {
+                    Err(NodeOf("class"), $"{name}.class", "a gpu-class size needs gpus: 1 or more");
+                    ok = false;
+                }
+            }
+
+            if (ok)
+            {
+                result.Add(new MachineSize(name, vcpus, memory, gpus, cls, Get("description") ?? ""));
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new SpecValidationException(errors);
+        }
+
+        return result;
+    }
+
+    /// <summary>GiB from "16", "16Gi", "16G", "512Mi".</summary>
+    internal static double? ParseMemory(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return null;
+        }
+
+        var t = text.Trim();
+        var factor = 1.0;
+        if (t.EndsWith("Mi", StringComparison.Ordinal) || t.EndsWith('M'))
+        {
+            factor = 1.0 / 1024;
+            t = t.TrimEnd('i').TrimEnd('M');
+        }
+        else if (t.EndsWith("Gi", StringComparison.Ordinal) || t.EndsWith('G'))
+        {
+            t = t.TrimEnd('i').TrimEnd('G');
+        }
+
+        return double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v > 0 ? v * factor : null;
+    }
+}

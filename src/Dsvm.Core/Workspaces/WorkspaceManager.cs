@@ -1,0 +1,399 @@
+using System.Security.Cryptography;
+using Dsvm.Core.Sizes;
+using Dsvm.Core.Specs;
+
+namespace Dsvm.Core.Workspaces;
+
+/// <summary>Tunables of the lifecycle engine.</summary>
+public sealed record WorkspaceOptions
+{
+    /// <summary>How long a start may take before it is failed (readiness included).</summary>
+    public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>Between readiness polls.</summary>
+    public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>Log lines quoted in a failure message.</summary>
+    public int FailureLogLines { get; init; } = 15;
+}
+
+/// <summary>What <c>dsvm up</c> asks for.</summary>
+public sealed record CreateWorkspaceRequest
+{
+    public required string Name { get; init; }
+    public required string Owner { get; init; }
+    public required string Environment { get; init; }
+    public required string Image { get; init; }
+    public required GpuMode GpuMode { get; init; }
+    public string Size { get; init; } = SizeCatalog.DefaultSize;
+}
+
+/// <summary>Outcome of a reconciliation pass.</summary>
+public sealed record ReconcileReport(IReadOnlyList<string> Repaired, IReadOnlyList<ManagedResource> Unknown);
+
+/// <summary>
+/// The lifecycle engine: validates requests, decides GPU use, persists every state change, starts through the
+/// backend, waits for the server's own readiness with its token, and fails with the server's last log lines.
+/// Operations on one workspace are serialised across processes by a lock file, so two concurrent commands cannot
+/// corrupt it; records are reconciled with the engine's labels so outside changes show up.
+/// </summary>
+public sealed class WorkspaceManager(
+    IWorkspaceBackend backend,
+    IWorkspaceStore store,
+    SizeCatalog sizes,
+    IGpuDetector gpus,
+    IReadinessProbe probe,
+    DsvmPaths paths,
+    TimeProvider time,
+    WorkspaceOptions? options = null)
+{
+    private readonly WorkspaceOptions _options = options ?? new WorkspaceOptions();
+
+    public IWorkspaceBackend Backend => backend;
+
+    public SizeCatalog Sizes => sizes;
+
+    private static string HomeVolumeFor(string owner, string name) => $"dsvm-home-{owner}-{name}";
+
+    private Task<FileGate> LockAsync(string owner, string name, IProgress<WorkspaceProgress>? progress, CancellationToken ct) =>
+        FileGate.AcquireAsync(Path.Combine(paths.Data, "locks", $"{owner}-{name}.lock"), ct,
+            () => progress?.Report(new WorkspaceProgress($"waiting: another command is working on {name}")));
+
+    public async Task<Workspace> GetAsync(string owner, string name, CancellationToken ct) =>
+        await store.FindAsync(owner, name, ct) ?? throw new NotFoundException($"no workspace '{name}' (see `dsvm ls`)");
+
+    /// <summary>Creates (or starts again) a workspace and waits until its Jupyter server answers.</summary>
+    public async Task<Workspace> UpAsync(CreateWorkspaceRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
+    {
+        WorkspaceNames.Validate(request.Name);
+        WorkspaceNames.Validate(request.Owner, "owner name");
+        var size = sizes.Get(request.Size);
+        await using var gate = await LockAsync(request.Owner, request.Name, progress, ct);
+        var existing = await store.FindAsync(request.Owner, request.Name, ct);
+        if (existing is not null)
+        {
+            if (existing.Environment != request.Environment)
+            {
+                throw new ConflictException(
+                    $"workspace '{request.Name}' already exists with environment '{existing.Environment}'; `dsvm rm {request.Name}` first (its home is kept) or pick another --name");
+            }
+
+            if (existing.Size != size.Name)
+            {
+                throw new ConflictException($"workspace '{request.Name}' exists with size '{existing.Size}'; use `dsvm resize {request.Name} --size {size.Name}`");
+            }
+
+            existing = await RefreshAsync(existing, ct);
+            return existing.State == WorkspaceState.Running ? existing : await StartLockedAsync(existing with { Image = request.Image }, request.GpuMode, size, progress, ct);
+        }
+
+        var now = time.GetUtcNow();
+        var workspace = new Workspace
+        {
+            Id = "ws-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)),
+            Name = request.Name,
+            Owner = request.Owner,
+            Environment = request.Environment,
+            Image = request.Image,
+            Size = size.Name,
+            Backend = backend.Name,
+            HomeVolume = HomeVolumeFor(request.Owner, request.Name),
+            Token = NewToken(),
+            State = WorkspaceState.Pending,
+            CreatedAt = now,
+            UpdatedAt = now,
+        };
+        await store.SaveAsync(workspace, ct);
+        return await StartLockedAsync(workspace, request.GpuMode, size, progress, ct);
+    }
+
+    /// <summary>Starts a stopped workspace, optionally with a new size (resize keeps the same home).</summary>
+    public async Task<Workspace> StartAsync(string owner, string name, GpuMode gpuMode, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
+    {
+        await using var gate = await LockAsync(owner, name, progress, ct);
+        var workspace = await RefreshAsync(await GetAsync(owner, name, ct), ct);
+        return workspace.State == WorkspaceState.Running
+            ? workspace
+            : await StartLockedAsync(workspace, gpuMode, sizes.Get(workspace.Size), progress, ct);
+    }
+
+    /// <summary>Stop, then start with the new size; the home volume is the same. A stopped workspace just changes size.</summary>
+    public async Task<Workspace> ResizeAsync(string owner, string name, string newSize, GpuMode gpuMode, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
+    {
+        var size = sizes.Get(newSize);
+        await using var gate = await LockAsync(owner, name, progress, ct);
+        var workspace = await RefreshAsync(await GetAsync(owner, name, ct), ct);
+        // Refuse before stopping anything: a resize that cannot start must not take the workspace down.
+        var host = await CapacityAsync(ct);
+        GpuPolicy.Decide(workspace.Environment, gpuMode, size, host.Gpus);
+        CheckCapacity(size, host, gpuMode);
+        var wasRunning = workspace.State == WorkspaceState.Running;
+        if (wasRunning || workspace.State is WorkspaceState.Starting or WorkspaceState.Failed)
+        {
+            progress?.Report(new WorkspaceProgress($"stopping {name} (size {workspace.Size})"));
+            workspace = await StopLockedAsync(workspace, ct);
+        }
+
+        workspace = workspace with { Size = size.Name, UpdatedAt = time.GetUtcNow() };
+        await store.SaveAsync(workspace, ct);
+        return wasRunning ? await StartLockedAsync(workspace, gpuMode, size, progress, ct) : workspace;
+    }
+
+    public async Task<Workspace> StopAsync(string owner, string name, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
+    {
+        await using var gate = await LockAsync(owner, name, progress, ct);
+        return await StopLockedAsync(await GetAsync(owner, name, ct), ct);
+    }
+
+    /// <summary>Deletes the workspace. Its home is deleted only when <paramref name="deleteHome"/> is set.</summary>
+    public async Task DeleteAsync(string owner, string name, bool deleteHome, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
+    {
+        await using var gate = await LockAsync(owner, name, progress, ct);
+        var workspace = await GetAsync(owner, name, ct);
+        await backend.DeleteAsync(workspace.Handle, workspace.HomeVolume, keepHome: !deleteHome, ct);
+        await store.DeleteAsync(workspace.Id, ct);
+    }
+
+    public async Task<string> LogsAsync(string owner, string name, int tail, CancellationToken ct) =>
+        await backend.GetLogsAsync((await GetAsync(owner, name, ct)).Handle, tail, ct);
+
+    /// <summary>Lists workspaces with their states checked against the engine.</summary>
+    public async Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct)
+    {
+        var list = new List<Workspace>();
+        foreach (var w in await store.ListAsync(owner, ct))
+        {
+            list.Add(await RefreshAsync(w, ct));
+        }
+
+        return list;
+    }
+
+    /// <summary>
+    /// Repairs records from the engine: a record whose server is gone or stopped becomes Stopped (a crash or an
+    /// outside <c>docker rm -f</c>); labelled resources with no record are reported, never deleted.
+    /// </summary>
+    public async Task<ReconcileReport> ReconcileAsync(CancellationToken ct)
+    {
+        var repaired = new List<string>();
+        var records = await store.ListAsync(null, ct);
+        foreach (var w in records)
+        {
+            var refreshed = await RefreshAsync(w, ct);
+            if (refreshed.State != w.State)
+            {
+                repaired.Add($"{w.Owner}/{w.Name}: {w.State} -> {refreshed.State}");
+            }
+        }
+
+        var known = records.Select(r => r.Id).ToHashSet(StringComparer.Ordinal);
+        var unknown = new List<ManagedResource>();
+        await foreach (var r in backend.ListManagedAsync(ct))
+        {
+            if (!known.Contains(r.WorkspaceId))
+            {
+                unknown.Add(r);
+            }
+        }
+
+        return new ReconcileReport(repaired, unknown);
+    }
+
+    /// <summary>Brings one record in line with the engine (without waiting on locks: a read can't corrupt).</summary>
+    private async Task<Workspace> RefreshAsync(Workspace w, CancellationToken ct)
+    {
+        if (w.State is WorkspaceState.Stopped or WorkspaceState.Pending && w.ContainerId is null)
+        {
+            return w;
+        }
+
+        var status = await backend.GetStatusAsync(w.Handle, ct);
+        WorkspaceState? next = w.State switch
+        {
+            WorkspaceState.Running when !status.Running => WorkspaceState.Stopped,
+            WorkspaceState.Starting or WorkspaceState.Stopping or WorkspaceState.Pending or WorkspaceState.Building when !status.Running => WorkspaceState.Stopped,
+            WorkspaceState.Starting when status.Running && status.Endpoint is not null
+                && await probe.IsReadyAsync(status.Endpoint, w.BaseUrl, w.Token, ct) => WorkspaceState.Running,
+            WorkspaceState.Stopped or WorkspaceState.Failed when status.Running => WorkspaceState.Running,
+            _ => null,
+        };
+        if (next is null)
+        {
+            return w;
+        }
+
+        var error = next == WorkspaceState.Stopped && w.State == WorkspaceState.Running
+            ? $"found stopped at {time.GetUtcNow():u} ({status.Detail})"
+            : w.LastError;
+        var updated = w with
+        {
+            State = next.Value,
+            Endpoint = status.Endpoint?.ToString() ?? (next == WorkspaceState.Stopped ? null : w.Endpoint),
+            LastError = error,
+            UpdatedAt = time.GetUtcNow(),
+        };
+        await store.SaveAsync(updated, ct);
+        return updated;
+    }
+
+    private async Task<HostCapacity> CapacityAsync(CancellationToken ct)
+    {
+        var cap = await backend.GetCapacityAsync(ct);
+        var detected = await gpus.DetectAsync(ct);
+        return cap with { Gpus = Math.Max(cap.Gpus, detected.Count) };
+    }
+
+    private static void CheckCapacity(MachineSize size, HostCapacity host, GpuMode mode)
+    {
+        // An optional-GPU environment may still start on a GPU size without GPUs (CPU fallback).
+        var effective = mode == GpuMode.Optional && host.Gpus < size.Gpus ? size with { Gpus = 0 } : size;
+        if (SizeCatalog.WhyNot(effective, host) is { } why)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Capacity, $"size '{size.Name}' does not fit this host: it {why}; see `dsvm sizes`");
+        }
+    }
+
+    private async Task<Workspace> StartLockedAsync(Workspace workspace, GpuMode gpuMode, MachineSize size, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
+    {
+        var host = await CapacityAsync(ct);
+        var gpu = GpuPolicy.Decide(workspace.Environment, gpuMode, size, host.Gpus);
+        CheckCapacity(size, host, gpuMode);
+        if (gpu.Notice is not null)
+        {
+            progress?.Report(new WorkspaceProgress(gpu.Notice));
+        }
+
+        var started = time.GetUtcNow();
+        workspace = workspace with
+        {
+            State = WorkspaceState.Starting, GpuEnabled = gpu.UseGpu, CpuFallback = gpu.CpuFallback, LastError = null,
+            UpdatedAt = started,
+        };
+        await store.SaveAsync(workspace, ct);
+        progress?.Report(new WorkspaceProgress($"starting {workspace.Name} ({size.Name}: {size.Vcpus:0.##} vCPU, {size.MemoryGiB:0.##} GiB{(gpu.UseGpu ? $", {size.Gpus} GPU" : "")})"));
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(_options.StartTimeout);
+        WorkspaceLaunch? launch = null;
+        try
+        {
+            launch = await backend.StartAsync(new WorkspaceStartRequest
+            {
+                Id = workspace.Id,
+                Name = workspace.Name,
+                Owner = workspace.Owner,
+                Image = workspace.Image,
+                Size = size,
+                Token = workspace.Token,
+                HomeVolume = workspace.HomeVolume,
+                BaseUrl = workspace.BaseUrl,
+                Gpu = gpu.UseGpu,
+                Labels = new Dictionary<string, string>
+                {
+                    ["io.opendsvm.owner"] = workspace.Owner,
+                    ["io.opendsvm.name"] = workspace.Name,
+                    ["io.opendsvm.environment"] = workspace.Environment,
+                    ["io.opendsvm.size"] = size.Name,
+                },
+            }, progress, timeout.Token);
+            workspace = workspace with
+            {
+                BackendState = launch.Handle.State.GetRawText(),
+                ContainerId = launch.Handle.State.TryGetProperty("container", out var c) ? c.GetString() : null,
+                Endpoint = launch.Endpoint.ToString(),
+            };
+            await store.SaveAsync(workspace, ct);
+            progress?.Report(new WorkspaceProgress("waiting for Jupyter to answer"));
+            await WaitReadyAsync(workspace, launch, timeout.Token);
+        }
+        catch (Exception ex) when (ex is WorkspaceStartException or OperationCanceledException or DsvmException)
+        {
+            var reason = ex switch
+            {
+                WorkspaceStartException w => w.Reason,
+                OperationCanceledException when !ct.IsCancellationRequested => WorkspaceFailure.Timeout,
+                _ => WorkspaceFailure.Backend,
+            };
+            if (ex is OperationCanceledException && ct.IsCancellationRequested)
+            {
+                // The caller gave up (Ctrl-C): leave a consistent record; the next command reconciles it.
+                await store.SaveAsync(workspace with { UpdatedAt = time.GetUtcNow() }, CancellationToken.None);
+                throw;
+            }
+
+            var logs = launch is null ? "" : await SafeLogsAsync(launch.Handle);
+            var message = reason == WorkspaceFailure.Timeout
+                ? $"workspace '{workspace.Name}' did not answer within {_options.StartTimeout.TotalSeconds:0} s"
+                : $"workspace '{workspace.Name}' failed to start: {ex.Message}";
+            if (logs.Length > 0)
+            {
+                message += $"\nlast log lines:\n{logs}";
+            }
+
+            if (launch is not null)
+            {
+                await backend.StopAsync(launch.Handle, CancellationToken.None);
+            }
+
+            await store.SaveAsync(workspace with { State = WorkspaceState.Failed, LastError = message, UpdatedAt = time.GetUtcNow() }, CancellationToken.None);
+            throw ex is WorkspaceStartException { Reason: not WorkspaceFailure.Backend } && logs.Length == 0
+                ? ex
+                : new WorkspaceStartException(reason, message);
+        }
+
+        workspace = workspace with { State = WorkspaceState.Running, StartedAt = time.GetUtcNow(), UpdatedAt = time.GetUtcNow() };
+        await store.SaveAsync(workspace, ct);
+        return workspace;
+    }
+
+    private async Task WaitReadyAsync(Workspace workspace, WorkspaceLaunch launch, CancellationToken ct)
+    {
+        var polls = 0;
+        while (true)
+        {
+            if (await probe.IsReadyAsync(launch.Endpoint, workspace.BaseUrl, workspace.Token, ct))
+            {
+                return;
+            }
+
+            // Every few polls, make sure the server is still alive: a crash fails now, not at the timeout.
+            if (++polls % 10 == 0)
+            {
+                var status = await backend.GetStatusAsync(launch.Handle, ct);
+                if (!status.Running)
+                {
+                    throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the server exited ({status.Detail})");
+                }
+            }
+
+            await Task.Delay(_options.PollInterval, time, ct);
+        }
+    }
+
+    private async Task<string> SafeLogsAsync(WorkspaceHandle handle)
+    {
+        try
+        {
+            return (await backend.GetLogsAsync(handle, _options.FailureLogLines, CancellationToken.None)).TrimEnd();
+        }
+        catch (DsvmException)
+        {
+            return "";
+        }
+    }
+
+    private async Task<Workspace> StopLockedAsync(Workspace workspace, CancellationToken ct)
+    {
+        if (workspace.ContainerId is not null || workspace.State != WorkspaceState.Stopped)
+        {
+            await store.SaveAsync(workspace with { State = WorkspaceState.Stopping, UpdatedAt = time.GetUtcNow() }, ct);
+            await backend.StopAsync(workspace.Handle, ct);
+        }
+
+        var stopped = workspace with { State = WorkspaceState.Stopped, Endpoint = null, ContainerId = null, UpdatedAt = time.GetUtcNow() };
+        await store.SaveAsync(stopped, ct);
+        return stopped;
+    }
+
+    private static string NewToken() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+}

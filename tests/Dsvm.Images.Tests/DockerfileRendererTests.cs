@@ -1,0 +1,297 @@
+using Dsvm.Core.Locks;
+using Dsvm.Core.Specs;
+
+namespace Dsvm.Images.Tests;
+
+public sealed class DockerfileRendererTests
+{
+    private static RenderedBuild Render(DemoEnvironment env, IReadOnlyList<LockedPackage>? extra = null)
+    {
+        var spec = env.Spec();
+        return DockerfileRenderer.Render(spec, DemoEnvironment.Lock(spec, extra), ToolsetCatalog.Default);
+    }
+
+    private static byte[] Tar(RenderedBuild build)
+    {
+        using var stream = new MemoryStream();
+        build.Context.WriteTar(stream);
+        return stream.ToArray();
+    }
+
+    private static string Dockerfile(RenderedBuild build) => build.Context.Text("Dockerfile");
+
+    private static int IndexOf(string text, string part)
+    {
+        var i = text.IndexOf(part, StringComparison.Ordinal);
+        Assert.True(i >= 0, $"'{part}' not found in:\n{text}");
+        return i;
+    }
+
+    // ---- determinism and layer reuse ----
+
+    [Fact]
+    public void SameInputs_GiveTheSameTagAndAByteIdenticalTar()
+    {
+        using var env = new DemoEnvironment();
+
+        var a = Render(env);
+        var b = Render(env);
+
+        Assert.Equal(a.Tag, b.Tag);
+        Assert.Equal(Tar(a), Tar(b));
+    }
+
+    [Fact]
+    public void SameInputs_InAnotherFolder_GiveTheSameTagAndTar()
+    {
+        using var one = new DemoEnvironment();
+        using var two = new DemoEnvironment();
+
+        var a = Render(one);
+        var b = Render(two);
+
+        Assert.NotEqual(one.Path, two.Path);
+        Assert.Equal(a.Tag, b.Tag);
+        Assert.Equal(Tar(a), Tar(b));
+    }
+
+    [Fact]
+    public void Tag_IsSixteenHexDigits_AndTheImageIsNamedAfterTheEnvironment()
+    {
+        using var env = new DemoEnvironment();
+
+        var build = Render(env);
+
+        Assert.Matches("^[0-9a-f]{16}$", build.Tag);
+        Assert.Equal("dsvm/demo", build.Repository);
+        Assert.Equal($"dsvm/demo:{build.Tag}", build.Image);
+    }
+
+    [Fact]
+    public void ChangingASample_ChangesTheTag_ButNotTheToolsetLayerFile()
+    {
+        using var env = new DemoEnvironment();
+        var before = Render(env);
+
+        env.Write("samples/hello.ipynb", "{\"cells\": [{\"cell_type\": \"markdown\", \"source\": \"changed\"}]}");
+        var after = Render(env);
+
+        Assert.NotEqual(before.Tag, after.Tag);
+        Assert.Equal(before.Context.Text("dsvm/lock/toolsets.txt"), after.Context.Text("dsvm/lock/toolsets.txt"));
+        Assert.Equal(before.Context.Text("dsvm/lock/extra.txt"), after.Context.Text("dsvm/lock/extra.txt"));
+    }
+
+    [Fact]
+    public void AddingAnExtraPackage_ChangesExtraTxt_ButNotToolsetsTxt()
+    {
+        using var one = new DemoEnvironment();
+        using var two = new DemoEnvironment(DemoEnvironment.SpecText.Replace(
+            "packages: [fonts-dejavu-core]", "packages: [fonts-dejavu-core, jq]", StringComparison.Ordinal));
+
+        var before = Render(one);
+        var after = Render(two, [new("fonts-dejavu-core", "2.37-8"), new("jq", "1.7.1-6"), new("libjq1", "1.7.1-6")]);
+
+        Assert.NotEqual(before.Tag, after.Tag);
+        Assert.Equal(before.Context.Text("dsvm/lock/toolsets.txt"), after.Context.Text("dsvm/lock/toolsets.txt"));
+        Assert.NotEqual(before.Context.Text("dsvm/lock/extra.txt"), after.Context.Text("dsvm/lock/extra.txt"));
+        Assert.Equal("fonts-dejavu-core=2.37-8\njq=1.7.1-6\nlibjq1=1.7.1-6\n", after.Context.Text("dsvm/lock/extra.txt"));
+    }
+
+    [Fact]
+    public void AddingAnExtraPackage_KeepsTheDockerfileIdenticalUpToTheToolsetLayer()
+    {
+        using var one = new DemoEnvironment();
+        using var two = new DemoEnvironment(DemoEnvironment.SpecText.Replace(
+            "packages: [fonts-dejavu-core]", "packages: [fonts-dejavu-core, jq]", StringComparison.Ordinal));
+
+        var before = Dockerfile(Render(one));
+        var after = Dockerfile(Render(two, [new("fonts-dejavu-core", "2.37-8"), new("jq", "1.7.1-6")]));
+
+        const string ExtraLayer = "COPY dsvm/lock/extra.txt";
+        Assert.Equal(before[..IndexOf(before, ExtraLayer)], after[..IndexOf(after, ExtraLayer)]);
+    }
+
+    // ---- lock files in the context ----
+
+    [Fact]
+    public void ToolsetsTxt_HoldsBaseAndToolsetPackages_WithTheToolsetVersionWinning()
+    {
+        using var env = new DemoEnvironment();
+
+        var lines = Render(env).Context.Text("dsvm/lock/toolsets.txt").Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+        Assert.Contains("bash=5.2.37-2+b10", lines);
+        Assert.DoesNotContain("bash=5.2.37-2", lines);
+        Assert.Contains("apt=3.0.4", lines);
+        Assert.DoesNotContain(lines, l => l.StartsWith("fonts-dejavu-core=", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void InstalledTxt_IsSortedLikeCLocaleSort()
+    {
+        using var env = new DemoEnvironment();
+
+        var lines = Render(env).Context.Text("dsvm/lock/installed.txt").Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+        Assert.Equal(lines.Order(StringComparer.Ordinal), lines);
+        // '-' (0x2d) sorts before '=' (0x3d): byte order, not package-name order.
+        Assert.True(
+            Array.IndexOf(lines, "git-man=1:2.47.3-0+deb13u1") < Array.IndexOf(lines, "git=1:2.47.3-0+deb13u1"),
+            string.Join('\n', lines));
+    }
+
+    [Fact]
+    public void InstalledTxt_HoldsEveryPackageOnceWithTheFinalVersion()
+    {
+        using var env = new DemoEnvironment();
+
+        var text = Render(env).Context.Text("dsvm/lock/installed.txt");
+
+        Assert.Equal(
+            [
+                "apt=3.0.4", "bash=5.2.37-2+b10", "bsdutils=1:2.41.5-0+deb13u1", "fonts-dejavu-core=2.37-8",
+                "git-man=1:2.47.3-0+deb13u1", "git=1:2.47.3-0+deb13u1", "jupyterlab=4.2.5-1", "python3=3.13.5-1",
+                "tini=0.19.0-1",
+            ],
+            text.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.EndsWith("\n", text, StringComparison.Ordinal);
+    }
+
+    // ---- Dockerfile ----
+
+    [Fact]
+    public void Dockerfile_InstallsToolsetsBeforeExtraBeforeCopyingSamples()
+    {
+        using var env = new DemoEnvironment();
+
+        var d = Dockerfile(Render(env));
+
+        var toolsets = IndexOf(d, "xargs -a /opt/dsvm/lock/toolsets.txt apt-get install");
+        var extra = IndexOf(d, "xargs -a /opt/dsvm/lock/extra.txt apt-get install");
+        var verify = IndexOf(d, "DSVM-LOCK-MISMATCH");
+        var samples = IndexOf(d, "COPY samples/ /opt/dsvm/samples/");
+        Assert.True(toolsets < extra, "toolsets before extra");
+        Assert.True(extra < verify, "extra before the lock check");
+        Assert.True(verify < samples, "lock check before samples");
+    }
+
+    [Fact]
+    public void Dockerfile_StartsFromTheBaseImageOfTheLock()
+    {
+        using var env = new DemoEnvironment();
+
+        var d = Dockerfile(Render(env));
+
+        Assert.Contains("\nFROM dsvm-base/debian-trixie-main:0123456789abcdef\n", d, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Dockerfile_EndsAsTheUnprivilegedUserWithTiniAsEntrypoint()
+    {
+        using var env = new DemoEnvironment();
+
+        var lines = Dockerfile(Render(env)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+        Assert.Equal("ENTRYPOINT [\"/usr/bin/tini\", \"--\", \"/opt/dsvm/bin/dsvm-start\"]", lines[^1]);
+        Assert.Contains("USER 1000:1000", lines);
+        Assert.True(Array.IndexOf(lines, "USER 1000:1000") > Array.FindIndex(lines, l => l.StartsWith("COPY samples/", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void Dockerfile_QuotesEnvValues()
+    {
+        using var env = new DemoEnvironment();
+
+        var d = Dockerfile(Render(env));
+
+        Assert.Contains("\nENV GREETING=\"say \\\"hi\\\"\" MPLBACKEND=\"Agg\"\n", d, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Dockerfile_QuotesLabels_AndLabelsTheTag()
+    {
+        using var env = new DemoEnvironment();
+
+        var build = Render(env);
+        var d = Dockerfile(build);
+
+        Assert.Contains("  io.opendsvm.description=\"Demo \\\"quoted\\\" environment\"", d, StringComparison.Ordinal);
+        Assert.Contains("  io.opendsvm.environment=\"demo\"", d, StringComparison.Ordinal);
+        Assert.Contains($"  io.opendsvm.tag=\"{build.Tag}\"", d, StringComparison.Ordinal);
+        Assert.Contains("  io.opendsvm.kernels=\"python3\"", d, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Dockerfile_WithoutExtraPackages_HasNoExtraLayer()
+    {
+        using var env = new DemoEnvironment(DemoEnvironment.SpecText.Replace(
+            "packages: [fonts-dejavu-core]\n", "", StringComparison.Ordinal));
+
+        var build = Render(env, []);
+
+        Assert.DoesNotContain("extra.txt", Dockerfile(build), StringComparison.Ordinal);
+        Assert.Equal("", build.Context.Text("dsvm/lock/extra.txt"));
+    }
+
+    [Fact]
+    public void Dockerfile_CopiesFilesToTheirTargets()
+    {
+        using var env = new DemoEnvironment(DemoEnvironment.SpecText + """
+
+            files:
+              - source: data.csv
+                target: /opt/data/data.csv
+              - source: conf
+                target: /etc/demo
+            """);
+        env.Write("data.csv", "a,b\n1,2\n");
+        env.Write("conf/demo.conf", "x = 1\n");
+
+        var build = Render(env);
+        var d = Dockerfile(build);
+
+        Assert.Contains("\nCOPY files/0 \"/opt/data/data.csv\"\n", d, StringComparison.Ordinal);
+        Assert.Contains("\nCOPY files/1/ \"/etc/demo\"\n", d, StringComparison.Ordinal);
+        Assert.Equal("x = 1\n", build.Context.Text("files/1/demo.conf"));
+    }
+
+    // ---- the rest of the context ----
+
+    [Fact]
+    public void Context_ShipsTheSamplesAndTheSelfCheck()
+    {
+        using var env = new DemoEnvironment();
+
+        var build = Render(env);
+
+        Assert.Equal("{\"cells\": []}", build.Context.Text("samples/hello.ipynb"));
+        Assert.Equal(CheckScript.Render(build.Checks), build.Context.Text("dsvm/runtime/bin/dsvm-selfcheck"));
+        Assert.True(build.Context.Files.Single(f => f.Path == "dsvm/runtime/bin/dsvm-selfcheck").Executable);
+        Assert.Contains(build.Checks, c => c.Target == "/opt/dsvm/samples/hello.ipynb");
+    }
+
+    [Fact]
+    public void Context_SkipsNotebookCheckpointsAndPycache()
+    {
+        using var env = new DemoEnvironment();
+        env.Write("samples/.ipynb_checkpoints/hello-checkpoint.ipynb", "{}");
+        env.Write("samples/__pycache__/x.pyc", "");
+
+        var build = Render(env);
+
+        Assert.DoesNotContain(build.Context.Files, f => f.Path.Contains("checkpoint", StringComparison.Ordinal));
+        Assert.DoesNotContain(build.Context.Files, f => f.Path.Contains("__pycache__", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void BaseImageName_UsesComponentsAndTheFirstSixteenDigestDigits()
+    {
+        var b = new BaseLock
+        {
+            Distribution = "debian", Suite = "trixie", Components = ["main", "contrib", "non-free"],
+            Mirror = BaseSpec.DefaultMirror, RootfsDigest = "sha256:8d9165d80751941f386f43732a47ce4898ef83326824ebeaf18fe81d14d284c7",
+        };
+
+        Assert.Equal("dsvm-base/debian-trixie-main-contrib-non-free:8d9165d80751941f", DockerfileRenderer.BaseImageName(b));
+    }
+}

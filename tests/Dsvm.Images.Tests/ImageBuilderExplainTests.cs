@@ -1,0 +1,85 @@
+using Dsvm.Core.Specs;
+
+namespace Dsvm.Images.Tests;
+
+public sealed class ImageBuilderExplainTests
+{
+    private static readonly EnvironmentSpec Spec = new() { Name = "demo", Directory = "envs/demo" };
+
+    [Fact]
+    public void MissingPinnedVersion_NamesThePackageAndTheLockCommand()
+    {
+        string[] tail =
+        [
+            "Step 6/20 : RUN apt-get update -q  && xargs -a /opt/dsvm/lock/toolsets.txt apt-get install ...",
+            "Reading package lists...",
+            "E: Version '1.2' for 'foo' was not found",
+        ];
+
+        var message = ImageBuilder.Explain(tail, tail[0], Spec);
+
+        Assert.Contains("foo=1.2", message, StringComparison.Ordinal);
+        Assert.Contains("`dsvm env lock envs/demo`", message, StringComparison.Ordinal);
+        Assert.Contains(Path.Combine("envs/demo", "environment.lock"), message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SeveralMissingVersions_AreAllNamedOnce()
+    {
+        string[] tail =
+        [
+            "E: Version '1.2' for 'foo' was not found",
+            "E: Version '1:3.0-1' for 'bar' was not found",
+            "E: Version '1.2' for 'foo' was not found",
+        ];
+
+        var message = ImageBuilder.Explain(tail, "", Spec);
+
+        Assert.Contains("foo=1.2, bar=1:3.0-1 ", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void LockMismatch_ListsTheDiffLines()
+    {
+        string[] tail =
+        [
+            "Step 9/20 : RUN dpkg-query ...",
+            "DSVM-LOCK-MISMATCH: the installed packages differ from environment.lock:",
+            "--- /opt/dsvm/lock/installed.txt",
+            "+++ /tmp/actual.txt",
+            "@@ -1,3 +1,3 @@",
+            " apt=3.0.4",
+            "-bash=5.2.37-2",
+            "+bash=5.2.37-2+b10",
+            " tini=0.19.0-1",
+        ];
+
+        var message = ImageBuilder.Explain(tail, tail[0], Spec);
+
+        Assert.Equal(
+            "the image does not match environment.lock (the base drifted?); run `dsvm env lock` again:\n  -bash=5.2.37-2\n  +bash=5.2.37-2+b10",
+            message);
+    }
+
+    [Fact]
+    public void OtherFailure_NamesTheStepAndTheLastLines_WithoutContainerIds()
+    {
+        string[] tail =
+        [
+            "Step 3/20 : RUN groupadd --gid 1000 dsvm",
+            " ---> Running in 0123456789ab",
+            "groupadd: GID '1000' already exists",
+            "The command '/bin/bash -o pipefail -euc groupadd' returned a non-zero code: 4",
+        ];
+
+        var message = ImageBuilder.Explain(tail, tail[0], Spec);
+
+        Assert.StartsWith("docker build failed at Step 3/20 : RUN groupadd --gid 1000 dsvm:\n", message, StringComparison.Ordinal);
+        Assert.Contains("groupadd: GID '1000' already exists", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("---> Running", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void FailureBeforeAnyStep_SaysTheStart() =>
+        Assert.StartsWith("docker build failed at the start:", ImageBuilder.Explain(["no such image"], "", Spec), StringComparison.Ordinal);
+}
