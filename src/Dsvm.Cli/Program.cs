@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Dsvm.Cli;
-
 using Spectre.Console;
 
 if (Console.IsOutputRedirected)
@@ -11,4 +10,9 @@ if (Console.IsOutputRedirected)
 
 var root = new RootCommand("OpenDSVM: self-hosted data-science virtual machines (environments as code, workspaces, hub)");
 root.Subcommands.Add(EnvCommands.Create());
+foreach (var command in WorkspaceCommands.Create())
+{
+    root.Subcommands.Add(command);
+}
+
 return await root.Parse(args).InvokeAsync();

@@ -44,7 +44,8 @@ public sealed class SizeCatalog
         new("xlarge", 8, 32, 0, SizeClass.General, "8 vCPUs, 32 GiB"),
         new("memory-medium", 2, 16, 0, SizeClass.Memory, "2 vCPUs, 16 GiB: memory-optimised"),
         new("memory-large", 4, 64, 0, SizeClass.Memory, "4 vCPUs, 64 GiB: memory-optimised"),
-        new("gpu-small", 4, 16, 1, SizeClass.Gpu, "4 vCPUs, 16 GiB, 1 GPU"),
+        new("gpu-small", 2, 8, 1, SizeClass.Gpu, "2 vCPUs, 8 GiB, 1 GPU"),
+        new("gpu-medium", 4, 16, 1, SizeClass.Gpu, "4 vCPUs, 16 GiB, 1 GPU"),
         new("gpu-large", 8, 64, 2, SizeClass.Gpu, "8 vCPUs, 64 GiB, 2 GPUs"),
     ];
 

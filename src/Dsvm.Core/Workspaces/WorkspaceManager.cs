@@ -87,6 +87,10 @@ public sealed class WorkspaceManager(
             return existing.State == WorkspaceState.Running ? existing : await StartLockedAsync(existing with { Image = request.Image }, request.GpuMode, size, progress, ct);
         }
 
+        // Refuse what cannot start before anything is recorded or created.
+        var host = await CapacityAsync(ct);
+        GpuPolicy.Decide(request.Environment, request.GpuMode, size, host.Gpus);
+        CheckCapacity(size, host, request.GpuMode);
         var now = time.GetUtcNow();
         var workspace = new Workspace
         {

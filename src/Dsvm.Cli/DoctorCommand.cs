@@ -1,0 +1,88 @@
+using System.CommandLine;
+using Dsvm.Core;
+using Spectre.Console;
+
+namespace Dsvm.Cli;
+
+/// <summary><c>dsvm doctor</c>: is this machine ready, and what can it run?</summary>
+public static class DoctorCommand
+{
+    public sealed record Finding(string Check, bool Ok, string Detail);
+
+    public static Command Create()
+    {
+        var format = Output.FormatOption();
+        var cmd = new Command("doctor", "Check the engine, versions, GPUs and driver, disk and OpenDSVM's own state") { format };
+        cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
+        {
+            var findings = await RunAsync(ct);
+            if (Output.IsJson(p, format))
+            {
+                Output.WriteJson(new { ok = findings.All(f => f.Ok), findings });
+            }
+            else
+            {
+                var table = new Table().Border(TableBorder.Simple).AddColumns("", "check", "detail");
+                foreach (var f in findings)
+                {
+                    table.AddRow(f.Ok ? "[green]✓[/]" : "[red]✗[/]", Markup.Escape(f.Check), Markup.Escape(f.Detail));
+                }
+
+                AnsiConsole.Console.Write(table);
+            }
+
+            return findings.All(f => f.Ok) ? ExitCodes.Ok : ExitCodes.NotReady;
+        }, ct));
+        return cmd;
+    }
+
+    public static async Task<IReadOnlyList<Finding>> RunAsync(CancellationToken ct)
+    {
+        var findings = new List<Finding>();
+        var paths = DsvmPaths.FromEnvironment().EnsureCreated();
+        var docker = new Dsvm.Images.DockerCli(Environment.GetEnvironmentVariable("DSVM_DOCKER") is { Length: > 0 } d ? d : "docker");
+        var info = await docker.RunAsync(["info", "--format",
+            "{{.ServerVersion}}|{{.Driver}}|{{.CgroupDriver}}|{{.CgroupVersion}}|{{.NCPU}}|{{.MemTotal}}|{{.DockerRootDir}}|{{range $k, $v := .Runtimes}}{{$k}},{{end}}"], ct);
+        var engineOk = info.Ok && info.Stdout.Contains('|', StringComparison.Ordinal);
+        if (!engineOk)
+        {
+            findings.Add(new Finding("docker engine", false, $"not reachable: {info.Tail(1)} (./run.sh starts it)"));
+        }
+        else
+        {
+            var f = info.Stdout.Trim().Split('|');
+            findings.Add(new Finding("docker engine", true, $"version {f[0]}, storage {f[1]}, cgroup {f[2]} v{f[3]}"));
+            findings.Add(new Finding("capacity", true, $"{f[4]} CPUs, {Output.Size(long.Parse(f[5], System.Globalization.CultureInfo.InvariantCulture))} memory"));
+            var root = Directory.Exists(f[6]) ? f[6] : "/";
+            var free = new DriveInfo(root).AvailableFreeSpace;
+            findings.Add(new Finding("disk", free > 10L << 30, $"{Output.Size(free)} free under {root}{(free > 10L << 30 ? "" : " (datascience needs ~4 GiB per build; keep 10 GiB free)")}"));
+            var gpus = await new Dsvm.Docker.NvidiaGpuDetector().DetectAsync(ct);
+            var nvidiaRuntime = f[7].Split(',').Contains("nvidia");
+            findings.Add(new Finding("gpus", true, gpus.Count == 0
+                ? "none (GPU sizes fall back to CPU for gpu: optional environments)"
+                : string.Join("; ", gpus.Select(g => $"#{g.Index} {g.Name} {g.MemoryMiB} MiB, driver {g.Driver}")) + (nvidiaRuntime ? ", nvidia runtime" : ", devices passed directly (no nvidia runtime)")));
+        }
+
+        var debootstrap = File.Exists("/usr/sbin/debootstrap");
+        findings.Add(new Finding("debootstrap", debootstrap, debootstrap ? "present (base images)" : "missing: apt-get install debootstrap"));
+        try
+        {
+            var store = new Dsvm.Data.SqliteWorkspaceStore(paths.Database);
+            var count = (await store.ListAsync(null, ct)).Count;
+            findings.Add(new Finding("state", true, $"{paths.Database} ({count} workspace(s))"));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or Microsoft.Data.Sqlite.SqliteException)
+        {
+            findings.Add(new Finding("state", false, $"{paths.Database}: {ex.Message}"));
+        }
+
+        if (engineOk)
+        {
+            var images = await docker.RunAsync(["images", "--filter", "label=io.opendsvm.environment", "--format", "{{.Repository}}:{{.Tag}}"], ct);
+            var latest = images.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(i => i.EndsWith(":latest", StringComparison.Ordinal) && i.StartsWith("dsvm/", StringComparison.Ordinal)).ToList();
+            findings.Add(new Finding("environments", true, latest.Count == 0 ? "none built yet (`dsvm env build`)" : string.Join(", ", latest)));
+        }
+
+        return findings;
+    }
+}

@@ -1,0 +1,51 @@
+using Dsvm.Core;
+using Dsvm.Core.Sizes;
+using Dsvm.Core.Specs;
+using Dsvm.Core.Workspaces;
+using Dsvm.Data;
+using Dsvm.Docker;
+using Dsvm.Images;
+
+namespace Dsvm.Cli;
+
+/// <summary>Local single-machine composition: Docker engine backend, SQLite state under the data folder.</summary>
+public sealed class WorkspaceServices
+{
+    /// <summary>Owner of workspaces made by the local CLI (the hub uses its users' names).</summary>
+    public const string LocalOwner = "local";
+
+    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
+
+    public WorkspaceServices()
+    {
+        var paths = DsvmPaths.FromEnvironment();
+        Images = new ImageServices(paths);
+        Store = new SqliteWorkspaceStore(paths.Database);
+        Sizes = SizeCatalog.Load(Environment.GetEnvironmentVariable("DSVM_SIZES") is { Length: > 0 } f ? f : Path.Combine(paths.Data, SizeCatalog.FileName));
+        Gpus = new NvidiaGpuDetector();
+        Backend = new DockerWorkspaceBackend(new DockerBackendOptions(), Gpus);
+        var timeout = Environment.GetEnvironmentVariable("DSVM_START_TIMEOUT") is { Length: > 0 } t && int.TryParse(t, out var secs) ? secs : 120;
+        Manager = new WorkspaceManager(Backend, Store, Sizes, Gpus, new HttpReadinessProbe(Http), paths, TimeProvider.System,
+            new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(timeout) });
+    }
+
+    public ImageServices Images { get; }
+    public SqliteWorkspaceStore Store { get; }
+    public SizeCatalog Sizes { get; }
+    public NvidiaGpuDetector Gpus { get; }
+    public DockerWorkspaceBackend Backend { get; }
+    public WorkspaceManager Manager { get; }
+
+    /// <summary>The GPU mode an image was built with (its io.opendsvm.gpu label).</summary>
+    public async Task<GpuMode> GpuModeOfAsync(string image, CancellationToken ct) =>
+        await Images.Docker.ImageLabelAsync(image, "io.opendsvm.gpu", ct) switch
+        {
+            "optional" => GpuMode.Optional,
+            "required" => GpuMode.Required,
+            _ => GpuMode.None,
+        };
+
+    /// <summary>The browser URL: JupyterLab under the workspace's base URL, with the token for the local user.</summary>
+    public static string? UrlOf(Workspace w, bool withToken) =>
+        w.Endpoint is null ? null : $"{w.Endpoint.TrimEnd('/')}{w.BaseUrl}lab" + (withToken ? $"?token={w.Token}" : "");
+}

@@ -1,0 +1,45 @@
+using Dsvm.Core.Workspaces;
+using Microsoft.EntityFrameworkCore;
+
+namespace Dsvm.Data;
+
+/// <summary>Row of the workspaces table.</summary>
+public sealed class WorkspaceEntity
+{
+    public string Id { get; set; } = "";
+    public string Name { get; set; } = "";
+    public string Owner { get; set; } = "";
+    public string Environment { get; set; } = "";
+    public string Image { get; set; } = "";
+    public string Size { get; set; } = "";
+    public string Backend { get; set; } = "";
+    public string HomeVolume { get; set; } = "";
+    public string Token { get; set; } = "";
+    public WorkspaceState State { get; set; }
+    public string? ContainerId { get; set; }
+    public string? Endpoint { get; set; }
+    public bool GpuEnabled { get; set; }
+    public bool CpuFallback { get; set; }
+    public string? LastError { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset? StartedAt { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+    public string BackendState { get; set; } = "{}";
+}
+
+public sealed class DsvmDbContext(DbContextOptions<DsvmDbContext> options) : DbContext(options)
+{
+    public DbSet<WorkspaceEntity> Workspaces => Set<WorkspaceEntity>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        var w = modelBuilder.Entity<WorkspaceEntity>();
+        w.ToTable("workspaces");
+        w.HasKey(x => x.Id);
+        w.HasIndex(x => new { x.Owner, x.Name }).IsUnique();
+        w.Property(x => x.State).HasConversion<string>();
+        // SQLite cannot order DateTimeOffset; store UTC ticks-compatible strings consistently.
+        w.Property(x => x.CreatedAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
+        w.Property(x => x.UpdatedAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
+    }
+}

@@ -1,0 +1,110 @@
+using Dsvm.Core.Workspaces;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+
+namespace Dsvm.Data;
+
+/// <summary>
+/// Workspace records in SQLite (the embedded default). WAL mode and a busy timeout let several dsvm processes
+/// share the file; the schema is created on first use.
+/// </summary>
+public sealed class SqliteWorkspaceStore : IWorkspaceStore
+{
+    private readonly DbContextOptions<DsvmDbContext> _options;
+
+    public SqliteWorkspaceStore(string databaseFile)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(databaseFile))!);
+        var connection = new SqliteConnectionStringBuilder { DataSource = databaseFile, DefaultTimeout = 30, Pooling = true }.ToString();
+        _options = new DbContextOptionsBuilder<DsvmDbContext>().UseSqlite(connection).Options;
+        using var db = new DsvmDbContext(_options);
+        db.Database.EnsureCreated();
+        db.Database.ExecuteSqlRaw("PRAGMA journal_mode=WAL;");
+        if (!OperatingSystem.IsWindows())
+        {
+            // Tokens live here: only the owner may read the file.
+            File.SetUnixFileMode(databaseFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+    }
+
+    private DsvmDbContext Open() => new(_options);
+
+    public async Task<Workspace?> FindAsync(string owner, string name, CancellationToken ct)
+    {
+        await using var db = Open();
+        var e = await db.Workspaces.AsNoTracking().FirstOrDefaultAsync(w => w.Owner == owner && w.Name == name, ct);
+        return e is null ? null : ToModel(e);
+    }
+
+    public async Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct)
+    {
+        await using var db = Open();
+        var q = db.Workspaces.AsNoTracking();
+        if (owner is not null)
+        {
+            q = q.Where(w => w.Owner == owner);
+        }
+
+        return (await q.ToListAsync(ct)).Select(ToModel).OrderBy(w => w.Owner, StringComparer.Ordinal).ThenBy(w => w.Name, StringComparer.Ordinal).ToList();
+    }
+
+    public async Task SaveAsync(Workspace workspace, CancellationToken ct)
+    {
+        await using var db = Open();
+        var e = await db.Workspaces.FirstOrDefaultAsync(w => w.Id == workspace.Id, ct);
+        if (e is null)
+        {
+            e = new WorkspaceEntity { Id = workspace.Id };
+            db.Workspaces.Add(e);
+        }
+
+        e.Name = workspace.Name;
+        e.Owner = workspace.Owner;
+        e.Environment = workspace.Environment;
+        e.Image = workspace.Image;
+        e.Size = workspace.Size;
+        e.Backend = workspace.Backend;
+        e.HomeVolume = workspace.HomeVolume;
+        e.Token = workspace.Token;
+        e.State = workspace.State;
+        e.ContainerId = workspace.ContainerId;
+        e.Endpoint = workspace.Endpoint;
+        e.GpuEnabled = workspace.GpuEnabled;
+        e.CpuFallback = workspace.CpuFallback;
+        e.LastError = workspace.LastError;
+        e.CreatedAt = workspace.CreatedAt;
+        e.StartedAt = workspace.StartedAt;
+        e.UpdatedAt = workspace.UpdatedAt;
+        e.BackendState = workspace.BackendState;
+        await db.SaveChangesAsync(ct);
+    }
+
+    public async Task DeleteAsync(string id, CancellationToken ct)
+    {
+        await using var db = Open();
+        await db.Workspaces.Where(w => w.Id == id).ExecuteDeleteAsync(ct);
+    }
+
+    private static Workspace ToModel(WorkspaceEntity e) => new()
+    {
+        Id = e.Id,
+        Name = e.Name,
+        Owner = e.Owner,
+        Environment = e.Environment,
+        Image = e.Image,
+        Size = e.Size,
+        Backend = e.Backend,
+        HomeVolume = e.HomeVolume,
+        Token = e.Token,
+        State = e.State,
+        ContainerId = e.ContainerId,
+        Endpoint = e.Endpoint,
+        GpuEnabled = e.GpuEnabled,
+        CpuFallback = e.CpuFallback,
+        LastError = e.LastError,
+        CreatedAt = e.CreatedAt,
+        StartedAt = e.StartedAt,
+        UpdatedAt = e.UpdatedAt,
+        BackendState = e.BackendState,
+    };
+}

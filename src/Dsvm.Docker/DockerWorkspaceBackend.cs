@@ -1,0 +1,344 @@
+using System.Net;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Docker.DotNet;
+using Docker.DotNet.Models;
+using Dsvm.Core;
+using Dsvm.Core.Sizes;
+using Dsvm.Core.Workspaces;
+
+namespace Dsvm.Docker;
+
+/// <summary>Settings of the local Docker backend.</summary>
+public sealed record DockerBackendOptions
+{
+    /// <summary>Engine endpoint; <c>DOCKER_HOST</c> or the local socket by default.</summary>
+    public Uri Endpoint { get; init; } = DefaultEndpoint();
+
+    /// <summary>Published ports bind here only: workspaces are never reachable from other machines directly.</summary>
+    public string BindAddress { get; init; } = "127.0.0.1";
+
+    public long PidsLimit { get; init; } = 1024;
+
+    public const int JupyterPort = 8888;
+    public const string HomePath = "/home/dsvm";
+    public const string User = "1000:1000";
+
+    public static Uri DefaultEndpoint() =>
+        Environment.GetEnvironmentVariable("DOCKER_HOST") is { Length: > 0 } h ? new Uri(h) : new Uri("unix:///var/run/docker.sock");
+}
+
+/// <summary>
+/// Workspaces as containers of the local engine. The container is disposable (stop removes it); the home is a
+/// named volume that outlives it, so resize is stop + start with new limits on the same home. Every container and
+/// volume carries <c>io.opendsvm.managed=true</c> and <c>io.opendsvm.workspace=ID</c> for reconciliation.
+/// </summary>
+public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOptions options, IGpuDetector gpus) : IWorkspaceBackend
+{
+    public const string ManagedLabel = "io.opendsvm.managed";
+    public const string WorkspaceLabel = "io.opendsvm.workspace";
+
+    public DockerWorkspaceBackend(DockerBackendOptions options, IGpuDetector gpus)
+        : this(new DockerClientConfiguration(options.Endpoint).CreateClient(), options, gpus) { }
+
+    public string Name => "docker";
+
+    private static string ContainerName(WorkspaceStartRequest r) => $"dsvm-{r.Owner}-{r.Name}";
+
+    private static string ContainerRef(WorkspaceHandle handle) =>
+        handle.State.ValueKind == JsonValueKind.Object && handle.State.TryGetProperty("name", out var n) && n.GetString() is { } s ? s : handle.Id;
+
+    public async Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
+    {
+        await EnsureImageAsync(request.Image, ct);
+        await EnsureHomeAsync(request, ct);
+        var name = ContainerName(request);
+        // A container left by a crash or a killed command: the home is separate, so it is safe to replace.
+        await RemoveContainerAsync(name, ct);
+
+        var parameters = CreateParameters(request, name, await NvidiaRuntimeAsync(ct));
+        CreateContainerResponse created;
+        try
+        {
+            created = await client.Containers.CreateContainerAsync(parameters, ct);
+        }
+        catch (DockerApiException ex)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the engine refused the container: {Message(ex)}");
+        }
+
+        try
+        {
+            await client.Containers.StartContainerAsync(created.ID, new ContainerStartParameters(), ct);
+        }
+        catch (DockerApiException ex)
+        {
+            await RemoveContainerAsync(created.ID, CancellationToken.None);
+            throw new WorkspaceStartException(
+                Message(ex).Contains("device driver", StringComparison.OrdinalIgnoreCase) ? WorkspaceFailure.Gpu : WorkspaceFailure.Backend,
+                $"the engine could not start the container: {Message(ex)}");
+        }
+
+        var inspect = await client.Containers.InspectContainerAsync(created.ID, ct);
+        var endpoint = EndpointOf(inspect) ?? throw new WorkspaceStartException(WorkspaceFailure.Backend, "the engine published no port for Jupyter");
+        var state = JsonSerializer.SerializeToElement(new { container = created.ID, name });
+        return new WorkspaceLaunch(new WorkspaceHandle(request.Id, Name, state), endpoint);
+    }
+
+    /// <summary>The container definition: limits from the size, loopback-only port, unprivileged and locked down.</summary>
+    internal CreateContainerParameters CreateParameters(WorkspaceStartRequest request, string name, bool nvidiaRuntime)
+    {
+        var env = new List<string>
+        {
+            $"JUPYTER_TOKEN={request.Token}",
+            $"DSVM_BASE_URL={request.BaseUrl}",
+            $"DSVM_PORT={DockerBackendOptions.JupyterPort}",
+            $"DSVM_WORKSPACE={request.Name}",
+            $"DSVM_SIZE={request.Size.Name}",
+        };
+        var memory = request.Size.MemoryBytes;
+        var host = new HostConfig
+        {
+            NanoCPUs = request.Size.NanoCpus,
+            Memory = memory,
+            MemorySwap = memory,
+            PidsLimit = options.PidsLimit,
+            ShmSize = Math.Min(memory / 4, 2L << 30),
+            CapDrop = ["ALL"],
+            SecurityOpt = ["no-new-privileges"],
+            PortBindings = new Dictionary<string, IList<PortBinding>>
+            {
+                [$"{DockerBackendOptions.JupyterPort}/tcp"] = [new PortBinding { HostIP = options.BindAddress, HostPort = "" }],
+            },
+            Mounts =
+            [
+                new Mount { Type = "volume", Source = request.HomeVolume, Target = DockerBackendOptions.HomePath },
+            ],
+            RestartPolicy = new RestartPolicy { Name = RestartPolicyKind.No },
+        };
+        if (request.Gpu)
+        {
+            GpuMapping.Apply(host, env, request.Size.Gpus, nvidiaRuntime, GpuMapping.HostDevices(), GpuMapping.HostLibraries(),
+                File.Exists("/usr/bin/nvidia-smi") ? "/usr/bin/nvidia-smi" : null);
+        }
+        else
+        {
+            env.Add("CUDA_VISIBLE_DEVICES=");
+        }
+
+        var labels = new Dictionary<string, string>(request.Labels)
+        {
+            [ManagedLabel] = "true",
+            [WorkspaceLabel] = request.Id,
+        };
+        return new CreateContainerParameters
+        {
+            Name = name,
+            Image = request.Image,
+            User = DockerBackendOptions.User,
+            Env = env,
+            Labels = labels,
+            Hostname = request.Name,
+            ExposedPorts = new Dictionary<string, EmptyStruct> { [$"{DockerBackendOptions.JupyterPort}/tcp"] = default },
+            HostConfig = host,
+        };
+    }
+
+    private async Task EnsureImageAsync(string image, CancellationToken ct)
+    {
+        try
+        {
+            await client.Images.InspectImageAsync(image, ct);
+        }
+        catch (DockerImageNotFoundException)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Image, $"image '{image}' is not in the local engine; build it with `dsvm env build`");
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Image, $"image '{image}' is not in the local engine; build it with `dsvm env build`");
+        }
+    }
+
+    private async Task EnsureHomeAsync(WorkspaceStartRequest request, CancellationToken ct)
+    {
+        if (await HomeExistsAsync(request.HomeVolume, ct))
+        {
+            return;
+        }
+
+        await client.Volumes.CreateAsync(new VolumesCreateParameters
+        {
+            Name = request.HomeVolume,
+            Labels = new Dictionary<string, string>
+            {
+                [ManagedLabel] = "true",
+                [WorkspaceLabel] = request.Id,
+                ["io.opendsvm.home"] = "true",
+                ["io.opendsvm.owner"] = request.Owner,
+                ["io.opendsvm.name"] = request.Name,
+            },
+        }, ct);
+    }
+
+    public async Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct)
+    {
+        try
+        {
+            await client.Volumes.InspectAsync(homeVolume, ct);
+            return true;
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return false;
+        }
+    }
+
+    private async Task<bool> NvidiaRuntimeAsync(CancellationToken ct)
+    {
+        var info = await client.System.GetSystemInfoAsync(ct);
+        return info.Runtimes?.ContainsKey("nvidia") == true;
+    }
+
+    public async Task StopAsync(WorkspaceHandle handle, CancellationToken ct)
+    {
+        var name = ContainerRef(handle);
+        try
+        {
+            await client.Containers.StopContainerAsync(name, new ContainerStopParameters { WaitBeforeKillSeconds = 10 }, ct);
+        }
+        catch (DockerContainerNotFoundException)
+        {
+            return;
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return;
+        }
+
+        await RemoveContainerAsync(name, ct);
+    }
+
+    private async Task RemoveContainerAsync(string nameOrId, CancellationToken ct)
+    {
+        try
+        {
+            await client.Containers.RemoveContainerAsync(nameOrId, new ContainerRemoveParameters { Force = true }, ct);
+        }
+        catch (DockerContainerNotFoundException)
+        {
+        }
+        catch (DockerApiException ex) when (ex.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Conflict)
+        {
+            // Gone already, or removal in progress.
+        }
+    }
+
+    public async Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct)
+    {
+        try
+        {
+            var c = await client.Containers.InspectContainerAsync(ContainerRef(handle), ct);
+            var detail = c.State.Running ? "running" : $"{c.State.Status}, exit code {c.State.ExitCode}{(c.State.OOMKilled ? ", killed: out of memory" : "")}";
+            return new WorkspaceStatus(true, c.State.Running, detail, c.State.Running ? EndpointOf(c) : null);
+        }
+        catch (DockerContainerNotFoundException)
+        {
+            return new WorkspaceStatus(false, false, "container not found");
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return new WorkspaceStatus(false, false, "container not found");
+        }
+    }
+
+    public async Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct)
+    {
+        await RemoveContainerAsync(ContainerRef(handle), ct);
+        if (!keepHome)
+        {
+            try
+            {
+                await client.Volumes.RemoveAsync(homeVolume, force: false, ct);
+            }
+            catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+            {
+            }
+            catch (DockerApiException ex)
+            {
+                throw new DsvmException($"the home volume {homeVolume} could not be removed: {Message(ex)}");
+            }
+        }
+    }
+
+    public async Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct)
+    {
+        try
+        {
+            using var stream = await client.Containers.GetContainerLogsAsync(ContainerRef(handle), tty: false,
+                new ContainerLogsParameters { ShowStdout = true, ShowStderr = true, Tail = tailLines.ToString(System.Globalization.CultureInfo.InvariantCulture) }, ct);
+            var (stdout, stderr) = await stream.ReadOutputToEndAsync(ct);
+            // Jupyter logs to stderr; keep the engine's order as well as we can by joining.
+            return string.Join('\n', (stdout + stderr).Split('\n').TakeLast(tailLines));
+        }
+        catch (DockerContainerNotFoundException)
+        {
+            return "";
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return "";
+        }
+    }
+
+    public async IAsyncEnumerable<ManagedResource> ListManagedAsync([EnumeratorCancellation] CancellationToken ct)
+    {
+        var containers = await client.Containers.ListContainersAsync(new ContainersListParameters
+        {
+            All = true,
+            Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [$"{ManagedLabel}=true"] = true } },
+        }, ct);
+        foreach (var c in containers)
+        {
+            if (!c.Labels.TryGetValue(WorkspaceLabel, out var id))
+            {
+                continue;
+            }
+
+            var name = c.Names.FirstOrDefault()?.TrimStart('/') ?? c.ID;
+            yield return new ManagedResource(id, name, c.State == "running",
+                new WorkspaceHandle(id, Name, JsonSerializer.SerializeToElement(new { container = c.ID, name })));
+        }
+    }
+
+    public async Task<HostCapacity> GetCapacityAsync(CancellationToken ct)
+    {
+        var info = await client.System.GetSystemInfoAsync(ct);
+        var detected = await gpus.DetectAsync(ct);
+        return new HostCapacity((int)info.NCPU, info.MemTotal, detected.Count);
+    }
+
+    private Uri? EndpointOf(ContainerInspectResponse c)
+    {
+        if (c.NetworkSettings?.Ports is { } ports
+            && ports.TryGetValue($"{DockerBackendOptions.JupyterPort}/tcp", out var bindings)
+            && bindings?.FirstOrDefault() is { } b && !string.IsNullOrEmpty(b.HostPort))
+        {
+            return new Uri($"http://{options.BindAddress}:{b.HostPort}/");
+        }
+
+        return null;
+    }
+
+    private static string Message(DockerApiException ex)
+    {
+        try
+        {
+            return JsonDocument.Parse(ex.ResponseBody).RootElement.GetProperty("message").GetString() ?? ex.Message;
+        }
+        catch (JsonException)
+        {
+            return ex.ResponseBody ?? ex.Message;
+        }
+    }
+}
