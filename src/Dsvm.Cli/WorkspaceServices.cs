@@ -14,8 +14,6 @@ public sealed class WorkspaceServices
     /// <summary>Owner of workspaces made by the local CLI (the hub uses its users' names).</summary>
     public const string LocalOwner = "local";
 
-    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
-
     public WorkspaceServices()
     {
         var paths = DsvmPaths.FromEnvironment();
@@ -25,7 +23,7 @@ public sealed class WorkspaceServices
         Gpus = new NvidiaGpuDetector();
         Backend = new DockerWorkspaceBackend(new DockerBackendOptions(), Gpus);
         var timeout = Environment.GetEnvironmentVariable("DSVM_START_TIMEOUT") is { Length: > 0 } t && int.TryParse(t, out var secs) ? secs : 120;
-        Manager = new WorkspaceManager(Backend, Store, Sizes, Gpus, new HttpReadinessProbe(Http), paths, TimeProvider.System,
+        Manager = new WorkspaceManager(Backend, Store, Sizes, Gpus, new HttpReadinessProbe(), paths, TimeProvider.System,
             new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(timeout) });
     }
 

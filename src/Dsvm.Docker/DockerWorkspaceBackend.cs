@@ -79,10 +79,19 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
                 $"the engine could not start the container: {Message(ex)}");
         }
 
-        var inspect = await client.Containers.InspectContainerAsync(created.ID, ct);
-        var endpoint = EndpointOf(inspect) ?? throw new WorkspaceStartException(WorkspaceFailure.Backend, "the engine published no port for Jupyter");
         var state = JsonSerializer.SerializeToElement(new { container = created.ID, name });
-        return new WorkspaceLaunch(new WorkspaceHandle(request.Id, Name, state), endpoint);
+        var handle = new WorkspaceHandle(request.Id, Name, state);
+        var inspect = await client.Containers.InspectContainerAsync(created.ID, ct);
+        if (EndpointOf(inspect) is not { } endpoint)
+        {
+            // Exited before its port was even published: say why, then clean up.
+            var logs = await GetLogsAsync(handle, 15, CancellationToken.None);
+            await RemoveContainerAsync(created.ID, CancellationToken.None);
+            throw new WorkspaceStartException(WorkspaceFailure.Backend,
+                $"the server exited at once (exit code {inspect.State.ExitCode})" + (logs.Trim().Length > 0 ? $"\nlast log lines:\n{logs.TrimEnd()}" : ""));
+        }
+
+        return new WorkspaceLaunch(handle, endpoint);
     }
 
     /// <summary>The container definition: limits from the size, loopback-only port, unprivileged and locked down.</summary>
@@ -200,23 +209,37 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         return info.Runtimes?.ContainsKey("nvidia") == true;
     }
 
+    /// <summary>Stops (gracefully, then by force) and removes every container of the workspace; the home stays.</summary>
     public async Task StopAsync(WorkspaceHandle handle, CancellationToken ct)
     {
-        var name = ContainerRef(handle);
-        try
+        foreach (var id in await ContainersOfAsync(handle, ct))
         {
-            await client.Containers.StopContainerAsync(name, new ContainerStopParameters { WaitBeforeKillSeconds = 10 }, ct);
-        }
-        catch (DockerContainerNotFoundException)
-        {
-            return;
-        }
-        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
-        {
-            return;
-        }
+            try
+            {
+                await client.Containers.StopContainerAsync(id, new ContainerStopParameters { WaitBeforeKillSeconds = 10 }, ct);
+            }
+            catch (DockerContainerNotFoundException)
+            {
+                continue;
+            }
+            catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+            {
+                continue;
+            }
 
-        await RemoveContainerAsync(name, ct);
+            await RemoveContainerAsync(id, ct);
+        }
+    }
+
+    /// <summary>The workspace's containers: found by its label, so a half-recorded start is cleaned up too.</summary>
+    private async Task<IReadOnlyList<string>> ContainersOfAsync(WorkspaceHandle handle, CancellationToken ct)
+    {
+        var containers = await client.Containers.ListContainersAsync(new ContainersListParameters
+        {
+            All = true,
+            Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [$"{WorkspaceLabel}={handle.Id}"] = true } },
+        }, ct);
+        return containers.Select(c => c.ID).ToList();
     }
 
     private async Task RemoveContainerAsync(string nameOrId, CancellationToken ct)
@@ -254,7 +277,11 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
 
     public async Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct)
     {
-        await RemoveContainerAsync(ContainerRef(handle), ct);
+        foreach (var id in await ContainersOfAsync(handle, ct))
+        {
+            await RemoveContainerAsync(id, ct);
+        }
+
         if (!keepHome)
         {
             try

@@ -10,6 +10,16 @@ public interface IReadinessProbe
 
 public sealed class HttpReadinessProbe(HttpClient http) : IReadinessProbe
 {
+    /// <summary>A probe with its own client: no cookies (a login cookie must never stand in for the token), no proxy.</summary>
+    public HttpReadinessProbe()
+        : this(CreateClient()) { }
+
+    public static HttpClient CreateClient() =>
+        new(new SocketsHttpHandler { UseCookies = false, UseProxy = false, PooledConnectionLifetime = TimeSpan.FromMinutes(1) })
+        {
+            Timeout = TimeSpan.FromSeconds(5),
+        };
+
     public async Task<bool> IsReadyAsync(Uri endpoint, string baseUrl, string token, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(endpoint, baseUrl.TrimStart('/') + "api/status"));
