@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job on one machine (embedded default: local Docker engine, SQLite): prepare the host, build the
-# dsvm tool, build the default `datascience` environment, start a workspace and print its URL.
+# dsvm tool, build the default `datascience` environment (first time: ~8 min), start a workspace on it and
+# print its JupyterLab URL.
 # Extra arguments go to `dsvm up` (e.g. ./run.sh --env minimal --size small).
 set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/host-setup.sh
-dotnet build src/Dsvm.Cli -c Release -o .dsvm/bin -v quiet -nologo >/dev/null
-exec dotnet .dsvm/bin/dsvm.dll env build datascience "$@"
+dotnet build src/Dsvm.Cli -c Release -o .dsvm/bin -v quiet -nologo -clp:ErrorsOnly
+exec dotnet .dsvm/bin/dsvm.dll up "$@"
