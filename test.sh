@@ -10,9 +10,12 @@ rm -rf "$results"
 mkdir -p "$results"
 # One DSVM_HOME for the whole run: the base image, locks and builds are reused across test classes.
 export DSVM_TEST_HOME="${DSVM_TEST_HOME:-/var/tmp/opendsvm-tests}"
+# Under this script a missing engine fails the Docker tests instead of skipping them.
+export DSVM_REQUIRE_DOCKER=1
 
 dotnet build OpenDSVM.slnx -c Release -nologo -v quiet || exit 1
-dotnet test OpenDSVM.slnx -c Release --no-build -nologo \
+# -m:1: test projects run one after another (the Docker tests share the engine and the test home).
+dotnet test OpenDSVM.slnx -c Release --no-build -nologo -m:1 \
   --logger "trx" --results-directory "$results" "$@" 2>&1 | tee "$results/console.log"
 status=${PIPESTATUS[0]}
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine (root) ready for OpenDSVM: installs what is missing from Debian's packages
-# (Docker engine, containerd, runc, debootstrap, plus test tools with --tests) and starts the engine if it is
+# (Docker engine, containerd, runc, debootstrap; with --tests, what the tests need too) and starts the engine if it is
 # not running. Safe to run again: it only does what is missing.
 set -euo pipefail
 
@@ -21,7 +21,7 @@ fi
 
 packages=(docker.io containerd runc debootstrap tini iproute2 procps curl ca-certificates)
 if [ "$want_tests" -eq 1 ]; then
-  packages+=(postgresql chromium)
+  packages+=(git)
 fi
 
 missing=()

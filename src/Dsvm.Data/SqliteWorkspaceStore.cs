@@ -15,16 +15,26 @@ public sealed class SqliteWorkspaceStore : IWorkspaceStore
     public SqliteWorkspaceStore(string databaseFile)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(databaseFile))!);
+        if (!OperatingSystem.IsWindows())
+        {
+            // Tokens live here: only the owner may read the file. It is created 0600 before SQLite opens it, because
+            // SQLite gives the -wal and -shm files (which hold recent writes, tokens included) the database's mode.
+            var ownerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            using (new FileStream(databaseFile, new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.Write, UnixCreateMode = ownerOnly }))
+            {
+            }
+
+            foreach (var file in new[] { databaseFile, databaseFile + "-wal", databaseFile + "-shm" }.Where(File.Exists))
+            {
+                File.SetUnixFileMode(file, ownerOnly);
+            }
+        }
+
         var connection = new SqliteConnectionStringBuilder { DataSource = databaseFile, DefaultTimeout = 30, Pooling = true }.ToString();
         _options = new DbContextOptionsBuilder<DsvmDbContext>().UseSqlite(connection).Options;
         using var db = new DsvmDbContext(_options);
         db.Database.EnsureCreated();
         db.Database.ExecuteSqlRaw("PRAGMA journal_mode=WAL;");
-        if (!OperatingSystem.IsWindows())
-        {
-            // Tokens live here: only the owner may read the file.
-            File.SetUnixFileMode(databaseFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        }
     }
 
     private DsvmDbContext Open() => new(_options);

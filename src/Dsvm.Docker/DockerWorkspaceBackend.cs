@@ -306,7 +306,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
                 new ContainerLogsParameters { ShowStdout = true, ShowStderr = true, Tail = tailLines.ToString(System.Globalization.CultureInfo.InvariantCulture) }, ct);
             var (stdout, stderr) = await stream.ReadOutputToEndAsync(ct);
             // Jupyter logs to stderr; keep the engine's order as well as we can by joining.
-            return string.Join('\n', (stdout + stderr).Split('\n').TakeLast(tailLines));
+            return string.Join('\n', (stdout + stderr).TrimEnd('\n').Split('\n').TakeLast(tailLines));
         }
         catch (DockerContainerNotFoundException)
         {

@@ -36,7 +36,8 @@ public static class GpuMapping
             return;
         }
 
-        var perGpu = hostDevices.Where(d => IsNumberedGpu(d)).OrderBy(d => d, StringComparer.Ordinal).Take(gpus);
+        // By number: ordinal order would put /dev/nvidia10 before /dev/nvidia2.
+        var perGpu = hostDevices.Where(d => IsNumberedGpu(d)).OrderBy(GpuNumber).ThenBy(d => d, StringComparer.Ordinal).Take(gpus);
         var shared = hostDevices.Where(d => !IsNumberedGpu(d));
         host.Devices = perGpu.Concat(shared)
             .Select(d => new DeviceMapping { PathOnHost = d, PathInContainer = d, CgroupPermissions = "rwm" })
@@ -55,6 +56,9 @@ public static class GpuMapping
         env.Add($"LD_LIBRARY_PATH={LibDir}");
         env.Add("CUDA_DEVICE_ORDER=PCI_BUS_ID");
     }
+
+    private static int GpuNumber(string device) =>
+        int.TryParse(device.AsSpan("/dev/nvidia".Length), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n : int.MaxValue;
 
     private static bool IsNumberedGpu(string device) =>
         device.StartsWith("/dev/nvidia", StringComparison.Ordinal) && device.Length > "/dev/nvidia".Length && char.IsAsciiDigit(device["/dev/nvidia".Length]);
