@@ -1,0 +1,118 @@
+using System.Globalization;
+
+namespace Dsvm.Bench;
+
+/// <summary>Command-line options of the benchmark (parsed by hand: a handful of flags).</summary>
+internal sealed record BenchOptions
+{
+    public const string DefaultHome = "/var/tmp/opendsvm-bench";
+
+    public const string Usage = """
+        OpenDSVM benchmark: prints tables (or JSON); it measures, it never asserts timings.
+
+        usage: bench/run.sh [options]
+          --suite build|workspaces|all   which suite to run (default: all)
+          --envs minimal,datascience     environments of the build suite (default: both)
+          --runs N                       sequential workspace starts (default: 20)
+          --concurrent N                 workspaces started at once (default: 20)
+          --home DIR                     the benchmark's own DSVM data folder (default: /var/tmp/opendsvm-bench)
+          --output table|json            output format (default: table); progress always goes to stderr
+          --cli PATH                     dsvm.dll for the CLI row (default: src/Dsvm.Cli/bin/Release/net10.0/dsvm.dll)
+          --skip-cold                    leave out the cold (--no-cache) builds, which take minutes
+          --help                         this text
+        """;
+
+    public bool RunBuild { get; init; } = true;
+    public bool RunWorkspaces { get; init; } = true;
+    public IReadOnlyList<string> Envs { get; init; } = ["minimal", "datascience"];
+    public int Runs { get; init; } = 20;
+    public int Concurrent { get; init; } = 20;
+    public string Home { get; init; } = DefaultHome;
+    public bool Json { get; init; }
+    public bool SkipCold { get; init; }
+    public string? CliDll { get; init; }
+    public bool Help { get; init; }
+
+    /// <summary>Parses <c>--name value</c> and <c>--name=value</c>; throws <see cref="ArgumentException"/> with a clear message.</summary>
+    public static BenchOptions Parse(IReadOnlyList<string> args)
+    {
+        var o = new BenchOptions();
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            string? inline = null;
+            var eq = arg.IndexOf('=', StringComparison.Ordinal);
+            if (arg.StartsWith("--", StringComparison.Ordinal) && eq > 0)
+            {
+                inline = arg[(eq + 1)..];
+                arg = arg[..eq];
+            }
+
+            string Value()
+            {
+                if (inline is not null)
+                {
+                    return inline;
+                }
+
+                if (i + 1 >= args.Count)
+                {
+                    throw new ArgumentException($"{arg} needs a value");
+                }
+
+                return args[++i];
+            }
+
+            o = arg switch
+            {
+                "--suite" => Value() switch
+                {
+                    "build" => o with { RunBuild = true, RunWorkspaces = false },
+                    "workspaces" => o with { RunBuild = false, RunWorkspaces = true },
+                    "all" => o with { RunBuild = true, RunWorkspaces = true },
+                    var v => throw new ArgumentException($"--suite must be build, workspaces or all (not '{v}')"),
+                },
+                "--envs" => o with { Envs = ParseEnvs(Value()) },
+                "--runs" => o with { Runs = PositiveInt(arg, Value()) },
+                "--concurrent" => o with { Concurrent = PositiveInt(arg, Value()) },
+                "--home" => o with { Home = Path.GetFullPath(Value()) },
+                "--output" or "-o" => Value() switch
+                {
+                    "json" => o with { Json = true },
+                    "table" or "text" => o with { Json = false },
+                    var v => throw new ArgumentException($"--output must be table or json (not '{v}')"),
+                },
+                "--cli" => o with { CliDll = Path.GetFullPath(Value()) },
+                "--skip-cold" => o with { SkipCold = true },
+                "--help" or "-h" => o with { Help = true },
+                _ => throw new ArgumentException($"unknown argument '{args[i]}' (see --help)"),
+            };
+        }
+
+        return o;
+    }
+
+    private static List<string> ParseEnvs(string value)
+    {
+        var envs = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Distinct(StringComparer.Ordinal).ToList();
+        if (envs.Count == 0)
+        {
+            throw new ArgumentException("--envs needs at least one environment name");
+        }
+
+        foreach (var env in envs)
+        {
+            if (env.Contains('/', StringComparison.Ordinal) || env.Contains("..", StringComparison.Ordinal))
+            {
+                throw new ArgumentException($"--envs takes curated environment names (folders of environments/), not paths: '{env}'");
+            }
+        }
+
+        return envs;
+    }
+
+    private static int PositiveInt(string name, string value) =>
+        int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0
+            ? n
+            : throw new ArgumentException($"{name} must be a positive whole number (not '{value}')");
+}

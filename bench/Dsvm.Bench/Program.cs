@@ -1,0 +1,91 @@
+using Dsvm.Bench;
+using Dsvm.Core;
+using Dsvm.Images;
+using Spectre.Console;
+
+// OpenDSVM benchmark: build and workspace timings as tables (or JSON). It measures and reports; it never fails on
+// a timing. It works in its own DSVM data folder on copies of the curated environments.
+BenchOptions options;
+try
+{
+    options = BenchOptions.Parse(args);
+}
+catch (ArgumentException ex)
+{
+    await Console.Error.WriteLineAsync($"error: {ex.Message}");
+    return 2;
+}
+
+if (options.Help)
+{
+    Console.WriteLine(BenchOptions.Usage);
+    return 0;
+}
+
+using var cts = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
+{
+    // The first Ctrl-C stops the measurements and lets the clean-up run; a second one ends the process.
+    if (!cts.IsCancellationRequested)
+    {
+        e.Cancel = true;
+        Log.Warn("stopping: cleaning up what the benchmark made (Ctrl-C again to quit at once)");
+        cts.Cancel();
+    }
+};
+
+try
+{
+    var home = new BenchHome(options.Home, BenchHome.FindRepoRoot());
+    var images = new ImageServices(home.Paths);
+    await images.Docker.EnsureEngineAsync(cts.Token);
+    var started = DateTimeOffset.UtcNow;
+    var host = await HostInfoAsync(images.Docker, cts.Token);
+
+    BuildSuiteResult? build = null;
+    WorkspaceSuiteResult? workspaces = null;
+    if (options.RunBuild)
+    {
+        Log.Say($"build suite: {string.Join(", ", options.Envs)}{(options.SkipCold ? " (cold builds skipped)" : "")}");
+        build = await new BuildSuite(options, home, images).RunAsync(cts.Token);
+    }
+
+    if (options.RunWorkspaces)
+    {
+        Log.Say($"workspace suite: {options.Runs} sequential, {options.Concurrent} at once");
+        workspaces = await new WorkspaceSuite(options, home, images).RunAsync(cts.Token);
+    }
+
+    var report = new BenchReport(started, host, home.Root, build, workspaces);
+    if (options.Json)
+    {
+        Report.WriteJson(report);
+    }
+    else
+    {
+        Report.WriteTables(report);
+    }
+
+    return 0;
+}
+catch (OperationCanceledException) when (cts.IsCancellationRequested)
+{
+    await Console.Error.WriteLineAsync("stopped");
+    return 130;
+}
+catch (DsvmException ex)
+{
+    AnsiConsole.Console.MarkupLine($"[red]error:[/] {Markup.Escape(ex.Message)}");
+    return 1;
+}
+
+static async Task<HostInfo> HostInfoAsync(DockerCli docker, CancellationToken ct)
+{
+    var info = await docker.RunAsync(["info", "--format", "{{.ServerVersion}} {{.CgroupDriver}}/v{{.CgroupVersion}}"], ct);
+    var parts = info.Ok ? info.Stdout.Trim().Split(' ', 2) : [];
+    return new HostInfo(
+        Environment.ProcessorCount,
+        Math.Round(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024.0 * 1024 * 1024), 1),
+        parts.Length > 0 ? parts[0] : null,
+        parts.Length > 1 ? "cgroup " + parts[1] : null);
+}
