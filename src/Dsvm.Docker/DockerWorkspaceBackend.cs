@@ -203,10 +203,23 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         }
     }
 
-    private async Task<bool> NvidiaRuntimeAsync(CancellationToken ct)
+    private async Task<bool> NvidiaRuntimeAsync(CancellationToken ct) =>
+        (await SystemInfoAsync(ct)).Runtimes?.ContainsKey("nvidia") == true;
+
+    private (SystemInfoResponse Info, long At)? _systemInfo;
+
+    /// <summary>The engine's info (CPUs, memory, runtimes), cached for a minute: it is on every start's path.</summary>
+    private async Task<SystemInfoResponse> SystemInfoAsync(CancellationToken ct)
     {
+        var now = Environment.TickCount64;
+        if (_systemInfo is { } cached && now - cached.At < 60_000)
+        {
+            return cached.Info;
+        }
+
         var info = await client.System.GetSystemInfoAsync(ct);
-        return info.Runtimes?.ContainsKey("nvidia") == true;
+        _systemInfo = (info, now);
+        return info;
     }
 
     /// <summary>Stops (gracefully, then by force) and removes every container of the workspace; the home stays.</summary>
@@ -340,7 +353,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
 
     public async Task<HostCapacity> GetCapacityAsync(CancellationToken ct)
     {
-        var info = await client.System.GetSystemInfoAsync(ct);
+        var info = await SystemInfoAsync(ct);
         var detected = await gpus.DetectAsync(ct);
         return new HostCapacity((int)info.NCPU, info.MemTotal, detected.Count);
     }

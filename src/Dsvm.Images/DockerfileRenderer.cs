@@ -194,6 +194,9 @@ public static class DockerfileRenderer
         c.ServerApp.quit_button = False
         c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
         c.LabApp.news_url = None
+        # Faster start (~0.3 s): no classic-notebook shim, no extension manager (no package index offline anyway).
+        c.ServerApp.jpserver_extensions = {"notebook_shim": False}
+        c.LabApp.extension_manager = "readonly"
 
         """;
 }
