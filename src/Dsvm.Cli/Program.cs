@@ -10,6 +10,7 @@ if (Console.IsOutputRedirected)
 
 var root = new RootCommand("OpenDSVM: self-hosted data-science virtual machines (environments as code, workspaces, hub)");
 root.Subcommands.Add(EnvCommands.Create());
+root.Subcommands.Add(HubCommands.Create());
 foreach (var command in WorkspaceCommands.Create())
 {
     root.Subcommands.Add(command);

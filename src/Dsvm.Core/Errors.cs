@@ -91,3 +91,17 @@ public sealed class WorkspaceStartException(WorkspaceFailure reason, string mess
 
     public override string Kind => "workspace";
 }
+
+/// <summary>The caller may not do this (wrong owner, missing scope, quota reached).</summary>
+public sealed class ForbiddenException(string message) : DsvmException(message)
+{
+    public override string Kind => "forbidden";
+}
+
+/// <summary>Too much at once: try again after <see cref="RetryAfter"/>.</summary>
+public sealed class TooManyRequestsException(string message, TimeSpan retryAfter) : DsvmException(message)
+{
+    public TimeSpan RetryAfter { get; } = retryAfter;
+
+    public override string Kind => "too-many-requests";
+}

@@ -62,6 +62,14 @@ public sealed class WorkspaceManager(
     public async Task<Workspace> GetAsync(string owner, string name, CancellationToken ct) =>
         await store.FindAsync(owner, name, ct) ?? throw new NotFoundException($"no workspace '{name}' (see `dsvm ls`)");
 
+    /// <summary>Throws the error a start would meet on GPU policy or capacity, before anything is recorded or started.</summary>
+    public async Task CheckStartableAsync(string environment, GpuMode gpuMode, MachineSize size, CancellationToken ct)
+    {
+        var host = await CapacityAsync(ct);
+        GpuPolicy.Decide(environment, gpuMode, size, host.Gpus);
+        CheckCapacity(size, host, gpuMode);
+    }
+
     /// <summary>Creates (or starts again) a workspace and waits until its Jupyter server answers.</summary>
     public async Task<Workspace> UpAsync(CreateWorkspaceRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {

@@ -1,0 +1,87 @@
+using System.CommandLine;
+using Dsvm.Core;
+using Dsvm.Core.Sizes;
+using Dsvm.Core.Specs;
+using Dsvm.Data;
+using Dsvm.Docker;
+using Dsvm.Hub;
+using Dsvm.Hub.Services;
+using Dsvm.Images;
+using Microsoft.Extensions.Hosting;
+using Spectre.Console;
+
+namespace Dsvm.Cli;
+
+/// <summary><c>dsvm hub serve</c>: the multi-user hub on this machine's engine.</summary>
+public static class HubCommands
+{
+    public static Command Create()
+    {
+        var hub = new Command("hub", "The multi-user hub: REST API, web UI and authenticating proxy to each workspace");
+        var listen = new Option<string>("--listen") { Description = "Address to listen on", DefaultValueFactory = _ => new HubOptions().Listen };
+        var idle = new Option<int?>("--idle-timeout") { Description = "Minutes of inactivity (the server's own report) before a workspace is stopped" };
+        var serve = new Command("serve", "Run the hub in the foreground (Ctrl-C stops the hub; workspaces keep running)") { listen, idle };
+        serve.SetAction((p, ct) => Output.RunAsync(p, null, async ct =>
+        {
+            var paths = DsvmPaths.FromEnvironment().EnsureCreated();
+            var images = new ImageServices(paths);
+            await images.Docker.EnsureEngineAsync(ct);
+            var gpus = new NvidiaGpuDetector();
+            var options = new HubOptions
+            {
+                Listen = p.GetValue(listen)!,
+                AdminPassword = Environment.GetEnvironmentVariable("DSVM_HUB_ADMIN_PASSWORD"),
+                IdleTimeout = p.GetValue(idle) is { } minutes ? TimeSpan.FromMinutes(minutes) : new HubOptions().IdleTimeout,
+            };
+            var app = HubHost.Build(options, new HubDependencies
+            {
+                Backend = new DockerWorkspaceBackend(new DockerBackendOptions(), gpus),
+                Store = new SqliteWorkspaceStore(paths.Database),
+                Gpus = gpus,
+                Environments = new DockerEnvironmentCatalog(images),
+                Paths = paths,
+                Sizes = SizeCatalog.Load(Environment.GetEnvironmentVariable("DSVM_SIZES") is { Length: > 0 } f ? f : Path.Combine(paths.Data, SizeCatalog.FileName)),
+            });
+            var password = await HubHost.InitializeAsync(app, ct);
+            if (password is not null)
+            {
+                AnsiConsole.Console.MarkupLine($"[yellow]first start:[/] created user [bold]{Markup.Escape(options.AdminName)}[/] with password [bold]{Markup.Escape(password)}[/] (shown once; change it with POST /api/v1/me/password)");
+            }
+
+            await app.StartAsync(ct);
+            AnsiConsole.Console.MarkupLine($"[green]✓[/] hub listening on {Markup.Escape(string.Join(", ", app.Urls))}; open {Markup.Escape(app.Urls.First())}/hub/");
+            await app.WaitForShutdownAsync(ct);
+            return ExitCodes.Ok;
+        }, ct));
+        hub.Subcommands.Add(serve);
+        return hub;
+    }
+}
+
+/// <summary>The hub's environments: images built here (dsvm/ENV:latest), with their GPU mode from their labels.</summary>
+public sealed class DockerEnvironmentCatalog(ImageServices images) : IEnvironmentCatalog
+{
+    public async Task<IReadOnlyList<HubEnvironment>> ListAsync(CancellationToken ct)
+    {
+        var result = new List<HubEnvironment>();
+        foreach (var group in (await images.Inspector.ListAsync(ct)).GroupBy(i => i.Environment))
+        {
+            var image = $"dsvm/{group.Key}:latest";
+            if (!await images.Docker.ImageExistsAsync(image, ct))
+            {
+                continue;
+            }
+
+            var gpu = await images.Docker.ImageLabelAsync(image, "io.opendsvm.gpu", ct) switch
+            {
+                "optional" => GpuMode.Optional,
+                "required" => GpuMode.Required,
+                _ => GpuMode.None,
+            };
+            var description = await images.Docker.ImageLabelAsync(image, "io.opendsvm.description", ct) ?? "";
+            result.Add(new HubEnvironment(group.Key, image, gpu, description, group.First().SizeBytes));
+        }
+
+        return result;
+    }
+}

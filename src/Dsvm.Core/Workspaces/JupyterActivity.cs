@@ -1,0 +1,168 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace Dsvm.Core.Workspaces;
+
+/// <summary>
+/// What a Jupyter server says about itself: the latest activity it saw (API requests, kernel messages, terminals),
+/// its kernels, how many of them are executing, and how many kernel connections are open.
+/// </summary>
+public sealed record JupyterActivity(DateTimeOffset LastActivity, int Kernels, int BusyKernels, int Connections);
+
+/// <summary>Reads a workspace's activity from its own Jupyter server (never from a proxy's traffic).</summary>
+public interface IJupyterActivityClient
+{
+    /// <summary>The server's own report, or null when it does not answer (not running, not listening).</summary>
+    Task<JupyterActivity?> GetAsync(Workspace w, CancellationToken ct);
+}
+
+/// <summary>
+/// Asks the server with the workspace token: <c>GET {base}api/status</c> (last_activity, started, kernels,
+/// connections) and <c>GET {base}api/kernels</c> (each kernel's execution_state and last_activity). The kernel list
+/// is asked with <c>no_track_activity</c> so that the culler's own request does not count as activity.
+/// A server that cannot be reached or times out gives null; one that answers an error or an unreadable body throws.
+/// </summary>
+public sealed partial class HttpJupyterActivityClient(HttpClient http) : IJupyterActivityClient
+{
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>A client of its own: no cookies (only the token authenticates), no proxy.</summary>
+    public HttpJupyterActivityClient()
+        : this(HttpReadinessProbe.CreateClient()) { }
+
+    public async Task<JupyterActivity?> GetAsync(Workspace w, CancellationToken ct)
+    {
+        if (w.Endpoint is null || !Uri.TryCreate(w.Endpoint, UriKind.Absolute, out var endpoint))
+        {
+            return null;
+        }
+
+        var root = new Uri(endpoint, w.BaseUrl.TrimStart('/'));
+        using var status = await GetJsonAsync(new Uri(root, "api/status"), w.Token, ct);
+        if (status is null)
+        {
+            return null;
+        }
+
+        using var kernels = await GetJsonAsync(new Uri(root, "api/kernels?no_track_activity=1"), w.Token, ct);
+        return kernels is null ? null : Parse(status.RootElement, kernels.RootElement);
+    }
+
+    /// <summary>Combines the two answers; throws <see cref="InvalidDataException"/> on anything unexpected.</summary>
+    internal static JupyterActivity Parse(JsonElement status, JsonElement kernels)
+    {
+        if (status.ValueKind != JsonValueKind.Object)
+        {
+            throw new InvalidDataException("api/status did not answer a JSON object");
+        }
+
+        if (kernels.ValueKind != JsonValueKind.Array)
+        {
+            throw new InvalidDataException("api/kernels did not answer a JSON array");
+        }
+
+        var last = status.TryGetProperty("last_activity", out var la) && la.ValueKind == JsonValueKind.String
+            ? ParseTime(la.GetString()!, "api/status last_activity")
+            : (DateTimeOffset?)null;
+        int count = 0, busy = 0, kernelConnections = 0;
+        foreach (var k in kernels.EnumerateArray())
+        {
+            if (k.ValueKind != JsonValueKind.Object)
+            {
+                throw new InvalidDataException("api/kernels listed something that is not a kernel");
+            }
+
+            count++;
+            if (k.TryGetProperty("execution_state", out var state) && state.ValueKind == JsonValueKind.String
+                && string.Equals(state.GetString(), "busy", StringComparison.Ordinal))
+            {
+                busy++;
+            }
+
+            if (k.TryGetProperty("last_activity", out var kla) && kla.ValueKind == JsonValueKind.String)
+            {
+                var t = ParseTime(kla.GetString()!, "api/kernels last_activity");
+                last = last is null || t > last ? t : last;
+            }
+
+            if (k.TryGetProperty("connections", out var kc) && kc.TryGetInt32(out var n))
+            {
+                kernelConnections += n;
+            }
+        }
+
+        if (last is null)
+        {
+            throw new InvalidDataException("api/status gave no last_activity");
+        }
+
+        var connections = status.TryGetProperty("connections", out var c) && c.ValueKind == JsonValueKind.Number && c.TryGetInt32(out var sc)
+            ? sc
+            : kernelConnections;
+        return new JupyterActivity(last.Value, count, busy, connections);
+    }
+
+    /// <summary>
+    /// An ISO 8601 time as jupyter_server writes it (<c>2025-01-31T09:15:02.123456Z</c>; no fraction when it is
+    /// zero); an offset instead of Z, a missing zone (taken as UTC) and fractions finer than 100 ns are accepted too.
+    /// </summary>
+    internal static DateTimeOffset ParseTime(string value, string what)
+    {
+        var m = IsoTime().Match(value.Trim());
+        if (!m.Success)
+        {
+            throw new InvalidDataException($"{what} is not an ISO 8601 time: '{value}'");
+        }
+
+        var fraction = m.Groups["fraction"].Value;
+        var zone = m.Groups["zone"].Value;
+        var text = m.Groups["main"].Value
+            + (fraction.Length > 0 ? "." + fraction[..Math.Min(fraction.Length, 7)] : "")
+            + (zone.Length == 0 || zone is "Z" or "z" ? "Z" : zone);
+        return DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var t)
+            ? t
+            : throw new InvalidDataException($"{what} is not an ISO 8601 time: '{value}'");
+    }
+
+    [GeneratedRegex(@"^(?<main>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?)(\.(?<fraction>\d+))?(?<zone>[Zz]|[+-]\d{2}:?\d{2})?$")]
+    private static partial Regex IsoTime();
+
+    /// <summary>The parsed body of a successful answer; null when the server cannot be reached or does not answer in time.</summary>
+    private async Task<JsonDocument?> GetJsonAsync(Uri uri, string token, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, uri);
+        request.Headers.Authorization = new AuthenticationHeaderValue("token", token);
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(RequestTimeout);
+        try
+        {
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
+            if (!response.IsSuccessStatusCode)
+            {
+                throw new HttpRequestException(
+                    $"{uri.AbsolutePath} answered {(int)response.StatusCode} {response.ReasonPhrase}", null, response.StatusCode);
+            }
+
+            await using var body = await response.Content.ReadAsStreamAsync(timeout.Token);
+            try
+            {
+                return await JsonDocument.ParseAsync(body, default, timeout.Token);
+            }
+            catch (JsonException ex)
+            {
+                throw new InvalidDataException($"{uri.AbsolutePath} answered something that is not JSON: {ex.Message}", ex);
+            }
+        }
+        catch (HttpRequestException ex) when (ex.StatusCode is null)
+        {
+            return null; // refused, reset, unreachable: nothing is listening there
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            return null; // no answer in time
+        }
+    }
+}

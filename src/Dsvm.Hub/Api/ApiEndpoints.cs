@@ -1,0 +1,238 @@
+using System.Security.Claims;
+using System.Text.Json;
+using Dsvm.Core;
+using Dsvm.Core.Workspaces;
+using Dsvm.Hub.Auth;
+using Dsvm.Hub.Data;
+using Dsvm.Hub.Services;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Dsvm.Hub.Api;
+
+/// <summary>The REST API under <c>/api/v1</c>.</summary>
+public static class ApiEndpoints
+{
+    public const string ReadPolicy = "read";
+    public const string WorkspacesPolicy = "workspaces";
+    public const string AdminPolicy = "admin";
+
+    public static void Map(IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/api/v1").WithTags("OpenDSVM");
+        MapAccounts(api);
+        MapCatalog(api);
+        MapWorkspaces(api);
+    }
+
+    private static async Task<HubUser> CurrentAsync(ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
+        await accounts.FindUserAsync(p.Name(), ct) ?? throw new ForbiddenException("this account no longer exists");
+
+    private static void CheckAccess(ClaimsPrincipal p, string owner)
+    {
+        if (p.Name() != owner && !p.IsAdmin())
+        {
+            // Not "forbidden": someone else's workspace does not exist as far as this caller is concerned.
+            throw new NotFoundException("no such workspace");
+        }
+    }
+
+    private static void MapAccounts(RouteGroupBuilder api)
+    {
+        api.MapPost("/login", async (LoginRequest body, HttpContext http, Accounts accounts, LoginThrottle throttle, CancellationToken ct) =>
+        {
+            throttle.ThrowIfBlocked(body.Name);
+            var user = await accounts.VerifyPasswordAsync(body.Name, body.Password, ct);
+            if (user is null)
+            {
+                throttle.Failed(body.Name);
+                return Results.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "unauthorized", detail: "wrong user name or password");
+            }
+
+            throttle.Succeeded(body.Name);
+            await http.SignInAsync(HubClaims.CookieScheme, HubClaims.Principal(user, HubClaims.SessionScopes(user), HubClaims.CookieScheme));
+            IssueCsrfCookie(http);
+            return Results.Ok(UserDto.From(user));
+        }).AllowAnonymous().WithSummary("Log in with a password; sets the session cookie (browsers)");
+
+        api.MapPost("/logout", async (HttpContext http) =>
+        {
+            await http.SignOutAsync(HubClaims.CookieScheme);
+            http.Response.Cookies.Delete(HubClaims.CsrfCookie);
+            return Results.NoContent();
+        }).AllowAnonymous();
+
+        api.MapGet("/me", async (ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
+            UserDto.From(await CurrentAsync(p, accounts, ct))).RequireAuthorization(ReadPolicy);
+
+        api.MapPost("/me/password", async (PasswordRequest body, ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
+        {
+            await accounts.SetPasswordAsync(p.Name(), body.Password, ct);
+            return Results.NoContent();
+        }).RequireAuthorization(WorkspacesPolicy);
+
+        var users = api.MapGroup("/users").RequireAuthorization(AdminPolicy);
+        users.MapGet("/", async (Accounts accounts, CancellationToken ct) => (await accounts.ListUsersAsync(ct)).Select(UserDto.From));
+        users.MapPost("/", async (CreateUserRequest body, Accounts accounts, CancellationToken ct) =>
+        {
+            var u = await accounts.CreateUserAsync(body.Name, body.Password, body.Admin, null, ct);
+            return Results.Created($"/api/v1/users/{u.Name}", UserDto.From(u));
+        });
+        users.MapDelete("/{name}", async (string name, Accounts accounts, CancellationToken ct) =>
+        {
+            await accounts.DeleteUserAsync(name, ct);
+            return Results.NoContent();
+        });
+        users.MapPut("/{name}/quota", async (string name, Quota quota, Accounts accounts, CancellationToken ct) =>
+            UserDto.From(await accounts.SetQuotaAsync(name, quota, ct)));
+
+        var tokens = api.MapGroup("/tokens");
+        tokens.MapGet("/", async (ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
+            await accounts.ListTokensAsync(await CurrentAsync(p, accounts, ct), ct)).RequireAuthorization(ReadPolicy);
+        tokens.MapPost("/", async (CreateTokenRequest body, ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
+        {
+            var user = await CurrentAsync(p, accounts, ct);
+            var scopes = body.Scopes ?? [Scopes.Read, Scopes.Workspaces];
+            // A token can never carry more than the credentials that made it.
+            if (scopes.Any(s => !p.Has(s)))
+            {
+                throw new ForbiddenException("a token cannot have scopes its creator's credentials lack");
+            }
+
+            var (secret, info) = await accounts.CreateTokenAsync(user, body.Name, scopes,
+                body.ExpiresInDays is { } d ? TimeSpan.FromDays(d) : null, ct);
+            return Results.Created($"/api/v1/tokens/{info.Id}", new CreatedToken(secret, info));
+        }).RequireAuthorization(WorkspacesPolicy);
+        tokens.MapDelete("/{id}", async (string id, ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
+        {
+            await accounts.RevokeTokenAsync(await CurrentAsync(p, accounts, ct), id, ct);
+            return Results.NoContent();
+        }).RequireAuthorization(WorkspacesPolicy);
+    }
+
+    /// <summary>Double-submit CSRF cookie: the web UI echoes it in a header on every unsafe request.</summary>
+    internal static void IssueCsrfCookie(HttpContext http) =>
+        http.Response.Cookies.Append(HubClaims.CsrfCookie, Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16)),
+            new CookieOptions { HttpOnly = false, SameSite = SameSiteMode.Strict, Secure = http.Request.IsHttps, Path = "/" });
+
+    private static void MapCatalog(RouteGroupBuilder api)
+    {
+        api.MapGet("/environments", async (IEnvironmentCatalog catalog, CancellationToken ct) =>
+            (await catalog.ListAsync(ct)).Select(e => new { e.Name, e.Description, gpu = e.Gpu.ToString().ToLowerInvariant(), e.SizeBytes }))
+            .RequireAuthorization(ReadPolicy);
+        api.MapGet("/sizes", (HubWorkspaces hub) =>
+            hub.Sizes.All.Select(s => new { s.Name, s.Vcpus, s.MemoryGiB, s.Gpus, @class = s.Class.ToString().ToLowerInvariant(), s.Description }))
+            .RequireAuthorization(ReadPolicy);
+    }
+
+    private static void MapWorkspaces(RouteGroupBuilder api)
+    {
+        var ws = api.MapGroup("/workspaces");
+        ws.MapGet("/", async (ClaimsPrincipal p, HubWorkspaces hub, bool? all, CancellationToken ct) =>
+        {
+            if (all == true && !p.IsAdmin())
+            {
+                throw new ForbiddenException("only admins can list every workspace");
+            }
+
+            return (await hub.ListAsync(all == true ? null : p.Name(), ct)).Select(WorkspaceDto.From);
+        }).RequireAuthorization(ReadPolicy);
+
+        ws.MapGet("/{owner}/{name}", async (string owner, string name, ClaimsPrincipal p, HubWorkspaces hub, CancellationToken ct) =>
+        {
+            CheckAccess(p, owner);
+            return WorkspaceDto.From(await hub.GetAsync(owner, name, ct));
+        }).RequireAuthorization(ReadPolicy);
+
+        ws.MapPost("/", async (StartWorkspaceRequest body, bool? wait, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
+        {
+            var user = await CurrentAsync(p, accounts, ct);
+            var w = await hub.BeginStartAsync(user, body.Name, body.Environment ?? "datascience", body.Size ?? Dsvm.Core.Sizes.SizeCatalog.DefaultSize, ct);
+            return await Answer(hub, user.Name, body.Name, w, wait == true, ct);
+        }).RequireAuthorization(WorkspacesPolicy).WithSummary("Start a new workspace: 202 while it starts (poll Location or watch /events); ?wait=true answers when it is ready");
+
+        ws.MapPost("/{owner}/{name}/start", async (string owner, string name, bool? wait, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
+        {
+            CheckAccess(p, owner);
+            var w = await hub.BeginRestartAsync(await CurrentAsync(p, accounts, ct), owner, name, null, ct);
+            return await Answer(hub, owner, name, w, wait == true, ct);
+        }).RequireAuthorization(WorkspacesPolicy);
+
+        ws.MapPost("/{owner}/{name}/resize", async (string owner, string name, ResizeRequest body, bool? wait, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
+        {
+            CheckAccess(p, owner);
+            var w = await hub.BeginRestartAsync(await CurrentAsync(p, accounts, ct), owner, name, body.Size, ct);
+            return await Answer(hub, owner, name, w, wait == true, ct);
+        }).RequireAuthorization(WorkspacesPolicy);
+
+        ws.MapPost("/{owner}/{name}/stop", async (string owner, string name, ClaimsPrincipal p, HubWorkspaces hub, CancellationToken ct) =>
+        {
+            CheckAccess(p, owner);
+            return WorkspaceDto.From(await hub.StopAsync(owner, name, ct));
+        }).RequireAuthorization(WorkspacesPolicy);
+
+        ws.MapDelete("/{owner}/{name}", async (string owner, string name, bool? deleteHome, ClaimsPrincipal p, HubWorkspaces hub, CancellationToken ct) =>
+        {
+            CheckAccess(p, owner);
+            await hub.DeleteAsync(owner, name, deleteHome == true, ct);
+            return Results.NoContent();
+        }).RequireAuthorization(WorkspacesPolicy);
+
+        api.MapGet("/events", async (HttpContext http, ClaimsPrincipal p, WorkspaceEvents events, CancellationToken ct) =>
+        {
+            var me = p.Name();
+            var admin = p.IsAdmin();
+            using var sub = events.Subscribe(e => e.Owner == me || admin);
+            http.Response.Headers.ContentType = "text/event-stream";
+            http.Response.Headers.CacheControl = "no-cache";
+            http.Response.Headers["X-Accel-Buffering"] = "no";
+            await http.Response.WriteAsync(": connected\n\n", ct);
+            await http.Response.Body.FlushAsync(ct);
+            using var heartbeat = new PeriodicTimer(TimeSpan.FromSeconds(15));
+            var next = sub.Reader.WaitToReadAsync(ct).AsTask();
+            var tick = heartbeat.WaitForNextTickAsync(ct).AsTask();
+            while (!ct.IsCancellationRequested)
+            {
+                var done = await Task.WhenAny(next, tick);
+                if (done == tick)
+                {
+                    await http.Response.WriteAsync(": keep-alive\n\n", ct);
+                    tick = heartbeat.WaitForNextTickAsync(ct).AsTask();
+                }
+                else
+                {
+                    if (!await next)
+                    {
+                        break;
+                    }
+
+                    while (sub.Reader.TryRead(out var e))
+                    {
+                        var json = JsonSerializer.Serialize(new { e.Owner, e.Name, state = e.State.ToString().ToLowerInvariant(), e.Message, e.At }, JsonSerializerOptions.Web);
+                        await http.Response.WriteAsync($"event: workspace\ndata: {json}\n\n", ct);
+                    }
+
+                    next = sub.Reader.WaitToReadAsync(ct).AsTask();
+                }
+
+                await http.Response.Body.FlushAsync(ct);
+            }
+        }).RequireAuthorization(ReadPolicy).WithSummary("Server-Sent Events: workspace states and start progress");
+    }
+
+    private static async Task<IResult> Answer(HubWorkspaces hub, string owner, string name, Workspace w, bool wait, CancellationToken ct)
+    {
+        if (!wait)
+        {
+            return Results.Accepted($"/api/v1/workspaces/{owner}/{name}", WorkspaceDto.From(w));
+        }
+
+        await hub.WaitAsync(owner, name);
+        var final = await hub.GetAsync(owner, name, ct);
+        return final.State == WorkspaceState.Running
+            ? Results.Ok(WorkspaceDto.From(final))
+            : Results.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "workspace", detail: final.LastError ?? $"the workspace is {final.State}");
+    }
+}

@@ -1,0 +1,32 @@
+using Dsvm.Core.Workspaces;
+using Dsvm.Hub.Data;
+
+namespace Dsvm.Hub.Api;
+
+/// <summary>A workspace as the API shows it: never its server token.</summary>
+public sealed record WorkspaceDto(
+    string Owner, string Name, string Environment, string Size, WorkspaceState State, string Url, bool Gpu, bool CpuFallback,
+    DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, string? LastError)
+{
+    public static WorkspaceDto From(Workspace w) => new(w.Owner, w.Name, w.Environment, w.Size, w.State, $"/user/{w.Owner}/{w.Name}/lab",
+        w.GpuEnabled, w.CpuFallback, w.CreatedAt, w.StartedAt, w.LastError);
+}
+
+public sealed record UserDto(string Name, bool Admin, DateTimeOffset CreatedAt, Quota Quota, string? Group)
+{
+    public static UserDto From(HubUser u) => new(u.Name, u.IsAdmin, u.CreatedAt, u.Quota, u.Group);
+}
+
+public sealed record LoginRequest(string Name, string Password);
+
+public sealed record CreateUserRequest(string Name, string Password, bool Admin = false);
+
+public sealed record CreateTokenRequest(string Name, IReadOnlyList<string>? Scopes, int? ExpiresInDays);
+
+public sealed record CreatedToken(string Token, ApiTokenInfo Info);
+
+public sealed record StartWorkspaceRequest(string Name, string? Environment, string? Size);
+
+public sealed record ResizeRequest(string Size);
+
+public sealed record PasswordRequest(string Password);

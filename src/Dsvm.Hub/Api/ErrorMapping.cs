@@ -1,0 +1,51 @@
+using Dsvm.Core;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Mvc;
+
+namespace Dsvm.Hub.Api;
+
+/// <summary>Turns OpenDSVM's errors into ProblemDetails with the right status; anything else is a 500 without details.</summary>
+public sealed class ErrorMapping(IProblemDetailsService problems) : IExceptionHandler
+{
+    public static int StatusFor(DsvmException ex) => ex switch
+    {
+        TooManyRequestsException => StatusCodes.Status429TooManyRequests,
+        ForbiddenException => StatusCodes.Status403Forbidden,
+        NotFoundException => StatusCodes.Status404NotFound,
+        ConflictException => StatusCodes.Status409Conflict,
+        UsageException or SpecValidationException => StatusCodes.Status400BadRequest,
+        WorkspaceStartException => StatusCodes.Status422UnprocessableEntity,
+        EnvironmentNotReadyException => StatusCodes.Status503ServiceUnavailable,
+        _ => StatusCodes.Status500InternalServerError,
+    };
+
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        if (exception is not DsvmException ex)
+        {
+            return false;
+        }
+
+        var status = StatusFor(ex);
+        var context = httpContext;
+        context.Response.StatusCode = status;
+        if (ex is TooManyRequestsException tooMany)
+        {
+            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(tooMany.RetryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return await problems.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = context,
+            Exception = ex,
+            ProblemDetails = new ProblemDetails
+            {
+                Status = status,
+                Title = ex.Kind,
+                Detail = ex.Message,
+                Type = $"https://opendsvm.dev/errors/{ex.Kind}",
+            },
+        });
+    }
+}

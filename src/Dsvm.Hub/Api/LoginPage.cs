@@ -1,0 +1,84 @@
+using System.Net;
+using Dsvm.Hub.Auth;
+using Dsvm.Hub.Data;
+using Microsoft.AspNetCore.Antiforgery;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Dsvm.Hub.Api;
+
+/// <summary>The hub's login form: server-rendered, antiforgery-protected, and redirecting only to local paths.</summary>
+public static class LoginPage
+{
+    public static void Map(IEndpointRouteBuilder app)
+    {
+        app.MapGet("/hub/login", (HttpContext http, IAntiforgery antiforgery, string? next, string? error) =>
+        {
+            var tokens = antiforgery.GetAndStoreTokens(http);
+            return Results.Content(Render(tokens.FormFieldName, tokens.RequestToken!, SafeNext(next), error), "text/html; charset=utf-8");
+        }).AllowAnonymous();
+
+        app.MapPost("/hub/login", async (HttpContext http, IAntiforgery antiforgery, Accounts accounts, LoginThrottle throttle) =>
+        {
+            await antiforgery.ValidateRequestAsync(http);
+            var form = await http.Request.ReadFormAsync();
+            var name = form["name"].ToString();
+            var next = SafeNext(form["next"].ToString());
+            throttle.ThrowIfBlocked(name);
+            var user = await accounts.VerifyPasswordAsync(name, form["password"].ToString(), http.RequestAborted);
+            if (user is null)
+            {
+                throttle.Failed(name);
+                return Results.Redirect($"/hub/login?error=1&next={Uri.EscapeDataString(next)}");
+            }
+
+            throttle.Succeeded(name);
+            await http.SignInAsync(HubClaims.CookieScheme, HubClaims.Principal(user, HubClaims.SessionScopes(user), HubClaims.CookieScheme));
+            ApiEndpoints.IssueCsrfCookie(http);
+            return Results.Redirect(next);
+        }).AllowAnonymous().DisableAntiforgery();
+
+        app.MapPost("/hub/logout", async (HttpContext http, IAntiforgery antiforgery) =>
+        {
+            await antiforgery.ValidateRequestAsync(http);
+            await http.SignOutAsync(HubClaims.CookieScheme);
+            return Results.Redirect("/hub/login");
+        }).AllowAnonymous().DisableAntiforgery();
+    }
+
+    /// <summary>Only a path on this hub: no scheme, no host, no "//" or "/\" (browsers treat those as other hosts).</summary>
+    public static string SafeNext(string? next)
+    {
+        if (string.IsNullOrEmpty(next) || next[0] != '/' || next.StartsWith("//", StringComparison.Ordinal)
+            || next.StartsWith("/\\", StringComparison.Ordinal) || next.Contains('\\', StringComparison.Ordinal)
+            || next.Any(char.IsControl))
+        {
+            return "/hub/";
+        }
+
+        return next;
+    }
+
+    private static string Render(string field, string token, string next, string? error)
+    {
+        var e = error is null ? "" : "<p class=\"error\" role=\"alert\">Wrong user name or password.</p>";
+        return $$"""
+            <!doctype html>
+            <html lang="en"><head><meta charset="utf-8"><title>OpenDSVM hub: log in</title>
+            <meta name="viewport" content="width=device-width, initial-scale=1">
+            <link rel="stylesheet" href="/hub/static/hub.css"></head>
+            <body class="login"><main>
+            <h1>OpenDSVM</h1>
+            {{e}}
+            <form method="post" action="/hub/login">
+              <input type="hidden" name="{{WebUtility.HtmlEncode(field)}}" value="{{WebUtility.HtmlEncode(token)}}">
+              <input type="hidden" name="next" value="{{WebUtility.HtmlEncode(next)}}">
+              <label>User name <input name="name" autocomplete="username" required autofocus></label>
+              <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+              <button type="submit">Log in</button>
+            </form></main></body></html>
+            """;
+    }
+}

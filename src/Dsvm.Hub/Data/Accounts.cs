@@ -1,0 +1,256 @@
+using System.Security.Cryptography;
+using System.Text;
+using Dsvm.Core;
+using Dsvm.Core.Workspaces;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+
+namespace Dsvm.Hub.Data;
+
+/// <summary>API token scopes: read (look), workspaces (start/stop/resize/delete one's own), admin (everything).</summary>
+public static class Scopes
+{
+    public const string Read = "read";
+    public const string Workspaces = "workspaces";
+    public const string Admin = "admin";
+
+    public static readonly string[] All = [Read, Workspaces, Admin];
+}
+
+public sealed record HubUser(string Id, string Name, bool IsAdmin, DateTimeOffset CreatedAt, Quota Quota, string? Group);
+
+public sealed record ApiTokenInfo(string Id, string Name, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? LastUsedAt);
+
+/// <summary>Users (PBKDF2 password hashes) and API tokens (sha256 at rest, scoped, expiring).</summary>
+public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOptions options, TimeProvider time)
+{
+    private static readonly PasswordHasher<string> Hasher = new();
+
+    public const string TokenPrefix = "dsvm_";
+
+    private HubDbContext Open() => new(dbOptions);
+
+    public async Task InitializeAsync(CancellationToken ct)
+    {
+        await using var db = Open();
+        await db.Database.EnsureCreatedAsync(ct);
+        if (db.Database.IsSqlite())
+        {
+            await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", ct);
+        }
+    }
+
+    /// <summary>Creates the first admin if there is no user yet. Returns the generated password (print it once), or null.</summary>
+    public async Task<string?> EnsureAdminAsync(CancellationToken ct)
+    {
+        await using var db = Open();
+        if (await db.Users.AnyAsync(ct))
+        {
+            return null;
+        }
+
+        var generated = string.IsNullOrEmpty(options.AdminPassword);
+        var password = generated ? Convert.ToBase64String(RandomNumberGenerator.GetBytes(18)).Replace('+', 'x').Replace('/', 'y') : options.AdminPassword!;
+        await CreateUserAsync(options.AdminName, password, isAdmin: true, group: null, ct);
+        return generated ? password : null;
+    }
+
+    public async Task<HubUser> CreateUserAsync(string name, string password, bool isAdmin, string? group, CancellationToken ct)
+    {
+        WorkspaceNames.Validate(name, "user name");
+        if (password.Length < 8)
+        {
+            throw new UsageException("passwords need at least 8 characters");
+        }
+
+        await using var db = Open();
+        if (await db.Users.AnyAsync(u => u.Name == name, ct))
+        {
+            throw new ConflictException($"user '{name}' already exists");
+        }
+
+        var e = new UserEntity
+        {
+            Id = "u-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)),
+            Name = name,
+            PasswordHash = Hasher.HashPassword(name, password),
+            IsAdmin = isAdmin,
+            CreatedAt = time.GetUtcNow(),
+            Group = group,
+        };
+        db.Users.Add(e);
+        await db.SaveChangesAsync(ct);
+        return ToUser(e);
+    }
+
+    public async Task<HubUser?> VerifyPasswordAsync(string name, string password, CancellationToken ct)
+    {
+        await using var db = Open();
+        var e = await db.Users.FirstOrDefaultAsync(u => u.Name == name, ct);
+        if (e is null)
+        {
+            // Same work as a real check, so timing does not tell which names exist.
+            Hasher.VerifyHashedPassword(name, DummyHash, password);
+            return null;
+        }
+
+        var result = Hasher.VerifyHashedPassword(name, e.PasswordHash, password);
+        if (result == PasswordVerificationResult.Failed)
+        {
+            return null;
+        }
+
+        if (result == PasswordVerificationResult.SuccessRehashNeeded)
+        {
+            e.PasswordHash = Hasher.HashPassword(name, password);
+            await db.SaveChangesAsync(ct);
+        }
+
+        return ToUser(e);
+    }
+
+    private static readonly string DummyHash = Hasher.HashPassword("nobody", Guid.NewGuid().ToString());
+
+    public async Task SetPasswordAsync(string name, string password, CancellationToken ct)
+    {
+        if (password.Length < 8)
+        {
+            throw new UsageException("passwords need at least 8 characters");
+        }
+
+        await using var db = Open();
+        var e = await db.Users.FirstOrDefaultAsync(u => u.Name == name, ct) ?? throw new NotFoundException($"no user '{name}'");
+        e.PasswordHash = Hasher.HashPassword(name, password);
+        await db.SaveChangesAsync(ct);
+    }
+
+    public async Task<HubUser?> FindUserAsync(string name, CancellationToken ct)
+    {
+        await using var db = Open();
+        var e = await db.Users.AsNoTracking().FirstOrDefaultAsync(u => u.Name == name, ct);
+        return e is null ? null : ToUser(e);
+    }
+
+    public async Task<IReadOnlyList<HubUser>> ListUsersAsync(CancellationToken ct)
+    {
+        await using var db = Open();
+        return (await db.Users.AsNoTracking().ToListAsync(ct)).Select(ToUser).OrderBy(u => u.Name, StringComparer.Ordinal).ToList();
+    }
+
+    public async Task DeleteUserAsync(string name, CancellationToken ct)
+    {
+        await using var db = Open();
+        var e = await db.Users.FirstOrDefaultAsync(u => u.Name == name, ct) ?? throw new NotFoundException($"no user '{name}'");
+        db.Tokens.RemoveRange(db.Tokens.Where(t => t.UserId == e.Id));
+        db.Users.Remove(e);
+        await db.SaveChangesAsync(ct);
+    }
+
+    public async Task<HubUser> SetQuotaAsync(string name, Quota quota, CancellationToken ct)
+    {
+        await using var db = Open();
+        var e = await db.Users.FirstOrDefaultAsync(u => u.Name == name, ct) ?? throw new NotFoundException($"no user '{name}'");
+        e.MaxWorkspaces = quota.MaxWorkspaces;
+        e.MaxVcpus = quota.MaxVcpus;
+        e.MaxGpus = quota.MaxGpus;
+        await db.SaveChangesAsync(ct);
+        return ToUser(e);
+    }
+
+    /// <summary>Makes a token; the returned secret is shown once and only its hash is kept.</summary>
+    public async Task<(string Secret, ApiTokenInfo Info)> CreateTokenAsync(HubUser user, string name, IReadOnlyList<string> scopes, TimeSpan? lifetime, CancellationToken ct)
+    {
+        var unknown = scopes.Where(s => !Scopes.All.Contains(s)).ToList();
+        if (unknown.Count > 0 || scopes.Count == 0)
+        {
+            throw new UsageException($"scopes must be some of: {string.Join(", ", Scopes.All)}" + (unknown.Count > 0 ? $" (unknown: {string.Join(", ", unknown)})" : ""));
+        }
+
+        if (scopes.Contains(Scopes.Admin) && !user.IsAdmin)
+        {
+            throw new ForbiddenException("only admins can make tokens with the admin scope");
+        }
+
+        var life = lifetime ?? options.DefaultTokenLifetime;
+        if (life <= TimeSpan.Zero || life > TimeSpan.FromDays(366))
+        {
+            throw new UsageException("a token's lifetime must be between 1 second and 366 days");
+        }
+
+        var secret = TokenPrefix + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        var now = time.GetUtcNow();
+        var e = new ApiTokenEntity
+        {
+            Id = "t-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)),
+            UserId = user.Id,
+            Name = name,
+            Hash = HashToken(secret),
+            Scopes = string.Join(' ', scopes.Distinct()),
+            CreatedAt = now,
+            ExpiresAt = now + life,
+        };
+        await using var db = Open();
+        db.Tokens.Add(e);
+        await db.SaveChangesAsync(ct);
+        return (secret, ToInfo(e));
+    }
+
+    public async Task<(HubUser User, IReadOnlyList<string> Scopes)?> ValidateTokenAsync(string secret, CancellationToken ct)
+    {
+        if (!secret.StartsWith(TokenPrefix, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var hash = HashToken(secret);
+        await using var db = Open();
+        var t = await db.Tokens.FirstOrDefaultAsync(x => x.Hash == hash, ct);
+        var now = time.GetUtcNow();
+        if (t is null || t.ExpiresAt <= now)
+        {
+            return null;
+        }
+
+        var user = await db.Users.AsNoTracking().FirstOrDefaultAsync(u => u.Id == t.UserId, ct);
+        if (user is null)
+        {
+            return null;
+        }
+
+        if (t.LastUsedAt is null || now - t.LastUsedAt > TimeSpan.FromMinutes(1))
+        {
+            t.LastUsedAt = now;
+            await db.SaveChangesAsync(ct);
+        }
+
+        var scopes = t.Scopes.Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(s => s != Scopes.Admin || user.IsAdmin).ToList();
+        return (ToUser(user), scopes);
+    }
+
+    public async Task<IReadOnlyList<ApiTokenInfo>> ListTokensAsync(HubUser user, CancellationToken ct)
+    {
+        await using var db = Open();
+        return (await db.Tokens.AsNoTracking().Where(t => t.UserId == user.Id).ToListAsync(ct)).Select(ToInfo).OrderBy(t => t.CreatedAt).ToList();
+    }
+
+    public async Task RevokeTokenAsync(HubUser user, string id, CancellationToken ct)
+    {
+        await using var db = Open();
+        var t = await db.Tokens.FirstOrDefaultAsync(x => x.Id == id && x.UserId == user.Id, ct) ?? throw new NotFoundException($"no token '{id}'");
+        db.Tokens.Remove(t);
+        await db.SaveChangesAsync(ct);
+    }
+
+    private static string HashToken(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
+
+    private HubUser ToUser(UserEntity e) => new(e.Id, e.Name, e.IsAdmin, e.CreatedAt,
+        new Quota
+        {
+            MaxWorkspaces = e.MaxWorkspaces ?? options.DefaultQuota.MaxWorkspaces,
+            MaxVcpus = e.MaxVcpus ?? options.DefaultQuota.MaxVcpus,
+            MaxGpus = e.MaxGpus ?? options.DefaultQuota.MaxGpus,
+        }, e.Group);
+
+    private static ApiTokenInfo ToInfo(ApiTokenEntity e) =>
+        new(e.Id, e.Name, e.Scopes.Split(' ', StringSplitOptions.RemoveEmptyEntries), e.CreatedAt, e.ExpiresAt, e.LastUsedAt);
+}

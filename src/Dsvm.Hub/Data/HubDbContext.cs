@@ -1,0 +1,55 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace Dsvm.Hub.Data;
+
+public sealed class UserEntity
+{
+    public string Id { get; set; } = "";
+    public string Name { get; set; } = "";
+    public string PasswordHash { get; set; } = "";
+    public bool IsAdmin { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public int? MaxWorkspaces { get; set; }
+    public double? MaxVcpus { get; set; }
+    public int? MaxGpus { get; set; }
+
+    /// <summary>The class or hackathon that created this user, if any.</summary>
+    public string? Group { get; set; }
+}
+
+public sealed class ApiTokenEntity
+{
+    public string Id { get; set; } = "";
+    public string UserId { get; set; } = "";
+    public string Name { get; set; } = "";
+
+    /// <summary>sha256 of the secret; the secret itself is shown once and never stored.</summary>
+    public string Hash { get; set; } = "";
+    public string Scopes { get; set; } = "";
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset ExpiresAt { get; set; }
+    public DateTimeOffset? LastUsedAt { get; set; }
+}
+
+/// <summary>The hub's accounts: users and API tokens (workspaces live in the workspace store).</summary>
+public sealed class HubDbContext(DbContextOptions<HubDbContext> options) : DbContext(options)
+{
+    public DbSet<UserEntity> Users => Set<UserEntity>();
+    public DbSet<ApiTokenEntity> Tokens => Set<ApiTokenEntity>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        var u = modelBuilder.Entity<UserEntity>();
+        u.ToTable("users");
+        u.HasKey(x => x.Id);
+        u.HasIndex(x => x.Name).IsUnique();
+        u.Property(x => x.CreatedAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
+        var t = modelBuilder.Entity<ApiTokenEntity>();
+        t.ToTable("api_tokens");
+        t.HasKey(x => x.Id);
+        t.HasIndex(x => x.Hash).IsUnique();
+        t.HasIndex(x => x.UserId);
+        t.Property(x => x.CreatedAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
+        t.Property(x => x.ExpiresAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
+    }
+}

@@ -1,0 +1,197 @@
+using System.Reflection;
+using Dsvm.Core;
+using Dsvm.Core.Sizes;
+using Dsvm.Core.Workspaces;
+using Dsvm.Hub.Api;
+using Dsvm.Hub.Auth;
+using Dsvm.Hub.Data;
+using Dsvm.Hub.Proxy;
+using Dsvm.Hub.Services;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.FileProviders;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Dsvm.Hub;
+
+/// <summary>What the hub is built from: the engine backend and stores are chosen by whoever hosts it.</summary>
+public sealed record HubDependencies
+{
+    public required IWorkspaceBackend Backend { get; init; }
+    public required IWorkspaceStore Store { get; init; }
+    public required IGpuDetector Gpus { get; init; }
+    public required IEnvironmentCatalog Environments { get; init; }
+    public required DsvmPaths Paths { get; init; }
+    public IReadinessProbe Probe { get; init; } = new HttpReadinessProbe();
+    public SizeCatalog Sizes { get; init; } = SizeCatalog.Load(null);
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>Accounts database; SQLite <c>hub.db</c> in the data folder when not given.</summary>
+    public DbContextOptions<HubDbContext>? AccountsDb { get; init; }
+
+    public WorkspaceOptions WorkspaceOptions { get; init; } = new();
+}
+
+/// <summary>Builds the hub's web application: API, login, web UI, proxy and background services.</summary>
+public static class HubHost
+{
+    public static WebApplication Build(HubOptions options, HubDependencies deps, Action<ILoggingBuilder>? logging = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        builder.WebHost.UseUrls(options.Listen);
+        builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
+        if (logging is not null)
+        {
+            builder.Logging.ClearProviders();
+            logging(builder.Logging);
+        }
+
+        var s = builder.Services;
+        var accountsDb = deps.AccountsDb ?? new DbContextOptionsBuilder<HubDbContext>()
+            .UseSqlite($"Data Source={Path.Combine(deps.Paths.EnsureCreated().Data, "hub.db")};Default Timeout=30").Options;
+        s.AddSingleton(options);
+        s.AddSingleton(deps.Time);
+        s.AddSingleton(accountsDb);
+        s.AddSingleton(deps.Backend);
+        s.AddSingleton(deps.Store);
+        s.AddSingleton(deps.Environments);
+        s.AddSingleton(sp => new WorkspaceManager(deps.Backend, deps.Store, deps.Sizes, deps.Gpus, deps.Probe, deps.Paths, deps.Time, deps.WorkspaceOptions));
+        s.AddSingleton<Accounts>();
+        s.AddSingleton<LoginThrottle>();
+        s.AddSingleton<WorkspaceEvents>();
+        s.AddSingleton<RouteTable>();
+        s.AddSingleton<HubWorkspaces>();
+        s.AddSingleton<WorkspaceProxy>();
+        s.AddSingleton<ReconcileService>();
+        s.AddHostedService(sp => sp.GetRequiredService<ReconcileService>());
+        s.AddHttpForwarder();
+        s.AddProblemDetails();
+        s.AddExceptionHandler<ErrorMapping>();
+        s.AddOpenApi();
+        s.AddAntiforgery(o => o.Cookie.Name = "dsvm-antiforgery");
+        // Session cookies survive hub restarts: the key ring lives with the hub's data, not in the user profile.
+        s.AddDataProtection().SetApplicationName("opendsvm-hub")
+            .PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(deps.Paths.Data, "hub-keys")));
+        s.ConfigureHttpJsonOptions(o => o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter(System.Text.Json.JsonNamingPolicy.KebabCaseLower)));
+
+        s.AddAuthentication(HubClaims.Scheme)
+            .AddPolicyScheme(HubClaims.Scheme, "token or session", o => o.ForwardDefaultSelector = ctx =>
+                ctx.Request.Headers.Authorization.Count > 0 ? HubClaims.TokenScheme : HubClaims.CookieScheme)
+            .AddScheme<AuthenticationSchemeOptions, TokenAuthenticationHandler>(HubClaims.TokenScheme, null)
+            .AddCookie(HubClaims.CookieScheme, o =>
+            {
+                o.Cookie.Name = HubClaims.CookieName;
+                o.Cookie.HttpOnly = true;
+                o.Cookie.SameSite = SameSiteMode.Lax;
+                o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+                o.ExpireTimeSpan = TimeSpan.FromHours(12);
+                o.SlidingExpiration = true;
+                o.Events.OnRedirectToLogin = ctx => Deny(ctx.HttpContext, StatusCodes.Status401Unauthorized);
+                o.Events.OnRedirectToAccessDenied = ctx => Deny(ctx.HttpContext, StatusCodes.Status403Forbidden);
+            });
+        s.AddAuthorizationBuilder()
+            .AddPolicy(ApiEndpoints.ReadPolicy, p => p.RequireAuthenticatedUser().RequireClaim(HubClaims.Scope, Scopes.Read, Scopes.Workspaces, Scopes.Admin))
+            .AddPolicy(ApiEndpoints.WorkspacesPolicy, p => p.RequireAuthenticatedUser().RequireClaim(HubClaims.Scope, Scopes.Workspaces, Scopes.Admin))
+            .AddPolicy(ApiEndpoints.AdminPolicy, p => p.RequireAuthenticatedUser().RequireRole(HubClaims.AdminRole).RequireClaim(HubClaims.Scope, Scopes.Admin));
+
+        var app = builder.Build();
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+
+        // The proxy runs first: its requests skip routing, antiforgery and the API's middleware entirely.
+        var proxy = app.Services.GetRequiredService<WorkspaceProxy>();
+        app.Use(async (ctx, next) =>
+        {
+            if (ctx.Request.Path.StartsWithSegments("/user", StringComparison.Ordinal))
+            {
+                await proxy.HandleAsync(ctx);
+                return;
+            }
+
+            await next(ctx);
+        });
+
+        app.UseAuthentication();
+        app.Use(CsrfCheck);
+        app.UseAuthorization();
+        app.UseAntiforgery();
+
+        var ui = new ManifestEmbeddedFileProviderOrFallback(typeof(HubHost).Assembly);
+        app.UseStaticFiles(new StaticFileOptions { FileProvider = ui, RequestPath = "/hub/static" });
+        app.MapGet("/", () => Results.Redirect("/hub/")).AllowAnonymous();
+        app.MapGet("/hub", () => Results.Redirect("/hub/")).AllowAnonymous();
+        app.MapGet("/hub/", async (HttpContext http) =>
+        {
+            var auth = await http.AuthenticateAsync(HubClaims.Scheme);
+            if (!auth.Succeeded)
+            {
+                return Results.Redirect("/hub/login?next=%2Fhub%2F");
+            }
+
+            var file = ui.GetFileInfo("index.html");
+            return Results.Stream(file.CreateReadStream(), "text/html; charset=utf-8");
+        }).AllowAnonymous();
+        LoginPage.Map(app);
+        ApiEndpoints.Map(app);
+        app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
+        app.MapGet("/healthz", (HubWorkspaces hub) => Results.Ok(new { status = "ok", startsInFlight = hub.StartsInFlight })).AllowAnonymous();
+        return app;
+    }
+
+    /// <summary>Prepares the accounts database and the first admin; returns a generated admin password to print once.</summary>
+    public static async Task<string?> InitializeAsync(WebApplication app, CancellationToken ct)
+    {
+        var accounts = app.Services.GetRequiredService<Accounts>();
+        await accounts.InitializeAsync(ct);
+        var password = await accounts.EnsureAdminAsync(ct);
+        await app.Services.GetRequiredService<ReconcileService>().RunOnceAsync(ct);
+        return password;
+    }
+
+    private static Task Deny(HttpContext ctx, int status)
+    {
+        ctx.Response.StatusCode = status;
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Cookie-authenticated unsafe API calls must echo the CSRF cookie in a header (double submit).</summary>
+    private static async Task CsrfCheck(HttpContext ctx, RequestDelegate next)
+    {
+        var unsafeMethod = !(HttpMethods.IsGet(ctx.Request.Method) || HttpMethods.IsHead(ctx.Request.Method) || HttpMethods.IsOptions(ctx.Request.Method));
+        if (unsafeMethod
+            && ctx.Request.Path.StartsWithSegments("/api/v1", StringComparison.Ordinal)
+            && !ctx.Request.Path.StartsWithSegments("/api/v1/login", StringComparison.Ordinal)
+            && ctx.User.Identity is { IsAuthenticated: true, AuthenticationType: HubClaims.CookieScheme })
+        {
+            var cookie = ctx.Request.Cookies[HubClaims.CsrfCookie];
+            var header = ctx.Request.Headers[HubClaims.CsrfHeader].ToString();
+            if (string.IsNullOrEmpty(cookie) || !System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+                    System.Text.Encoding.UTF8.GetBytes(cookie), System.Text.Encoding.UTF8.GetBytes(header)))
+            {
+                ctx.Response.StatusCode = StatusCodes.Status403Forbidden;
+                await ctx.Response.WriteAsJsonAsync(new { title = "csrf", detail = $"missing or wrong {HubClaims.CsrfHeader} header" });
+                return;
+            }
+        }
+
+        await next(ctx);
+    }
+
+    /// <summary>Serves the embedded web UI (wwwroot/*) by file name.</summary>
+    private sealed class ManifestEmbeddedFileProviderOrFallback(Assembly assembly) : IFileProvider
+    {
+        private readonly EmbeddedFileProvider _inner = new(assembly, "Dsvm.Hub.wwwroot");
+
+        public IDirectoryContents GetDirectoryContents(string subpath) => _inner.GetDirectoryContents(subpath);
+
+        public IFileInfo GetFileInfo(string subpath) => _inner.GetFileInfo(subpath);
+
+        public Microsoft.Extensions.Primitives.IChangeToken Watch(string filter) => _inner.Watch(filter);
+    }
+}
