@@ -70,6 +70,11 @@ public static class HubHost
         s.AddSingleton<WorkspaceProxy>();
         s.AddSingleton<ReconcileService>();
         s.AddHostedService(sp => sp.GetRequiredService<ReconcileService>());
+        if (options.IdleTimeout > TimeSpan.Zero)
+        {
+            s.AddHostedService<CullerService>();
+        }
+
         s.AddHttpForwarder();
         s.AddProblemDetails();
         s.AddExceptionHandler<ErrorMapping>();

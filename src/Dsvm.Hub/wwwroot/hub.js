@@ -1,0 +1,123 @@
+// OpenDSVM hub web UI: plain JavaScript over the REST API (/api/v1) and its event stream.
+"use strict";
+
+const csrf = () => (document.cookie.split("; ").find(c => c.startsWith("dsvm-csrf=")) || "").slice("dsvm-csrf=".length);
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") headers["X-Dsvm-Csrf"] = csrf();
+  const response = await fetch("/api/v1" + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  if (response.status === 401) { location.href = "/hub/login?next=%2Fhub%2F"; throw new Error("logged out"); }
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new Error((data && (data.detail || data.title)) || response.statusText);
+  return data;
+}
+
+const el = (tag, props = {}, ...children) => {
+  const node = Object.assign(document.createElement(tag), props);
+  for (const c of children) node.append(c);
+  return node;
+};
+
+function showError(message) {
+  const e = document.getElementById("error");
+  e.textContent = message;
+  e.hidden = !message;
+}
+
+let sizes = [];
+let me = null;
+
+function actions(w, refresh) {
+  const cell = el("td", { className: "actions" });
+  const act = (label, fn, cls = "secondary") => el("button", {
+    type: "button", className: cls, textContent: label,
+    onclick: async () => { showError(""); try { await fn(); } catch (e) { showError(e.message); } await refresh(); },
+  });
+  const base = `/workspaces/${encodeURIComponent(w.owner)}/${encodeURIComponent(w.name)}`;
+  if (w.state === "running") {
+    cell.append(el("a", { href: w.url, target: "_blank", rel: "noopener", className: "button open", textContent: "Open" }));
+    cell.append(act("Stop", () => api("POST", base + "/stop")));
+    const select = el("select", { className: "resize", ariaLabel: "new size" });
+    for (const s of sizes) select.append(el("option", { value: s.name, textContent: s.name, selected: s.name === w.size }));
+    cell.append(select, act("Resize", () => api("POST", base + "/resize", { size: select.value })));
+  } else if (w.state === "stopped" || w.state === "failed") {
+    cell.append(act("Start", () => api("POST", base + "/start")));
+  }
+
+  cell.append(act("Delete", async () => {
+    if (confirm(`Delete ${w.name}? Its home is kept.`)) await api("DELETE", base);
+  }, "danger"));
+  return cell;
+}
+
+function row(w, withOwner, refresh) {
+  const tr = el("tr", { dataset: { name: w.name, owner: w.owner } });
+  if (withOwner) tr.append(el("td", { textContent: w.owner }));
+  tr.append(el("td", { textContent: w.name }), el("td", { textContent: w.environment }),
+    el("td", { textContent: w.size + (w.cpuFallback ? " (CPU)" : "") }),
+    el("td", { className: "state " + w.state, textContent: w.state, title: w.lastError || "" }),
+    actions(w, refresh));
+  return tr;
+}
+
+async function refresh() {
+  const mine = await api("GET", "/workspaces");
+  const body = document.querySelector("#workspaces tbody");
+  body.replaceChildren(...mine.map(w => row(w, false, refresh)));
+  document.getElementById("empty").hidden = mine.length > 0;
+  if (me && me.admin) {
+    const all = await api("GET", "/workspaces?all=true");
+    document.querySelector("#all tbody").replaceChildren(...all.map(w => row(w, true, refresh)));
+    const users = await api("GET", "/users");
+    document.querySelector("#users tbody").replaceChildren(...users.map(u => el("tr", {},
+      el("td", { textContent: u.name }), el("td", { textContent: u.admin ? "yes" : "" }), el("td", { textContent: u.group || "" }),
+      el("td", { textContent: `${u.quota.maxWorkspaces ?? "∞"} ws, ${u.quota.maxVcpus ?? "∞"} vCPU, ${u.quota.maxGpus ?? "∞"} GPU` }),
+      el("td", {}, u.name === me.name ? "" : el("button", { type: "button", className: "danger", textContent: "Delete",
+        onclick: async () => { if (confirm(`Delete user ${u.name}?`)) { await api("DELETE", "/users/" + encodeURIComponent(u.name)); await refresh(); } } })))));
+  }
+}
+
+async function main() {
+  me = await api("GET", "/me");
+  document.getElementById("me").textContent = me.name + (me.admin ? " (admin)" : "");
+  document.getElementById("admin").hidden = !me.admin;
+  const [envs, sz] = await Promise.all([api("GET", "/environments"), api("GET", "/sizes")]);
+  sizes = sz;
+  const form = document.getElementById("start");
+  form.environment.replaceChildren(...envs.map(e => el("option", { value: e.name, textContent: `${e.name}: ${e.description}` })));
+  form.size.replaceChildren(...sizes.map(s => el("option", {
+    value: s.name, textContent: `${s.name} (${s.vcpus} vCPU, ${s.memoryGiB} GiB${s.gpus ? `, ${s.gpus} GPU` : ""})`, selected: s.name === "small",
+  })));
+  form.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    showError("");
+    document.getElementById("progress").textContent = "";
+    try {
+      await api("POST", "/workspaces", { name: form.name.value, environment: form.environment.value, size: form.size.value });
+      form.reset();
+    } catch (e) { showError(e.message); }
+    await refresh();
+  });
+  document.getElementById("add-user").addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const f = ev.target;
+    try { await api("POST", "/users", { name: f.name.value, password: f.password.value, admin: f.admin.checked }); f.reset(); }
+    catch (e) { showError(e.message); }
+    await refresh();
+  });
+  document.getElementById("logout").addEventListener("click", async () => { await api("POST", "/logout"); location.href = "/hub/login"; });
+
+  const events = new EventSource("/api/v1/events");
+  events.addEventListener("workspace", async m => {
+    const e = JSON.parse(m.data);
+    const log = document.getElementById("progress");
+    log.textContent += `${new Date(e.at).toLocaleTimeString()} ${e.owner}/${e.name}: ${e.message}\n`;
+    await refresh();
+  });
+  await refresh();
+}
+
+main().catch(e => showError(e.message));
