@@ -99,6 +99,7 @@ public static class HubHost
                 o.SlidingExpiration = true;
                 o.Events.OnRedirectToLogin = ctx => Deny(ctx.HttpContext, StatusCodes.Status401Unauthorized);
                 o.Events.OnRedirectToAccessDenied = ctx => Deny(ctx.HttpContext, StatusCodes.Status403Forbidden);
+                o.Events.OnValidatePrincipal = HubClaims.ValidateSessionAsync;
             });
         s.AddAuthorizationBuilder()
             .AddPolicy(ApiEndpoints.ReadPolicy, p => p.RequireAuthenticatedUser().RequireClaim(HubClaims.Scope, Scopes.Read, Scopes.Workspaces, Scopes.Admin))
@@ -130,9 +131,13 @@ public static class HubHost
         var ui = new ManifestEmbeddedFileProviderOrFallback(typeof(HubHost).Assembly);
         app.UseStaticFiles(new StaticFileOptions { FileProvider = ui, RequestPath = "/hub/static" });
         app.MapGet("/", () => Results.Redirect("/hub/")).AllowAnonymous();
-        app.MapGet("/hub", () => Results.Redirect("/hub/")).AllowAnonymous();
         app.MapGet("/hub/", async (HttpContext http) =>
         {
+            if (!http.Request.Path.Value!.EndsWith('/'))
+            {
+                return Results.Redirect("/hub/");
+            }
+
             var auth = await http.AuthenticateAsync(HubClaims.Scheme);
             if (!auth.Succeeded)
             {

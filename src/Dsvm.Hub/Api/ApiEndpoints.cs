@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Hosting;
 
 namespace Dsvm.Hub.Api;
 
@@ -180,8 +181,11 @@ public static class ApiEndpoints
             return Results.NoContent();
         }).RequireAuthorization(WorkspacesPolicy);
 
-        api.MapGet("/events", async (HttpContext http, ClaimsPrincipal p, WorkspaceEvents events, CancellationToken ct) =>
+        api.MapGet("/events", async (HttpContext http, ClaimsPrincipal p, WorkspaceEvents events, IHostApplicationLifetime lifetime, CancellationToken aborted) =>
         {
+            // The stream ends when the client goes or the hub stops (else a stop waits for every open stream).
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, lifetime.ApplicationStopping);
+            var ct = linked.Token;
             var me = p.Name();
             var admin = p.IsAdmin();
             using var sub = events.Subscribe(e => e.Owner == me || admin);
@@ -193,31 +197,38 @@ public static class ApiEndpoints
             using var heartbeat = new PeriodicTimer(TimeSpan.FromSeconds(15));
             var next = sub.Reader.WaitToReadAsync(ct).AsTask();
             var tick = heartbeat.WaitForNextTickAsync(ct).AsTask();
-            while (!ct.IsCancellationRequested)
+            try
             {
-                var done = await Task.WhenAny(next, tick);
-                if (done == tick)
+                while (!ct.IsCancellationRequested)
                 {
-                    await http.Response.WriteAsync(": keep-alive\n\n", ct);
-                    tick = heartbeat.WaitForNextTickAsync(ct).AsTask();
-                }
-                else
-                {
-                    if (!await next)
+                    var done = await Task.WhenAny(next, tick);
+                    if (done == tick)
                     {
-                        break;
+                        await http.Response.WriteAsync(": keep-alive\n\n", ct);
+                        tick = heartbeat.WaitForNextTickAsync(ct).AsTask();
+                    }
+                    else
+                    {
+                        if (!await next)
+                        {
+                            break;
+                        }
+
+                        while (sub.Reader.TryRead(out var e))
+                        {
+                            var json = JsonSerializer.Serialize(new { e.Owner, e.Name, state = e.State.ToString().ToLowerInvariant(), e.Message, e.At }, JsonSerializerOptions.Web);
+                            await http.Response.WriteAsync($"event: workspace\ndata: {json}\n\n", ct);
+                        }
+
+                        next = sub.Reader.WaitToReadAsync(ct).AsTask();
                     }
 
-                    while (sub.Reader.TryRead(out var e))
-                    {
-                        var json = JsonSerializer.Serialize(new { e.Owner, e.Name, state = e.State.ToString().ToLowerInvariant(), e.Message, e.At }, JsonSerializerOptions.Web);
-                        await http.Response.WriteAsync($"event: workspace\ndata: {json}\n\n", ct);
-                    }
-
-                    next = sub.Reader.WaitToReadAsync(ct).AsTask();
+                    await http.Response.Body.FlushAsync(ct);
                 }
-
-                await http.Response.Body.FlushAsync(ct);
+            }
+            catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested && !aborted.IsCancellationRequested)
+            {
+                // The hub is stopping: end the response; clients reconnect to the next hub.
             }
         }).RequireAuthorization(ReadPolicy).WithSummary("Server-Sent Events: workspace states and start progress");
     }

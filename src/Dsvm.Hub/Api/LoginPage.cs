@@ -17,12 +17,20 @@ public static class LoginPage
         app.MapGet("/hub/login", (HttpContext http, IAntiforgery antiforgery, string? next, string? error) =>
         {
             var tokens = antiforgery.GetAndStoreTokens(http);
-            return Results.Content(Render(tokens.FormFieldName, tokens.RequestToken!, SafeNext(next), error), "text/html; charset=utf-8");
+            return Results.Content(Render(tokens.FormFieldName, tokens.RequestToken!, SafeNext(next), error is null ? null : WrongPassword), "text/html; charset=utf-8");
         }).AllowAnonymous();
 
         app.MapPost("/hub/login", async (HttpContext http, IAntiforgery antiforgery, Accounts accounts, LoginThrottle throttle) =>
         {
-            await antiforgery.ValidateRequestAsync(http);
+            if (!await antiforgery.IsRequestValidAsync(http))
+            {
+                // A forged post, or a form older than its cookie: 400 with a fresh form.
+                var tokens = antiforgery.GetAndStoreTokens(http);
+                var formNext = http.Request.HasFormContentType ? (await http.Request.ReadFormAsync())["next"].ToString() : null;
+                return Results.Content(Render(tokens.FormFieldName, tokens.RequestToken!, SafeNext(formNext), FormExpired),
+                    "text/html; charset=utf-8", statusCode: StatusCodes.Status400BadRequest);
+            }
+
             var form = await http.Request.ReadFormAsync();
             var name = form["name"].ToString();
             var next = SafeNext(form["next"].ToString());
@@ -42,7 +50,11 @@ public static class LoginPage
 
         app.MapPost("/hub/logout", async (HttpContext http, IAntiforgery antiforgery) =>
         {
-            await antiforgery.ValidateRequestAsync(http);
+            if (!await antiforgery.IsRequestValidAsync(http))
+            {
+                return Results.Problem(statusCode: StatusCodes.Status400BadRequest, title: "antiforgery", detail: "missing or invalid antiforgery token");
+            }
+
             await http.SignOutAsync(HubClaims.CookieScheme);
             return Results.Redirect("/hub/login");
         }).AllowAnonymous().DisableAntiforgery();
@@ -61,9 +73,12 @@ public static class LoginPage
         return next;
     }
 
+    private const string WrongPassword = "Wrong user name or password.";
+    private const string FormExpired = "The form expired; please log in again.";
+
     private static string Render(string field, string token, string next, string? error)
     {
-        var e = error is null ? "" : "<p class=\"error\" role=\"alert\">Wrong user name or password.</p>";
+        var e = error is null ? "" : $"<p class=\"error\" role=\"alert\">{WebUtility.HtmlEncode(error)}</p>";
         return $$"""
             <!doctype html>
             <html lang="en"><head><meta charset="utf-8"><title>OpenDSVM hub: log in</title>

@@ -4,6 +4,8 @@ using System.Text.Encodings.Web;
 using Dsvm.Core;
 using Dsvm.Hub.Data;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -42,6 +44,23 @@ public static class HubClaims
     public static string Name(this ClaimsPrincipal p) => p.Identity?.Name ?? "";
 
     public static bool IsAdmin(this ClaimsPrincipal p) => p.IsInRole(AdminRole) && p.Has(Scopes.Admin);
+
+    /// <summary>
+    /// A session lasts only as long as its user: deleted (or deleted and made again under the same name) ends it,
+    /// as it does the user's tokens. Checked on every request, like tokens are.
+    /// </summary>
+    public static async Task ValidateSessionAsync(CookieValidatePrincipalContext context)
+    {
+        var p = context.Principal;
+        var user = p?.Identity?.Name is { } name
+            ? await context.HttpContext.RequestServices.GetRequiredService<Accounts>().FindUserAsync(name, context.HttpContext.RequestAborted)
+            : null;
+        if (user is null || user.Id != p!.FindFirst(UserId)?.Value || user.IsAdmin != p.IsInRole(AdminRole))
+        {
+            context.RejectPrincipal();
+            await context.HttpContext.SignOutAsync(CookieScheme);
+        }
+    }
 }
 
 /// <summary><c>Authorization: token dsvm_…</c> (or <c>Bearer</c>): the hub's API tokens.</summary>

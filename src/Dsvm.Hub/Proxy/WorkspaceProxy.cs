@@ -1,10 +1,12 @@
 using System.Net;
 using System.Text.RegularExpressions;
 using Dsvm.Hub.Auth;
+using Dsvm.Hub.Data;
 using Dsvm.Hub.Services;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Hosting;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace Dsvm.Hub.Proxy;
@@ -15,7 +17,7 @@ namespace Dsvm.Hub.Proxy;
 /// same one that is forwarded (Kestrel has already decoded and removed dot segments); encoded slashes and
 /// backslashes are refused, and names must be exactly the lowercase names workspaces have.
 /// </summary>
-public sealed partial class WorkspaceProxy(IHttpForwarder forwarder, RouteTable routes, HubOptions options)
+public sealed partial class WorkspaceProxy(IHttpForwarder forwarder, RouteTable routes, HubOptions options, IHostApplicationLifetime lifetime)
 {
     public const string Prefix = "/user/";
 
@@ -53,6 +55,14 @@ public sealed partial class WorkspaceProxy(IHttpForwarder forwarder, RouteTable 
 
         var owner = m.Groups[1].Value;
         var name = m.Groups[2].Value;
+        // A credential meant for Jupyter (JupyterLab sends its page's token) is not the hub's: the hub
+        // authenticates the browser by its session cookie and injects the workspace token itself.
+        var authorization = context.Request.Headers.Authorization.ToString();
+        if (authorization.Length > 0 && !authorization.Contains(Dsvm.Hub.Data.Accounts.TokenPrefix, StringComparison.Ordinal))
+        {
+            context.Request.Headers.Remove("Authorization");
+        }
+
         var auth = await context.AuthenticateAsync(HubClaims.Scheme);
         if (!auth.Succeeded || auth.Principal is null)
         {
@@ -75,6 +85,21 @@ public sealed partial class WorkspaceProxy(IHttpForwarder forwarder, RouteTable 
             return;
         }
 
+        // Using a workspace runs code in it: a read-only token may look at the hub, not drive Jupyter.
+        if (!user.Has(Scopes.Workspaces) && !user.Has(Scopes.Admin))
+        {
+            await Plain(context, StatusCodes.Status403Forbidden, "this token's scopes do not include workspaces");
+            return;
+        }
+
+        // Jupyter skips its own XSRF and origin checks for token-authenticated requests, and every proxied request
+        // carries the workspace token: a browser session must come from the hub's own pages.
+        if (user.Identity?.AuthenticationType == HubClaims.CookieScheme && !FromSameOrigin(context.Request))
+        {
+            await Plain(context, StatusCodes.Status403Forbidden, "cross-origin request refused");
+            return;
+        }
+
         var route = await routes.FindAsync(owner, name, context.RequestAborted);
         if (route is null)
         {
@@ -82,6 +107,11 @@ public sealed partial class WorkspaceProxy(IHttpForwarder forwarder, RouteTable 
             return;
         }
 
+        // Upgraded connections (kernel websockets) last as long as a notebook is open: a stopping hub closes them
+        // rather than waiting for them (the workspaces keep running; JupyterLab reconnects to the next hub).
+        using var onStop = context.Features.Get<IHttpUpgradeFeature>()?.IsUpgradableRequest == true
+            ? lifetime.ApplicationStopping.Register(context.Abort)
+            : default;
         var error = await forwarder.SendAsync(context, route.Endpoint.GetLeftPart(UriPartial.Authority), Client, RequestConfig, new Transformer(route.Token));
         if (error != ForwarderError.None && !context.Response.HasStarted)
         {
@@ -89,6 +119,25 @@ public sealed partial class WorkspaceProxy(IHttpForwarder forwarder, RouteTable 
             routes.Remove(owner, name);
             await Plain(context, StatusCodes.Status502BadGateway, $"workspace {owner}/{name} did not answer ({error})");
         }
+    }
+
+    /// <summary>
+    /// Unsafe methods and websocket handshakes from a browser carry an Origin, which must be this hub (its host and
+    /// port; the scheme may differ behind a TLS-terminating proxy). No Origin means no browser page sent it.
+    /// </summary>
+    private static bool FromSameOrigin(HttpRequest r)
+    {
+        var safe = HttpMethods.IsGet(r.Method) || HttpMethods.IsHead(r.Method) || HttpMethods.IsOptions(r.Method);
+        var upgrade = r.HttpContext.Features.Get<IHttpUpgradeFeature>()?.IsUpgradableRequest == true;
+        var origin = r.Headers.Origin.ToString();
+        if ((safe && !upgrade) || origin.Length == 0)
+        {
+            return true;
+        }
+
+        return Uri.TryCreate(origin, UriKind.Absolute, out var o)
+            && string.Equals(o.Host, r.Host.Host, StringComparison.OrdinalIgnoreCase)
+            && (r.Host.Port ?? o.Port) == o.Port;
     }
 
     private static bool AcceptsHtml(HttpRequest r) => r.Headers.Accept.ToString().Contains("text/html", StringComparison.OrdinalIgnoreCase);
@@ -104,22 +153,32 @@ public sealed partial class WorkspaceProxy(IHttpForwarder forwarder, RouteTable 
     [GeneratedRegex("^/user/([a-z][a-z0-9-]{0,39})/([a-z][a-z0-9-]{0,39})(?:/|$)")]
     private static partial Regex RoutePattern();
 
+    /// <summary>Every cookie the hub sets is named dsvm-… (session and its chunks, CSRF, antiforgery).</summary>
+    private const string HubCookiePrefix = "dsvm-";
+
     /// <summary>Injects the workspace token; the hub's own cookies and credentials never reach Jupyter.</summary>
     private sealed class Transformer(string token) : HttpTransformer
     {
         public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
         {
             await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
+            if (IsPageRequest(httpContext.Request))
+            {
+                // Pages come back uncompressed, so the token can be taken out of them (below).
+                proxyRequest.Headers.Remove("Accept-Encoding");
+            }
+
             proxyRequest.Headers.Remove("Authorization");
             proxyRequest.Headers.TryAddWithoutValidation("Authorization", $"token {token}");
             proxyRequest.Headers.Remove(HubClaims.CsrfHeader);
+            // The hub has checked the browser's Origin against its own host; Jupyter would compare it with the
+            // workspace's loopback address instead and refuse kernel WebSockets.
+            proxyRequest.Headers.Remove("Origin");
             if (proxyRequest.Headers.TryGetValues("Cookie", out var cookies))
             {
                 var kept = string.Join("; ", cookies.SelectMany(c => c.Split(';'))
                     .Select(c => c.Trim())
-                    .Where(c => c.Length > 0 && !c.StartsWith(HubClaims.CookieName + "=", StringComparison.Ordinal)
-                                && !c.StartsWith(HubClaims.CookieName + "C", StringComparison.Ordinal)
-                                && !c.StartsWith(HubClaims.CsrfCookie + "=", StringComparison.Ordinal)
+                    .Where(c => c.Length > 0 && !c.StartsWith(HubCookiePrefix, StringComparison.Ordinal)
                                 && !c.StartsWith(".AspNetCore.", StringComparison.Ordinal)));
                 proxyRequest.Headers.Remove("Cookie");
                 if (kept.Length > 0)
@@ -128,5 +187,29 @@ public sealed partial class WorkspaceProxy(IHttpForwarder forwarder, RouteTable 
                 }
             }
         }
+
+        /// <summary>
+        /// Jupyter writes its token into every page it renders (JupyterLab's PageConfig). The hub takes it out, so
+        /// users never see workspace tokens and the page's scripts rely on the hub session instead.
+        /// </summary>
+        public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
+        {
+            var copyBody = await base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
+            if (proxyResponse?.Content is not { } content
+                || content.Headers.ContentType?.MediaType != "text/html"
+                || content.Headers.ContentEncoding.Count > 0)
+            {
+                return copyBody;
+            }
+
+            var html = await content.ReadAsStringAsync(cancellationToken);
+            var body = System.Text.Encoding.UTF8.GetBytes(html.Replace(token, "", StringComparison.Ordinal));
+            httpContext.Response.ContentLength = body.Length;
+            await httpContext.Response.Body.WriteAsync(body, cancellationToken);
+            return false;
+        }
+
+        private static bool IsPageRequest(HttpRequest request) =>
+            request.Headers.Accept.ToString().Contains("text/html", StringComparison.OrdinalIgnoreCase);
     }
 }

@@ -23,13 +23,34 @@ public sealed partial class HubWorkspaces(
     private int _startsInFlight;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Task> _background = new(StringComparer.Ordinal);
 
+    // Starts the API has accepted (202) whose background work has not finished: until it has, the record may not
+    // exist yet (or still say "stopped"), so reads show these and quota checks count them.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Owner, string Name), Workspace> _accepted = new();
+
+    // Check-then-accept runs one at a time per owner, so concurrent requests cannot all pass the same quota check.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> _ownerGates = new(StringComparer.Ordinal);
+
     public SizeCatalog Sizes => manager.Sizes;
 
     public int StartsInFlight => Volatile.Read(ref _startsInFlight);
 
-    public Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct) => manager.ListAsync(owner, ct);
+    public async Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct)
+    {
+        var list = (await manager.ListAsync(owner, ct)).Select(Overlay).ToList();
+        list.AddRange(_accepted.Values.Where(a => (owner is null || a.Owner == owner) && !list.Any(w => w.Owner == a.Owner && w.Name == a.Name)));
+        return list.OrderBy(w => w.Owner, StringComparer.Ordinal).ThenBy(w => w.Name, StringComparer.Ordinal).ToList();
+    }
 
-    public async Task<Workspace> GetAsync(string owner, string name, CancellationToken ct) => await manager.GetAsync(owner, name, ct);
+    public async Task<Workspace> GetAsync(string owner, string name, CancellationToken ct) =>
+        await store.FindAsync(owner, name, ct) is { } w
+            ? Overlay(w)
+            : _accepted.TryGetValue((owner, name), out var accepted) ? accepted : await manager.GetAsync(owner, name, ct);
+
+    /// <summary>While an accepted start is under way, a record that still says stopped (or failed) shows the start's state.</summary>
+    private Workspace Overlay(Workspace w) =>
+        w.State is WorkspaceState.Stopped or WorkspaceState.Stopping or WorkspaceState.Failed && _accepted.TryGetValue((w.Owner, w.Name), out var a)
+            ? w with { State = a.State, Size = a.Size, LastError = a.State == WorkspaceState.Stopped ? w.LastError : null }
+            : w;
 
     /// <summary>Checks everything that can be checked, then starts in the background and returns the pending record.</summary>
     public async Task<Workspace> BeginStartAsync(HubUser user, string name, string environment, string sizeName, CancellationToken ct)
@@ -38,60 +59,76 @@ public sealed partial class HubWorkspaces(
         var size = manager.Sizes.Get(sizeName);
         var env = (await environments.ListAsync(ct)).FirstOrDefault(e => e.Name == environment)
             ?? throw new NotFoundException($"unknown environment '{environment}' (see /api/v1/environments)");
-        var existing = await store.FindAsync(user.Name, name, ct);
-        await CheckQuotaAsync(user, size, existing, ct);
-        await manager.CheckStartableAsync(env.Name, env.Gpu, size, ct);
         var request = new CreateWorkspaceRequest { Name = name, Owner = user.Name, Environment = env.Name, Image = env.Image, GpuMode = env.Gpu, Size = size.Name };
-        EnterStart();
-        Publish(user.Name, name, WorkspaceState.Pending, $"starting {name} ({env.Name}, {size.Name})");
-        RunInBackground(user.Name, name, async () =>
+        Workspace accepted;
+        var gate = _ownerGates.GetOrAdd(user.Name, _ => new SemaphoreSlim(1, 1));
+        await gate.WaitAsync(ct);
+        try
         {
-            try
+            var existing = await store.FindAsync(user.Name, name, ct);
+            if (existing is not null && (existing.Environment != env.Name || existing.Size != size.Name))
             {
-                var w = await manager.UpAsync(request, Progress(user.Name, name), CancellationToken.None);
-                routes.Update(w);
-                Publish(w.Owner, w.Name, w.State, "ready");
+                // The engine would refuse this in the background, after a 202: refuse it now.
+                throw new ConflictException(existing.Environment != env.Name
+                    ? $"workspace '{name}' already exists with environment '{existing.Environment}'; delete it first or pick another name"
+                    : $"workspace '{name}' exists with size '{existing.Size}'; resize it instead");
             }
-            finally
-            {
-                LeaveStart();
-            }
-        });
-        // The record exists once the manager has taken the lock; answer with it (or a pending stand-in).
-        return await store.FindAsync(user.Name, name, ct) ?? Pending(user.Name, name, env, size);
+
+            await CheckQuotaAsync(user, size, name, isNew: existing is null && !_accepted.ContainsKey((user.Name, name)), ct);
+            await manager.CheckStartableAsync(env.Name, env.Gpu, size, ct);
+            EnterStart();
+            accepted = existing is null ? Pending(user.Name, name, env, size) : existing with { State = WorkspaceState.Starting, LastError = null };
+            _accepted[(user.Name, name)] = accepted;
+        }
+        finally
+        {
+            gate.Release();
+        }
+
+        Publish(user.Name, name, WorkspaceState.Pending, $"starting {name} ({env.Name}, {size.Name})");
+        RunInBackground(accepted, async () => (await manager.UpAsync(request, Progress(user.Name, name), CancellationToken.None), "ready"));
+        return await GetAsync(user.Name, name, ct);
     }
 
     public async Task<Workspace> BeginRestartAsync(HubUser user, string owner, string name, string? newSize, CancellationToken ct)
     {
-        var w = await manager.GetAsync(owner, name, ct);
-        var size = manager.Sizes.Get(newSize ?? w.Size);
-        var env = (await environments.ListAsync(ct)).FirstOrDefault(e => e.Name == w.Environment);
-        var gpu = env?.Gpu ?? Dsvm.Core.Specs.GpuMode.None;
-        if (owner == user.Name)
+        var size = manager.Sizes.Get(newSize ?? (await manager.GetAsync(owner, name, ct)).Size);
+        Workspace accepted;
+        Dsvm.Core.Specs.GpuMode gpu;
+        var gate = _ownerGates.GetOrAdd(owner, _ => new SemaphoreSlim(1, 1));
+        await gate.WaitAsync(ct);
+        try
         {
-            await CheckQuotaAsync(user, size, w, ct);
+            var w = await manager.GetAsync(owner, name, ct);
+            var env = (await environments.ListAsync(ct)).FirstOrDefault(e => e.Name == w.Environment);
+            gpu = env?.Gpu ?? Dsvm.Core.Specs.GpuMode.None;
+            if (owner == user.Name)
+            {
+                await CheckQuotaAsync(user, size, name, isNew: false, ct);
+            }
+
+            await manager.CheckStartableAsync(w.Environment, gpu, size, ct);
+            EnterStart();
+            // A resize of a workspace that is not running only changes its size.
+            var starts = newSize is null || w.State == WorkspaceState.Running;
+            accepted = w with { State = starts ? WorkspaceState.Starting : w.State, Size = size.Name, LastError = starts ? null : w.LastError };
+            _accepted[(owner, name)] = accepted;
+        }
+        finally
+        {
+            gate.Release();
         }
 
-        await manager.CheckStartableAsync(w.Environment, gpu, size, ct);
-        EnterStart();
         Publish(owner, name, WorkspaceState.Starting, newSize is null ? $"starting {name}" : $"resizing {name} to {size.Name}");
-        RunInBackground(owner, name, async () =>
+        RunInBackground(accepted, async () =>
         {
-            try
-            {
-                routes.Remove(owner, name);
-                var result = newSize is null
-                    ? await manager.StartAsync(owner, name, gpu, Progress(owner, name), CancellationToken.None)
-                    : await manager.ResizeAsync(owner, name, size.Name, gpu, Progress(owner, name), CancellationToken.None);
-                routes.Update(result);
-                Publish(owner, name, result.State, result.State == WorkspaceState.Running ? "ready" : $"size {result.Size}");
-            }
-            finally
-            {
-                LeaveStart();
-            }
+            routes.Remove(owner, name);
+            var result = newSize is null
+                ? await manager.StartAsync(owner, name, gpu, Progress(owner, name), CancellationToken.None)
+                : await manager.ResizeAsync(owner, name, size.Name, gpu, Progress(owner, name), CancellationToken.None);
+            return (result, result.State == WorkspaceState.Running ? "ready" : $"size {result.Size}");
         });
-        return await manager.GetAsync(owner, name, ct);
+        return await GetAsync(owner, name, ct);
     }
 
     public async Task<Workspace> StopAsync(string owner, string name, CancellationToken ct)
@@ -125,30 +162,44 @@ public sealed partial class HubWorkspaces(
         }
     }
 
-    private void RunInBackground(string owner, string name, Func<Task> work)
+    /// <summary>Runs an accepted start; when it ends, the acceptance is dropped before the outcome is published.</summary>
+    private void RunInBackground(Workspace accepted, Func<Task<(Workspace Result, string Message)>> work)
     {
-        var key = $"{owner}/{name}";
+        var (owner, name) = (accepted.Owner, accepted.Name);
         var task = Task.Run(async () =>
         {
             try
             {
-                await work();
+                var (w, message) = await work();
+                Forget(accepted);
+                routes.Update(w);
+                Publish(w.Owner, w.Name, w.State, message);
             }
             catch (DsvmException ex)
             {
+                Forget(accepted);
                 LogStartFailed(owner, name, ex.Message.Split('\n')[0]);
                 Publish(owner, name, WorkspaceState.Failed, ex.Message);
                 throw;
             }
             catch (Exception ex)
             {
+                Forget(accepted);
                 LogStartCrashed(ex, owner, name);
                 Publish(owner, name, WorkspaceState.Failed, "internal error; see the hub's log");
                 throw;
             }
+            finally
+            {
+                LeaveStart();
+            }
         });
-        _background[key] = task;
+        _background[$"{owner}/{name}"] = task;
     }
+
+    /// <summary>Drops this acceptance (not a later one for the same workspace).</summary>
+    private void Forget(Workspace accepted) =>
+        _accepted.TryRemove(new KeyValuePair<(string, string), Workspace>((accepted.Owner, accepted.Name), accepted));
 
     private void EnterStart()
     {
@@ -161,12 +212,17 @@ public sealed partial class HubWorkspaces(
 
     private void LeaveStart() => Interlocked.Decrement(ref _startsInFlight);
 
-    private async Task CheckQuotaAsync(HubUser user, MachineSize size, Workspace? existing, CancellationToken ct)
+    private async Task CheckQuotaAsync(HubUser user, MachineSize size, string name, bool isNew, CancellationToken ct)
     {
-        var mine = (await store.ListAsync(user.Name, ct)).Where(w => w.Id != existing?.Id).ToList();
+        // The user's other workspaces: records, with accepted starts counted as starting (with their new size).
+        var accepted = _accepted.Values.Where(a => a.Owner == user.Name && a.Name != name).ToList();
+        var mine = (await store.ListAsync(user.Name, ct))
+            .Where(w => w.Name != name && !accepted.Any(a => a.Name == w.Name))
+            .Concat(accepted)
+            .ToList();
         var active = mine.Where(w => w.State is WorkspaceState.Running or WorkspaceState.Starting or WorkspaceState.Pending).ToList();
         var q = user.Quota;
-        if (existing is null && q.MaxWorkspaces is { } maxWs && mine.Count + 1 > maxWs)
+        if (isNew && q.MaxWorkspaces is { } maxWs && mine.Count + 1 > maxWs)
         {
             throw new ForbiddenException($"quota: at most {maxWs} workspaces per user (you have {mine.Count}); delete one first");
         }

@@ -15,8 +15,9 @@ async function api(method, path, body) {
   return data;
 }
 
-const el = (tag, props = {}, ...children) => {
+const el = (tag, { dataset, ...props } = {}, ...children) => {
   const node = Object.assign(document.createElement(tag), props);
+  Object.assign(node.dataset, dataset || {});
   for (const c of children) node.append(c);
   return node;
 };
@@ -115,7 +116,7 @@ async function main() {
     const e = JSON.parse(m.data);
     const log = document.getElementById("progress");
     log.textContent += `${new Date(e.at).toLocaleTimeString()} ${e.owner}/${e.name}: ${e.message}\n`;
-    await refresh();
+    try { await refresh(); } catch (err) { showError(err.message); }
   });
   await refresh();
 }

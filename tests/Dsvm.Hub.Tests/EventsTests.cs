@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace Dsvm.Hub.Tests;
+
+public sealed class EventsTests : HubTestBase
+{
+    /// <summary>An open /api/v1/events stream, read line by line.</summary>
+    private sealed class EventStream : IDisposable
+    {
+        private readonly HttpResponseMessage _response;
+        private readonly StreamReader _reader;
+
+        private EventStream(HttpResponseMessage response, StreamReader reader)
+        {
+            _response = response;
+            _reader = reader;
+        }
+
+        public List<JsonElement> Received { get; } = [];
+
+        public static async Task<EventStream> OpenAsync(HttpClient c)
+        {
+            var response = await c.GetAsync("api/v1/events", HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+            var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            var stream = new EventStream(response, reader);
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            // The comment comes once the subscription exists: events after this point are not missed.
+            Assert.Equal(": connected", await reader.ReadLineAsync(timeout.Token));
+            return stream;
+        }
+
+        /// <summary>Reads events until one matches (20 s at most); every event read is kept in <see cref="Received"/>.</summary>
+        public async Task<JsonElement> WaitForAsync(Func<JsonElement, bool> match)
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            string? eventName = null;
+            while (true)
+            {
+                string? line;
+                try
+                {
+                    line = await _reader.ReadLineAsync(timeout.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    Assert.Fail($"no matching event within 20 s; received: {string.Join(" | ", Received)}");
+                    throw;
+                }
+
+                Assert.NotNull(line);
+                if (line.StartsWith("event: ", StringComparison.Ordinal))
+                {
+                    eventName = line["event: ".Length..];
+                }
+                else if (line.StartsWith("data: ", StringComparison.Ordinal))
+                {
+                    Assert.Equal("workspace", eventName);
+                    var e = JsonDocument.Parse(line["data: ".Length..]).RootElement.Clone();
+                    Received.Add(e);
+                    if (match(e))
+                    {
+                        return e;
+                    }
+                }
+                else if (line.Length == 0)
+                {
+                    eventName = null;
+                }
+            }
+        }
+
+        public void Dispose()
+        {
+            _reader.Dispose();
+            _response.Dispose();
+        }
+    }
+
+    private static Func<JsonElement, bool> Running(string owner, string name) =>
+        e => e.Str("owner") == owner && e.Str("name") == name && e.Str("state") == "running";
+
+    [Fact]
+    public async Task The_event_stream_reports_a_start_until_running()
+    {
+        var alice = await UserTokenClientAsync("alice");
+        using var events = await EventStream.OpenAsync(alice);
+        await alice.PostAsJsonAsync("api/v1/workspaces", new { name = "ws1", environment = "minimal", size = "small" }).Expect(HttpStatusCode.Accepted);
+        var running = await events.WaitForAsync(Running("alice", "ws1"));
+        Assert.Equal("ready", running.Str("message"));
+        Assert.Contains(events.Received, e => e.Str("state") == "pending");
+        Assert.Contains(events.Received, e => e.Str("state") == "starting");
+    }
+
+    [Fact]
+    public async Task A_user_does_not_receive_other_users_events()
+    {
+        var alice = await UserTokenClientAsync("alice");
+        var bob = await UserTokenClientAsync("bob");
+        using var aliceEvents = await EventStream.OpenAsync(alice);
+        using var bobEvents = await EventStream.OpenAsync(bob);
+
+        await alice.PostAsJsonAsync("api/v1/workspaces", new { name = "ws1", environment = "minimal", size = "small" }).Expect(HttpStatusCode.Accepted);
+        await aliceEvents.WaitForAsync(Running("alice", "ws1"));
+        await bob.PostAsJsonAsync("api/v1/workspaces", new { name = "ws2", environment = "minimal", size = "small" }).Expect(HttpStatusCode.Accepted);
+        await bobEvents.WaitForAsync(Running("bob", "ws2"));
+
+        Assert.All(bobEvents.Received, e => Assert.Equal("bob", e.Str("owner")));
+        Assert.DoesNotContain(aliceEvents.Received, e => e.Str("owner") == "bob");
+    }
+
+    [Fact]
+    public async Task An_admin_receives_every_users_events()
+    {
+        var admin = await AdminAsync();
+        var alice = await UserTokenClientAsync("alice");
+        using var adminEvents = await EventStream.OpenAsync(admin.Http);
+        await alice.PostAsJsonAsync("api/v1/workspaces", new { name = "ws1", environment = "minimal", size = "small" }).Expect(HttpStatusCode.Accepted);
+        await adminEvents.WaitForAsync(Running("alice", "ws1"));
+    }
+
+    [Fact]
+    public async Task The_event_stream_needs_credentials()
+    {
+        await Hub.Anonymous().GetAsync("api/v1/events").Expect(HttpStatusCode.Unauthorized);
+    }
+
+    [Fact]
+    public async Task Stopping_the_hub_ends_open_event_streams_promptly()
+    {
+        var alice = await UserTokenClientAsync("alice");
+        using var events = await EventStream.OpenAsync(alice);
+        var watch = Stopwatch.StartNew();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await Hub.App.StopAsync(cts.Token);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"stopping took {watch.Elapsed.TotalSeconds:0.0} s with an event stream open");
+    }
+}

@@ -1,0 +1,266 @@
+using System.Collections.Concurrent;
+using System.Net.WebSockets;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Dsvm.Core.Sizes;
+using Dsvm.Core.Workspaces;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace Dsvm.Hub.Tests;
+
+/// <summary>
+/// A tiny real HTTP server standing in for a workspace's Jupyter: <c>{base}api/status</c> answers 200 only with
+/// <c>Authorization: token &lt;token&gt;</c>; <c>{base}api/kernels/{id}/channels</c> is a WebSocket echo (same token
+/// rule); anything else under the base URL is echoed back as JSON {method, path, query, authorization, cookie}.
+/// </summary>
+internal sealed class FakeJupyterServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private FakeJupyterServer(WebApplication app, Uri endpoint, string baseUrl, string token)
+    {
+        _app = app;
+        Endpoint = endpoint;
+        BaseUrl = baseUrl;
+        Token = token;
+    }
+
+    public Uri Endpoint { get; }
+
+    public string BaseUrl { get; }
+
+    public string Token { get; }
+
+    /// <summary>Requests it received, as "METHOD path".</summary>
+    public ConcurrentQueue<string> Requests { get; } = new();
+
+    public static async Task<FakeJupyterServer> StartAsync(string baseUrl, string token, CancellationToken ct)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        var app = builder.Build();
+        FakeJupyterServer? self = null;
+        app.UseWebSockets();
+        app.Run(ctx => self!.HandleAsync(ctx));
+        await app.StartAsync(ct);
+        self = new FakeJupyterServer(app, new Uri(app.Urls.First()), baseUrl, token);
+        return self;
+    }
+
+    private async Task HandleAsync(HttpContext ctx)
+    {
+        var path = ctx.Request.Path.Value ?? "";
+        Requests.Enqueue($"{ctx.Request.Method} {path}");
+        var authorization = ctx.Request.Headers.Authorization.ToString();
+        var authorized = authorization == $"token {Token}";
+        if (!path.StartsWith(BaseUrl, StringComparison.Ordinal))
+        {
+            ctx.Response.StatusCode = StatusCodes.Status404NotFound;
+            return;
+        }
+
+        var rest = path[BaseUrl.Length..];
+        if (rest == "api/status")
+        {
+            ctx.Response.StatusCode = authorized ? StatusCodes.Status200OK : StatusCodes.Status403Forbidden;
+            if (authorized)
+            {
+                await ctx.Response.WriteAsJsonAsync(new { started = "2024-01-01T00:00:00Z", connections = 0 });
+            }
+
+            return;
+        }
+
+        if (rest.StartsWith("api/kernels/", StringComparison.Ordinal) && rest.EndsWith("/channels", StringComparison.Ordinal))
+        {
+            if (!ctx.WebSockets.IsWebSocketRequest || !authorized)
+            {
+                ctx.Response.StatusCode = authorized ? StatusCodes.Status400BadRequest : StatusCodes.Status403Forbidden;
+                return;
+            }
+
+            using var ws = await ctx.WebSockets.AcceptWebSocketAsync();
+            await EchoAsync(ws, ctx.RequestAborted);
+            return;
+        }
+
+        await ctx.Response.WriteAsJsonAsync(new
+        {
+            method = ctx.Request.Method,
+            path,
+            query = ctx.Request.QueryString.Value ?? "",
+            authorization = authorization.Length == 0 ? null : authorization,
+            cookie = ctx.Request.Headers.Cookie.Count == 0 ? null : ctx.Request.Headers.Cookie.ToString(),
+        });
+    }
+
+    private static async Task EchoAsync(WebSocket ws, CancellationToken ct)
+    {
+        var buffer = new byte[16 * 1024];
+        try
+        {
+            while (ws.State == WebSocketState.Open)
+            {
+                var result = await ws.ReceiveAsync(buffer, ct);
+                if (result.MessageType == WebSocketMessageType.Close)
+                {
+                    await ws.CloseAsync(WebSocketCloseStatus.NormalClosure, "bye", ct);
+                    return;
+                }
+
+                await ws.SendAsync(buffer.AsMemory(0, result.Count), result.MessageType, result.EndOfMessage, ct);
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
+        {
+            // The client went away.
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        try
+        {
+            await _app.StopAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        await _app.DisposeAsync();
+    }
+}
+
+/// <summary>
+/// A workspace backend whose "containers" are <see cref="FakeJupyterServer"/>s. They live in the backend, not the
+/// hub, so a hub can stop and another start while the workspaces keep running (as containers would).
+/// </summary>
+internal sealed class FakeJupyterBackend : IWorkspaceBackend, IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<string, FakeJupyterServer> _servers = new(StringComparer.Ordinal);
+
+    public string Name => "fake-jupyter";
+
+    public HostCapacity Capacity { get; set; } = new(16, 64L * 1024 * 1024 * 1024, 0);
+
+    /// <summary>When set, every start waits for it (to hold starts in flight).</summary>
+    public TaskCompletionSource? StartGate { get; set; }
+
+    /// <summary>Every start request, in order (holds the workspace tokens the hub must never show).</summary>
+    public ConcurrentQueue<WorkspaceStartRequest> Starts { get; } = new();
+
+    public FakeJupyterServer? ServerFor(string owner, string name) =>
+        _servers.Values.FirstOrDefault(s => s.BaseUrl == $"/user/{owner}/{name}/");
+
+    public string TokenFor(string owner, string name) =>
+        Starts.Last(s => s.Owner == owner && s.Name == name).Token;
+
+    public async Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
+    {
+        Starts.Enqueue(request);
+        progress?.Report(new WorkspaceProgress("fake: starting a Jupyter"));
+        if (StartGate is { } gate)
+        {
+            await gate.Task.WaitAsync(ct);
+        }
+
+        var server = await FakeJupyterServer.StartAsync(request.BaseUrl, request.Token, ct);
+        if (_servers.TryRemove(request.Id, out var old))
+        {
+            await old.DisposeAsync();
+        }
+
+        _servers[request.Id] = server;
+        return new WorkspaceLaunch(Handle(request.Id), server.Endpoint);
+    }
+
+    private WorkspaceHandle Handle(string id) => new(id, Name, JsonSerializer.SerializeToElement(new { container = "c-" + id }));
+
+    public async Task StopAsync(WorkspaceHandle handle, CancellationToken ct)
+    {
+        if (_servers.TryRemove(handle.Id, out var server))
+        {
+            await server.DisposeAsync();
+        }
+    }
+
+    public Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct) =>
+        Task.FromResult(_servers.TryGetValue(handle.Id, out var s)
+            ? new WorkspaceStatus(true, true, "running", s.Endpoint)
+            : new WorkspaceStatus(false, false, "container not found"));
+
+    public Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct) => StopAsync(handle, ct);
+
+    public Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct) => Task.FromResult("");
+
+    public async IAsyncEnumerable<ManagedResource> ListManagedAsync([EnumeratorCancellation] CancellationToken ct)
+    {
+        foreach (var id in _servers.Keys.ToList())
+        {
+            await Task.Yield();
+            yield return new ManagedResource(id, "c-" + id, true, Handle(id));
+        }
+    }
+
+    public Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct) => Task.FromResult(false);
+
+    public Task<HostCapacity> GetCapacityAsync(CancellationToken ct) => Task.FromResult(Capacity);
+
+    public async ValueTask DisposeAsync()
+    {
+        StartGate?.TrySetCanceled();
+        foreach (var id in _servers.Keys.ToList())
+        {
+            if (_servers.TryRemove(id, out var s))
+            {
+                await s.DisposeAsync();
+            }
+        }
+    }
+}
+
+internal sealed class NoGpus : IGpuDetector
+{
+    public Task<IReadOnlyList<GpuInfo>> DetectAsync(CancellationToken ct) => Task.FromResult<IReadOnlyList<GpuInfo>>([]);
+}
+
+/// <summary>A clock the test can set or move forward; it runs on from there with real time (timers are real too).</summary>
+internal sealed class ManualTime : TimeProvider
+{
+    private readonly Lock _gate = new();
+    private TimeSpan _offset;
+
+    public DateTimeOffset Now
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return DateTimeOffset.UtcNow + _offset;
+            }
+        }
+
+        set
+        {
+            lock (_gate)
+            {
+                _offset = value - DateTimeOffset.UtcNow;
+            }
+        }
+    }
+
+    public void Advance(TimeSpan by)
+    {
+        lock (_gate)
+        {
+            _offset += by;
+        }
+    }
+
+    public override DateTimeOffset GetUtcNow() => Now;
+}
