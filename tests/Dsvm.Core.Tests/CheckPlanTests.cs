@@ -1,3 +1,4 @@
+using Dsvm.Testing;
 using Dsvm.Core.Checks;
 using Dsvm.Core.Specs;
 
@@ -6,7 +7,7 @@ namespace Dsvm.Core.Tests;
 public sealed class CheckPlanTests
 {
     private static IReadOnlyList<CheckDefinition> Datascience() =>
-        CheckPlan.For(SpecLoader.Load(Repo.Environment("datascience"), ToolsetCatalog.Default), ToolsetCatalog.Default);
+        CheckPlan.For(SpecLoader.Load(Path.Combine(TestEnvironment.EnvironmentsDir, "datascience"), ToolsetCatalog.Default), ToolsetCatalog.Default);
 
     private static IEnumerable<string> Targets(IReadOnlyList<CheckDefinition> plan, CheckKind kind) =>
         plan.Where(c => c.Kind == kind).Select(c => c.Target);

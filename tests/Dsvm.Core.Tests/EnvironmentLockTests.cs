@@ -1,3 +1,4 @@
+using Dsvm.Testing;
 using Dsvm.Core.Locks;
 using Dsvm.Core.Specs;
 
@@ -219,7 +220,7 @@ public sealed class EnvironmentLockTests
     [Fact]
     public void CuratedMinimalLock_Parses()
     {
-        var l = EnvironmentLock.Load(Path.Combine(Repo.Environment("minimal"), EnvironmentLock.FileName));
+        var l = EnvironmentLock.Load(Path.Combine(Path.Combine(TestEnvironment.EnvironmentsDir, "minimal"), EnvironmentLock.FileName));
 
         Assert.Equal("minimal", l.Environment);
         Assert.NotEmpty(l.BasePackages);
@@ -229,7 +230,7 @@ public sealed class EnvironmentLockTests
     [Fact]
     public void CuratedMinimalLock_MatchesItsSpec()
     {
-        var dir = Repo.Environment("minimal");
+        var dir = Path.Combine(TestEnvironment.EnvironmentsDir, "minimal");
         var l = EnvironmentLock.Load(Path.Combine(dir, EnvironmentLock.FileName));
 
         Assert.True(l.Matches(SpecLoader.Load(dir, ToolsetCatalog.Default)), "environments/minimal/environment.lock is stale; run `dsvm env lock minimal`");

@@ -1,3 +1,4 @@
+using Dsvm.Testing;
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Dsvm.Core.Sizes;

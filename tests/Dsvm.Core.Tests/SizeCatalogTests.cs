@@ -1,3 +1,4 @@
+using Dsvm.Testing;
 using Dsvm.Core.Sizes;
 using Dsvm.Core.Specs;
 

@@ -1,3 +1,4 @@
+using Dsvm.Testing;
 using Dsvm.Core.Specs;
 
 namespace Dsvm.Core.Tests;
@@ -25,10 +26,10 @@ public sealed class SpecLoaderTests
     [InlineData("gpu")]
     public void CuratedSpec_Loads(string name)
     {
-        var spec = SpecLoader.Load(Repo.Environment(name), ToolsetCatalog.Default);
+        var spec = SpecLoader.Load(Path.Combine(TestEnvironment.EnvironmentsDir, name), ToolsetCatalog.Default);
 
         Assert.Equal(name, spec.Name);
-        Assert.Equal(Path.Combine(Repo.Environment(name), SpecLoader.FileName), spec.FilePath);
+        Assert.Equal(Path.Combine(Path.Combine(TestEnvironment.EnvironmentsDir, name), SpecLoader.FileName), spec.FilePath);
         Assert.Equal("samples", spec.Samples);
         Assert.Matches("^sha256:[0-9a-f]{64}$", spec.Digest);
     }
@@ -36,7 +37,7 @@ public sealed class SpecLoaderTests
     [Fact]
     public void CuratedDatascience_HasItsToolsetsKernelsAndEnv()
     {
-        var spec = SpecLoader.Load(Repo.Environment("datascience"), ToolsetCatalog.Default);
+        var spec = SpecLoader.Load(Path.Combine(TestEnvironment.EnvironmentsDir, "datascience"), ToolsetCatalog.Default);
 
         Assert.Contains("pytorch", spec.Toolsets);
         Assert.Equal(["python3", "ir"], spec.Kernels);
@@ -48,7 +49,7 @@ public sealed class SpecLoaderTests
     [Fact]
     public void CuratedGpu_IsOptionalGpuWithCudaPyTorch()
     {
-        var spec = SpecLoader.Load(Repo.Environment("gpu"), ToolsetCatalog.Default);
+        var spec = SpecLoader.Load(Path.Combine(TestEnvironment.EnvironmentsDir, "gpu"), ToolsetCatalog.Default);
 
         Assert.Equal(GpuMode.Optional, spec.Gpu);
         Assert.Contains("pytorch-cuda", spec.Toolsets);

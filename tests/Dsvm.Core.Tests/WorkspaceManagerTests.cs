@@ -1,3 +1,4 @@
+using Dsvm.Testing;
 using System.Diagnostics;
 using System.Text.Json;
 using Dsvm.Core.Sizes;
