@@ -13,6 +13,36 @@ export DSVM_TEST_HOME="${DSVM_TEST_HOME:-/var/tmp/opendsvm-tests}"
 # Under this script a missing engine fails the Docker tests instead of skipping them.
 export DSVM_REQUIRE_DOCKER=1
 
+# A throwaway PostgreSQL cluster (Debian's package) for the PostgreSQL store tests: 127.0.0.1:55432, trust auth,
+# database dsvm_test; wiped at start and stopped when this script exits.
+pg_bin=""
+for d in /usr/lib/postgresql/*/bin; do [ -x "$d/pg_ctl" ] && [ -x "$d/initdb" ] && pg_bin="$d"; done
+if [ -z "$pg_bin" ] && command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
+  pg_bin="$(dirname "$(command -v pg_ctl)")"
+fi
+pg_data=/var/tmp/opendsvm-pg
+pg_sock=/tmp/opendsvm-pg-sock
+pg_as() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+stop_postgres() { [ -n "$pg_bin" ] && [ -f "$pg_data/postmaster.pid" ] && pg_as "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1; }
+if [ -n "$pg_bin" ]; then
+  stop_postgres
+  rm -rf "$pg_data" "$pg_sock"
+  mkdir -p "$pg_data" "$pg_sock"
+  [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$pg_data" "$pg_sock"
+  if pg_as "$pg_bin/initdb" -D "$pg_data" -U postgres --auth=trust -E UTF8 >"$results/postgres-initdb.log" 2>&1 &&
+     pg_as "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w -t 60 \
+       -o "-c listen_addresses=127.0.0.1 -c port=55432 -c unix_socket_directories=$pg_sock -c fsync=off" start >/dev/null &&
+     pg_as "$pg_bin/psql" -h 127.0.0.1 -p 55432 -U postgres -qc "CREATE DATABASE dsvm_test" >/dev/null; then
+    trap 'stop_postgres || true' EXIT
+    export DSVM_TEST_POSTGRES="Host=127.0.0.1;Port=55432;Username=postgres;Database=dsvm_test"
+    # Under this script the PostgreSQL tests fail instead of skipping when the cluster is unreachable.
+    export DSVM_REQUIRE_POSTGRES=1
+  else
+    echo "test.sh: could not start PostgreSQL (see $results/postgres-initdb.log, $pg_data/server.log); its tests will be skipped" >&2
+    stop_postgres
+  fi
+fi
+
 dotnet build OpenDSVM.slnx -c Release -nologo -v quiet || exit 1
 # -m:1: test projects run one after another (the Docker tests share the engine and the test home).
 dotnet test OpenDSVM.slnx -c Release --no-build -nologo -m:1 \

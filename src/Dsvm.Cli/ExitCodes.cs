@@ -16,6 +16,7 @@ public static class ExitCodes
     public const int Checks = 8;
     public const int Workspace = 9;
     public const int Conflict = 10;
+    public const int Forbidden = 11;
     public const int Cancelled = 130;
 
     public static int For(DsvmException ex) => ex.Kind switch
@@ -28,6 +29,7 @@ public static class ExitCodes
         "checks" => Checks,
         "workspace" => Workspace,
         "conflict" => Conflict,
+        "forbidden" => Forbidden,
         "usage" => Usage,
         _ => Error,
     };

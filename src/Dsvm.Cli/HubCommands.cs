@@ -20,7 +20,8 @@ public static class HubCommands
         var hub = new Command("hub", "The multi-user hub: REST API, web UI and authenticating proxy to each workspace");
         var listen = new Option<string>("--listen") { Description = "Address to listen on", DefaultValueFactory = _ => new HubOptions().Listen };
         var idle = new Option<int?>("--idle-timeout") { Description = "Minutes of inactivity (the server's own report) before a workspace is stopped" };
-        var serve = new Command("serve", "Run the hub in the foreground (Ctrl-C stops the hub; workspaces keep running)") { listen, idle };
+        var database = new Option<string?>("--database") { Description = "PostgreSQL for the hub's state (postgres://… or \"Host=…;Database=…\"; env DSVM_HUB_DATABASE); default SQLite in the data folder" };
+        var serve = new Command("serve", "Run the hub in the foreground (Ctrl-C stops the hub; workspaces keep running)") { listen, idle, database };
         serve.SetAction((p, ct) => Output.RunAsync(p, null, async ct =>
         {
             var paths = DsvmPaths.FromEnvironment().EnsureCreated();
@@ -33,10 +34,12 @@ public static class HubCommands
                 AdminPassword = Environment.GetEnvironmentVariable("DSVM_HUB_ADMIN_PASSWORD"),
                 IdleTimeout = p.GetValue(idle) is { } minutes ? TimeSpan.FromMinutes(minutes) : new HubOptions().IdleTimeout,
             };
+            var state = HubDatabase.Open(HubDatabase.Configured(p.GetValue(database)), paths);
             var app = HubHost.Build(options, new HubDependencies
             {
+                AccountsDb = state.AccountsDb,
                 Backend = new DockerWorkspaceBackend(new DockerBackendOptions(), gpus),
-                Store = new SqliteWorkspaceStore(paths.Database),
+                Store = state.Store,
                 Gpus = gpus,
                 Environments = new DockerEnvironmentCatalog(images),
                 Paths = paths,
@@ -49,6 +52,7 @@ public static class HubCommands
             }
 
             await app.StartAsync(ct);
+            AnsiConsole.Console.MarkupLine($"[green]✓[/] hub state: {Markup.Escape(state.Description)}");
             AnsiConsole.Console.MarkupLine($"[green]✓[/] hub listening on {Markup.Escape(string.Join(", ", app.Urls))}; open {Markup.Escape(app.Urls.First())}/hub/");
             await app.WaitForShutdownAsync(ct);
             return ExitCodes.Ok;

@@ -11,7 +11,7 @@ if (Console.IsOutputRedirected)
 var root = new RootCommand("OpenDSVM: self-hosted data-science virtual machines (environments as code, workspaces, hub)");
 root.Subcommands.Add(EnvCommands.Create());
 root.Subcommands.Add(HubCommands.Create());
-foreach (var command in WorkspaceCommands.Create())
+foreach (var command in WorkspaceCommands.Create().Concat(RemoteCommands.Create()))
 {
     root.Subcommands.Add(command);
 }

@@ -45,9 +45,19 @@ public static class WorkspaceCommands
         var size = new Option<string>("--size", "-s") { Description = "Machine size (see `dsvm sizes`)", DefaultValueFactory = _ => SizeCatalog.DefaultSize };
         var name = new Option<string?>("--name", "-n") { Description = "Workspace name (default: the environment's name)" };
         var format = Output.FormatOption();
-        var cmd = new Command("up", "Build the environment if needed, start a workspace and print its JupyterLab URL") { env, size, name, format };
+        var local = RemoteCommands.LocalOption();
+        var cmd = new Command("up", "Build the environment if needed, start a workspace and print its JupyterLab URL (on the hub when logged in)") { env, size, name, format, local };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
+            using (var hub = RemoteCommands.Connect(p.GetValue(local)))
+            {
+                if (hub is not null)
+                {
+                    var envName = Path.GetFileName(p.GetValue(env)!.TrimEnd('/', '\\'));
+                    return await RemoteCommands.UpAsync(hub, p.GetValue(name) ?? envName, envName, p.GetValue(size)!, Output.IsJson(p, format), ct);
+                }
+            }
+
             var s = new WorkspaceServices();
             var json = Output.IsJson(p, format);
             var spec = s.Images.LoadSpec(p.GetValue(env)!);
@@ -84,9 +94,18 @@ public static class WorkspaceCommands
     private static Command Ls()
     {
         var format = Output.FormatOption();
-        var cmd = new Command("ls", "List workspaces (states checked against the engine)") { format };
+        var local = RemoteCommands.LocalOption();
+        var cmd = new Command("ls", "List workspaces (states checked against the engine; the hub's when logged in)") { format, local };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
+            using (var hub = RemoteCommands.Connect(p.GetValue(local)))
+            {
+                if (hub is not null)
+                {
+                    return await RemoteCommands.LsAsync(hub, Output.IsJson(p, format), ct);
+                }
+            }
+
             var s = new WorkspaceServices();
             var list = await s.Manager.ListAsync(Owner, ct);
             var report = await s.Manager.ReconcileAsync(ct);
@@ -134,9 +153,18 @@ public static class WorkspaceCommands
     {
         var name = NameArgument();
         var format = Output.FormatOption();
-        var cmd = new Command("stop", "Stop a workspace (its home is kept)") { name, format };
+        var local = RemoteCommands.LocalOption();
+        var cmd = new Command("stop", "Stop a workspace (its home is kept)") { name, format, local };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
+            using (var hub = RemoteCommands.Connect(p.GetValue(local)))
+            {
+                if (hub is not null)
+                {
+                    return await RemoteCommands.StopAsync(hub, p.GetValue(name)!, Output.IsJson(p, format), ct);
+                }
+            }
+
             var s = new WorkspaceServices();
             var w = await s.Manager.StopAsync(Owner, p.GetValue(name)!, null, ct);
             if (Output.IsJson(p, format))
@@ -157,9 +185,18 @@ public static class WorkspaceCommands
     {
         var name = NameArgument();
         var format = Output.FormatOption();
-        var cmd = new Command("start", "Start a stopped workspace") { name, format };
+        var local = RemoteCommands.LocalOption();
+        var cmd = new Command("start", "Start a stopped workspace") { name, format, local };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
+            using (var hub = RemoteCommands.Connect(p.GetValue(local)))
+            {
+                if (hub is not null)
+                {
+                    return await RemoteCommands.StartAsync(hub, p.GetValue(name)!, Output.IsJson(p, format), ct);
+                }
+            }
+
             var s = new WorkspaceServices();
             var json = Output.IsJson(p, format);
             var existing = await s.Manager.GetAsync(Owner, p.GetValue(name)!, ct);
@@ -184,9 +221,18 @@ public static class WorkspaceCommands
         var name = NameArgument();
         var size = new Option<string>("--size", "-s") { Description = "New machine size", Required = true };
         var format = Output.FormatOption();
-        var cmd = new Command("resize", "Change a workspace's size: stop, start with the new size, same home") { name, size, format };
+        var local = RemoteCommands.LocalOption();
+        var cmd = new Command("resize", "Change a workspace's size: stop, start with the new size, same home") { name, size, format, local };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
+            using (var hub = RemoteCommands.Connect(p.GetValue(local)))
+            {
+                if (hub is not null)
+                {
+                    return await RemoteCommands.ResizeAsync(hub, p.GetValue(name)!, p.GetValue(size)!, Output.IsJson(p, format), ct);
+                }
+            }
+
             var s = new WorkspaceServices();
             var json = Output.IsJson(p, format);
             var existing = await s.Manager.GetAsync(Owner, p.GetValue(name)!, ct);
@@ -212,9 +258,18 @@ public static class WorkspaceCommands
         var name = NameArgument();
         var deleteHome = new Option<bool>("--delete-home") { Description = "Also delete the home volume and every file in it (cannot be undone)" };
         var format = Output.FormatOption();
-        var cmd = new Command("rm", "Delete a workspace; its home volume is kept unless --delete-home") { name, deleteHome, format };
+        var local = RemoteCommands.LocalOption();
+        var cmd = new Command("rm", "Delete a workspace; its home volume is kept unless --delete-home") { name, deleteHome, format, local };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
+            using (var hub = RemoteCommands.Connect(p.GetValue(local)))
+            {
+                if (hub is not null)
+                {
+                    return await RemoteCommands.RmAsync(hub, p.GetValue(name)!, p.GetValue(deleteHome), Output.IsJson(p, format), ct);
+                }
+            }
+
             var s = new WorkspaceServices();
             var w = await s.Manager.GetAsync(Owner, p.GetValue(name)!, ct);
             var del = p.GetValue(deleteHome);
@@ -240,9 +295,10 @@ public static class WorkspaceCommands
         var name = NameArgument();
         var tail = new Option<int>("--tail") { Description = "Lines from the end", DefaultValueFactory = _ => 100 };
         var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new lines" };
-        var cmd = new Command("logs", "Show a workspace's Jupyter server log") { name, tail, follow };
+        var cmd = new Command("logs", "Show a local workspace's Jupyter server log (local only)") { name, tail, follow };
         cmd.SetAction((p, ct) => Output.RunAsync(p, null, async ct =>
         {
+            RemoteCommands.NoteLocalOnly();
             var s = new WorkspaceServices();
             var w = await s.Manager.GetAsync(Owner, p.GetValue(name)!, ct);
             if (p.GetValue(follow))
@@ -265,9 +321,10 @@ public static class WorkspaceCommands
     {
         var name = NameArgument();
         var command = new Argument<string[]>("command") { Description = "Command and arguments (after --)", Arity = ArgumentArity.OneOrMore };
-        var cmd = new Command("exec", "Run a command inside a running workspace, as its user: dsvm exec NAME -- CMD ...") { name, command };
+        var cmd = new Command("exec", "Run a command inside a running local workspace, as its user: dsvm exec NAME -- CMD ... (local only)") { name, command };
         cmd.SetAction((p, ct) => Output.RunAsync(p, null, async ct =>
         {
+            RemoteCommands.NoteLocalOnly();
             var s = new WorkspaceServices();
             var w = await s.Manager.GetAsync(Owner, p.GetValue(name)!, ct);
             var refreshed = (await s.Manager.ListAsync(Owner, ct)).First(x => x.Id == w.Id);

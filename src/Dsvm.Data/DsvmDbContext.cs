@@ -1,5 +1,6 @@
 using Dsvm.Core.Workspaces;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 
 namespace Dsvm.Data;
 
@@ -30,6 +31,15 @@ public sealed class WorkspaceEntity
 public sealed class DsvmDbContext(DbContextOptions<DsvmDbContext> options) : DbContext(options)
 {
     public DbSet<WorkspaceEntity> Workspaces => Set<WorkspaceEntity>();
+
+    protected override void OnConfiguring(DbContextOptionsBuilder optionsBuilder) => IgnoreMissingSnapshot(optionsBuilder);
+
+    /// <summary>
+    /// The migrations are hand-written and provider-neutral, without a model snapshot; EF would otherwise refuse to
+    /// migrate, taking the missing snapshot for pending model changes.
+    /// </summary>
+    public static void IgnoreMissingSnapshot(DbContextOptionsBuilder optionsBuilder) =>
+        optionsBuilder.ConfigureWarnings(w => w.Ignore(RelationalEventId.PendingModelChangesWarning));
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {

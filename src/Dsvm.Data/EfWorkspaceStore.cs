@@ -1,40 +1,29 @@
 using Dsvm.Core.Workspaces;
-using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
 namespace Dsvm.Data;
 
 /// <summary>
-/// Workspace records in SQLite (the embedded default). WAL mode and a busy timeout let several dsvm processes
-/// share the file; the schema is created on first use.
+/// Workspace records in any EF Core relational database (SQLite by default, PostgreSQL by configuration). The schema
+/// is brought up to date by migrations when the store is made; see <see cref="WorkspaceStores"/> for the factories.
 /// </summary>
-public sealed class SqliteWorkspaceStore : IWorkspaceStore
+public class EfWorkspaceStore : IWorkspaceStore
 {
+    /// <summary>A table that databases made before migrations already have.</summary>
+    public const string ProbeTable = "workspaces";
+
     private readonly DbContextOptions<DsvmDbContext> _options;
 
-    public SqliteWorkspaceStore(string databaseFile)
+    public EfWorkspaceStore(DbContextOptions<DsvmDbContext> options)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(databaseFile))!);
-        if (!OperatingSystem.IsWindows())
-        {
-            // Tokens live here: only the owner may read the file. It is created 0600 before SQLite opens it, because
-            // SQLite gives the -wal and -shm files (which hold recent writes, tokens included) the database's mode.
-            var ownerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            using (new FileStream(databaseFile, new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.Write, UnixCreateMode = ownerOnly }))
-            {
-            }
-
-            foreach (var file in new[] { databaseFile, databaseFile + "-wal", databaseFile + "-shm" }.Where(File.Exists))
-            {
-                File.SetUnixFileMode(file, ownerOnly);
-            }
-        }
-
-        var connection = new SqliteConnectionStringBuilder { DataSource = databaseFile, DefaultTimeout = 30, Pooling = true }.ToString();
-        _options = new DbContextOptionsBuilder<DsvmDbContext>().UseSqlite(connection).Options;
+        _options = options;
         using var db = new DsvmDbContext(_options);
-        db.Database.EnsureCreated();
-        db.Database.ExecuteSqlRaw("PRAGMA journal_mode=WAL;");
+        DatabaseMigrations.Migrate(db, ProbeTable);
+        if (db.Database.IsSqlite())
+        {
+            // WAL and a busy timeout let several dsvm processes share the file.
+            db.Database.ExecuteSqlRaw("PRAGMA journal_mode=WAL;");
+        }
     }
 
     private DsvmDbContext Open() => new(_options);
@@ -83,7 +72,8 @@ public sealed class SqliteWorkspaceStore : IWorkspaceStore
         e.CpuFallback = workspace.CpuFallback;
         e.LastError = workspace.LastError;
         e.CreatedAt = workspace.CreatedAt;
-        e.StartedAt = workspace.StartedAt;
+        // PostgreSQL keeps instants only (timestamptz takes offset 0); SQLite keeps the text. Both read back the same instant.
+        e.StartedAt = workspace.StartedAt?.ToUniversalTime();
         e.UpdatedAt = workspace.UpdatedAt;
         e.BackendState = workspace.BackendState;
         await db.SaveChangesAsync(ct);

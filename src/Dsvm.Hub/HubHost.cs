@@ -53,8 +53,7 @@ public static class HubHost
         }
 
         var s = builder.Services;
-        var accountsDb = deps.AccountsDb ?? new DbContextOptionsBuilder<HubDbContext>()
-            .UseSqlite($"Data Source={Path.Combine(deps.Paths.EnsureCreated().Data, "hub.db")};Default Timeout=30").Options;
+        var accountsDb = deps.AccountsDb ?? global::Dsvm.Data.WorkspaceStores.SqliteOptions<HubDbContext>(Path.Combine(deps.Paths.EnsureCreated().Data, "hub.db"));
         s.AddSingleton(options);
         s.AddSingleton(deps.Time);
         s.AddSingleton(accountsDb);
@@ -67,6 +66,7 @@ public static class HubHost
         s.AddSingleton<WorkspaceEvents>();
         s.AddSingleton<RouteTable>();
         s.AddSingleton<HubWorkspaces>();
+        s.AddSingleton<HubClasses>();
         s.AddSingleton<WorkspaceProxy>();
         s.AddSingleton<ReconcileService>();
         s.AddHostedService(sp => sp.GetRequiredService<ReconcileService>());

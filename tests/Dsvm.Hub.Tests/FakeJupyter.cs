@@ -194,7 +194,14 @@ internal sealed class FakeJupyterBackend : IWorkspaceBackend, IAsyncDisposable
             ? new WorkspaceStatus(true, true, "running", s.Endpoint)
             : new WorkspaceStatus(false, false, "container not found"));
 
-    public Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct) => StopAsync(handle, ct);
+    /// <summary>Every delete, in order: the home volume and whether the hub asked to keep it.</summary>
+    public ConcurrentQueue<(string HomeVolume, bool KeepHome)> Deletes { get; } = new();
+
+    public Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct)
+    {
+        Deletes.Enqueue((homeVolume, keepHome));
+        return StopAsync(handle, ct);
+    }
 
     public Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct) => Task.FromResult("");
 

@@ -26,6 +26,7 @@ public static class ApiEndpoints
         MapAccounts(api);
         MapCatalog(api);
         MapWorkspaces(api);
+        MapClasses(api);
     }
 
     private static async Task<HubUser> CurrentAsync(ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
@@ -231,6 +232,43 @@ public static class ApiEndpoints
                 // The hub is stopping: end the response; clients reconnect to the next hub.
             }
         }).RequireAuthorization(ReadPolicy).WithSummary("Server-Sent Events: workspace states and start progress");
+    }
+
+    private static void MapClasses(RouteGroupBuilder api)
+    {
+        var classes = api.MapGroup("/classes").RequireAuthorization(AdminPolicy);
+        classes.MapPost("/", async (CreateClassRequest body, HubClasses hub, CancellationToken ct) =>
+        {
+            var users = await hub.CreateAsync(body.Name, body.Environment ?? "datascience", body.Size ?? Dsvm.Core.Sizes.SizeCatalog.DefaultSize,
+                body.Count, body.Prestart, string.IsNullOrEmpty(body.Prefix) ? null : body.Prefix, ct);
+            return Results.Created($"/api/v1/classes/{body.Name}", new CreatedClass(body.Name, users));
+        }).WithSummary("Create a class or hackathon: COUNT users PREFIX-01… (group = the class) and, with prestart, a workspace each; passwords are shown only here");
+
+        classes.MapGet("/", (HubClasses hub, CancellationToken ct) => hub.ListAsync(ct));
+
+        classes.MapGet("/{name}/credentials.csv", async (string name, string? csrf, HttpContext http, HubClasses hub, CancellationToken ct) =>
+        {
+            // This GET changes passwords: from a browser session it must carry the CSRF cookie's value (?csrf=), so a
+            // link on another site cannot reset a class's passwords.
+            if (http.User.Identity?.AuthenticationType == HubClaims.CookieScheme)
+            {
+                var cookie = http.Request.Cookies[HubClaims.CsrfCookie];
+                if (string.IsNullOrEmpty(cookie) || string.IsNullOrEmpty(csrf) || !System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+                        System.Text.Encoding.UTF8.GetBytes(cookie), System.Text.Encoding.UTF8.GetBytes(csrf)))
+                {
+                    throw new ForbiddenException("missing or wrong csrf query parameter (the value of the dsvm-csrf cookie)");
+                }
+            }
+
+            var credentials = await hub.ResetCredentialsAsync(name, ct);
+            http.Response.Headers.CacheControl = "no-store";
+            http.Response.Headers.ContentDisposition = $"attachment; filename=\"{name}-credentials.csv\"";
+            return Results.Text(HubClasses.ToCsv(credentials), "text/csv; charset=utf-8");
+        }).WithSummary("Credentials as CSV (user,password,url): every member gets a NEW password at each export");
+
+        classes.MapDelete("/{name}", async (string name, bool? deleteHomes, HubClasses hub, CancellationToken ct) =>
+            await hub.DeleteAsync(name, deleteHomes == true, ct))
+            .WithSummary("Tear a class down: its members' workspaces (homes kept unless deleteHomes=true) and the members");
     }
 
     private static async Task<IResult> Answer(HubWorkspaces hub, string owner, string name, Workspace w, bool wait, CancellationToken ct)

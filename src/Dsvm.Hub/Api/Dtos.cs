@@ -1,5 +1,6 @@
 using Dsvm.Core.Workspaces;
 using Dsvm.Hub.Data;
+using Dsvm.Hub.Services;
 
 namespace Dsvm.Hub.Api;
 
@@ -30,3 +31,7 @@ public sealed record StartWorkspaceRequest(string Name, string? Environment, str
 public sealed record ResizeRequest(string Size);
 
 public sealed record PasswordRequest(string Password);
+
+public sealed record CreateClassRequest(string Name, string? Environment, string? Size, int Count, bool Prestart = true, string? Prefix = null);
+
+public sealed record CreatedClass(string Class, IReadOnlyList<ClassCredential> Users);

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Dsvm.Core;
 using Dsvm.Core.Workspaces;
+using Dsvm.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
 
@@ -33,7 +34,7 @@ public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOption
     public async Task InitializeAsync(CancellationToken ct)
     {
         await using var db = Open();
-        await db.Database.EnsureCreatedAsync(ct);
+        await DatabaseMigrations.MigrateAsync(db, "users", ct);
         if (db.Database.IsSqlite())
         {
             await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", ct);
@@ -135,6 +136,13 @@ public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOption
     {
         await using var db = Open();
         return (await db.Users.AsNoTracking().ToListAsync(ct)).Select(ToUser).OrderBy(u => u.Name, StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>The members of a class or hackathon: the users whose group is <paramref name="group"/>.</summary>
+    public async Task<IReadOnlyList<HubUser>> ListUsersAsync(string group, CancellationToken ct)
+    {
+        await using var db = Open();
+        return (await db.Users.AsNoTracking().Where(u => u.Group == group).ToListAsync(ct)).Select(ToUser).OrderBy(u => u.Name, StringComparer.Ordinal).ToList();
     }
 
     public async Task DeleteUserAsync(string name, CancellationToken ct)

@@ -1,4 +1,6 @@
+using Dsvm.Data;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 
 namespace Dsvm.Hub.Data;
 
@@ -36,6 +38,22 @@ public sealed class HubDbContext(DbContextOptions<HubDbContext> options) : DbCon
 {
     public DbSet<UserEntity> Users => Set<UserEntity>();
     public DbSet<ApiTokenEntity> Tokens => Set<ApiTokenEntity>();
+
+    /// <summary>
+    /// This context's migrations history. Its own table, because with PostgreSQL the workspace store and the accounts
+    /// share one database, and both contexts' first migration has the same id.
+    /// </summary>
+    public const string HistoryTable = "__EFMigrationsHistory_hub";
+
+    protected override void OnConfiguring(DbContextOptionsBuilder optionsBuilder)
+    {
+        DsvmDbContext.IgnoreMissingSnapshot(optionsBuilder);
+        var relational = optionsBuilder.Options.Extensions.OfType<RelationalOptionsExtension>().FirstOrDefault();
+        if (relational is not null && relational.MigrationsHistoryTableName is null)
+        {
+            ((IDbContextOptionsBuilderInfrastructure)optionsBuilder).AddOrUpdateExtension(relational.WithMigrationsHistoryTableName(HistoryTable));
+        }
+    }
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {

@@ -72,6 +72,7 @@ async function refresh() {
   if (me && me.admin) {
     const all = await api("GET", "/workspaces?all=true");
     document.querySelector("#all tbody").replaceChildren(...all.map(w => row(w, true, refresh)));
+    await refreshClasses();
     const users = await api("GET", "/users");
     document.querySelector("#users tbody").replaceChildren(...users.map(u => el("tr", {},
       el("td", { textContent: u.name }), el("td", { textContent: u.admin ? "yes" : "" }), el("td", { textContent: u.group || "" }),
@@ -79,6 +80,33 @@ async function refresh() {
       el("td", {}, u.name === me.name ? "" : el("button", { type: "button", className: "danger", textContent: "Delete",
         onclick: async () => { if (confirm(`Delete user ${u.name}?`)) { await api("DELETE", "/users/" + encodeURIComponent(u.name)); await refresh(); } } })))));
   }
+}
+
+async function refreshClasses() {
+  const classes = await api("GET", "/classes");
+  document.querySelector("#classes tbody").replaceChildren(...classes.map(c => el("tr", { dataset: { name: c.name } },
+    el("td", { textContent: c.name }), el("td", { textContent: String(c.members) }), el("td", { textContent: String(c.running) }),
+    el("td", { className: "actions" },
+      el("a", {
+        className: "button secondary download", textContent: "Download credentials (new passwords)",
+        href: `/api/v1/classes/${encodeURIComponent(c.name)}/credentials.csv?csrf=${encodeURIComponent(csrf())}`, download: `${c.name}-credentials.csv`,
+        onclick: ev => { if (!confirm(`Issue new passwords to every member of ${c.name}? Their current passwords stop working.`)) ev.preventDefault(); },
+      }),
+      el("button", { type: "button", className: "danger", textContent: "Tear down",
+        onclick: async () => {
+          if (!confirm(`Tear down ${c.name}: delete its ${c.members} users and their workspaces? Homes are kept.`)) return;
+          showError("");
+          try { await api("DELETE", "/classes/" + encodeURIComponent(c.name)); } catch (e) { showError(e.message); }
+          await refresh();
+        } })))));
+}
+
+function showCredentials(created) {
+  const box = document.getElementById("class-credentials");
+  document.getElementById("class-credentials-name").textContent = created.class;
+  box.querySelector("tbody").replaceChildren(...created.users.map(u => el("tr", {},
+    el("td", { textContent: u.name }), el("td", { textContent: u.password }), el("td", { textContent: location.origin + u.url }))));
+  box.hidden = false;
 }
 
 async function main() {
@@ -108,6 +136,26 @@ async function main() {
     try { await api("POST", "/users", { name: f.name.value, password: f.password.value, admin: f.admin.checked }); f.reset(); }
     catch (e) { showError(e.message); }
     await refresh();
+  });
+  const classForm = document.getElementById("add-class");
+  classForm.environment.replaceChildren(...[...form.environment.options].map(o => el("option", { value: o.value, textContent: o.textContent })));
+  classForm.size.replaceChildren(...[...form.size.options].map(o => el("option", { value: o.value, textContent: o.textContent, selected: o.value === "small" })));
+  classForm.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    showError("");
+    try {
+      const created = await api("POST", "/classes", {
+        name: classForm.name.value, environment: classForm.environment.value, size: classForm.size.value, count: Number(classForm.count.value),
+      });
+      showCredentials(created);
+      classForm.name.value = "";
+    } catch (e) { showError(e.message); }
+    await refresh();
+  });
+  document.getElementById("class-credentials-hide").addEventListener("click", () => {
+    const box = document.getElementById("class-credentials");
+    box.querySelector("tbody").replaceChildren();
+    box.hidden = true;
   });
   document.getElementById("logout").addEventListener("click", async () => { await api("POST", "/logout"); location.href = "/hub/login"; });
 

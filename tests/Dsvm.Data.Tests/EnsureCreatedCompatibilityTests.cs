@@ -1,0 +1,93 @@
+using Dsvm.Core.Workspaces;
+using Dsvm.Hub;
+using Dsvm.Hub.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace Dsvm.Data.Tests;
+
+/// <summary>SQLite files made before migrations (by EnsureCreated: tables, no history) keep their data.</summary>
+public sealed class EnsureCreatedCompatibilityTests : IDisposable
+{
+    private readonly SqliteTestDatabase _db = new();
+
+    public void Dispose() => _db.Dispose();
+
+    [Fact]
+    public async Task WorkspaceFile_MadeByEnsureCreated_IsBaselined_NotRecreated()
+    {
+        var options = new DbContextOptionsBuilder<DsvmDbContext>().UseSqlite($"Data Source={_db.File}").Options;
+        Directory.CreateDirectory(Path.GetDirectoryName(_db.File)!);
+        await using (var old = new DsvmDbContext(options))
+        {
+            Assert.True(await old.Database.EnsureCreatedAsync());
+            old.Workspaces.Add(new WorkspaceEntity
+            {
+                Id = "ws-old", Name = "legacy", Owner = "alice", Environment = "datascience", State = WorkspaceState.Stopped,
+                CreatedAt = DateTimeOffset.UnixEpoch, UpdatedAt = DateTimeOffset.UnixEpoch,
+            });
+            await old.SaveChangesAsync();
+        }
+
+        var store = WorkspaceStores.Sqlite(_db.File);
+        Assert.Equal("ws-old", (await store.FindAsync("alice", "legacy", CancellationToken.None))?.Id);
+        await store.SaveAsync(new Workspace
+        {
+            Id = "ws-new", Name = "fresh", Owner = "alice", Environment = "datascience", Image = "i", Size = "s", Backend = "docker",
+            HomeVolume = "v", Token = "t", CreatedAt = DateTimeOffset.UtcNow, UpdatedAt = DateTimeOffset.UtcNow,
+        }, CancellationToken.None);
+        Assert.Equal(2, (await WorkspaceStores.Sqlite(_db.File).ListAsync(null, CancellationToken.None)).Count);
+
+        await using var db = new DsvmDbContext(_db.Options<DsvmDbContext>());
+        Assert.Equal([DatabaseMigrations.InitialMigration], await db.Database.GetAppliedMigrationsAsync());
+    }
+
+    [Fact]
+    public async Task HubFile_MadeByEnsureCreated_IsBaselined_NotRecreated()
+    {
+        var options = new DbContextOptionsBuilder<HubDbContext>().UseSqlite($"Data Source={_db.HubFile}").Options;
+        Directory.CreateDirectory(Path.GetDirectoryName(_db.HubFile)!);
+        var accounts = new Accounts(options, new HubOptions(), TimeProvider.System);
+        await using (var old = new HubDbContext(options))
+        {
+            Assert.True(await old.Database.EnsureCreatedAsync());
+        }
+
+        await accounts.CreateUserAsync("alice", "correct horse", isAdmin: true, group: null, CancellationToken.None);
+
+        await accounts.InitializeAsync(CancellationToken.None);
+        Assert.Equal("alice", (await accounts.VerifyPasswordAsync("alice", "correct horse", CancellationToken.None))?.Name);
+        await accounts.CreateUserAsync("bob", "battery staple", isAdmin: false, group: null, CancellationToken.None);
+        Assert.Equal(2, (await accounts.ListUsersAsync(CancellationToken.None)).Count);
+
+        await using var db = new HubDbContext(options);
+        Assert.Equal([DatabaseMigrations.InitialMigration], await db.Database.GetAppliedMigrationsAsync());
+    }
+
+    [Fact]
+    public async Task Migrations_MakeTheSameSqliteSchema_AsEnsureCreated()
+    {
+        var oldFile = Path.Combine(Path.GetDirectoryName(_db.File)!, "old.db");
+        var oldHub = Path.Combine(Path.GetDirectoryName(_db.File)!, "old-hub.db");
+        Directory.CreateDirectory(Path.GetDirectoryName(_db.File)!);
+        await using (var old = new DsvmDbContext(new DbContextOptionsBuilder<DsvmDbContext>().UseSqlite($"Data Source={oldFile}").Options))
+        {
+            await old.Database.EnsureCreatedAsync();
+            _ = WorkspaceStores.Sqlite(_db.File);
+            await using var migrated = new DsvmDbContext(_db.Options<DsvmDbContext>());
+            Assert.Equal(await SchemaAsync(old), await SchemaAsync(migrated));
+        }
+
+        await using (var old = new HubDbContext(new DbContextOptionsBuilder<HubDbContext>().UseSqlite($"Data Source={oldHub}").Options))
+        {
+            await old.Database.EnsureCreatedAsync();
+            await new Accounts(_db.Options<HubDbContext>(), new HubOptions(), TimeProvider.System).InitializeAsync(CancellationToken.None);
+            await using var migrated = new HubDbContext(_db.Options<HubDbContext>());
+            Assert.Equal(await SchemaAsync(old), await SchemaAsync(migrated));
+        }
+    }
+
+    private static Task<List<string>> SchemaAsync(DbContext db) =>
+        db.Database.SqlQueryRaw<string>(
+                "SELECT sql AS \"Value\" FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE '%EFMigrations%' ORDER BY name")
+            .ToListAsync();
+}

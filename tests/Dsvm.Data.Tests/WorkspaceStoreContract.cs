@@ -1,0 +1,231 @@
+using Dsvm.Core.Workspaces;
+using Dsvm.Hub;
+using Dsvm.Hub.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace Dsvm.Data.Tests;
+
+/// <summary>
+/// What every workspace store must do, whatever the database. Each provider's test class runs these against an empty
+/// database of its own. Timestamps are compared to the microsecond: PostgreSQL's precision.
+/// </summary>
+public abstract class WorkspaceStoreContract<TDatabase> : IDisposable where TDatabase : ITestDatabase, new()
+{
+    private readonly Lazy<TDatabase> _db = new(() => new TDatabase());
+
+    protected TDatabase Db => _db.Value;
+
+    private static readonly CancellationToken Ct = CancellationToken.None;
+
+    public void Dispose()
+    {
+        if (_db.IsValueCreated)
+        {
+            _db.Value.Dispose();
+        }
+
+        GC.SuppressFinalize(this);
+    }
+
+    protected static Workspace Sample(string name = "proj", string owner = "alice", string? id = null) => new()
+    {
+        Id = id ?? $"ws-{Guid.NewGuid():N}"[..15],
+        Name = name,
+        Owner = owner,
+        Environment = "datascience",
+        Image = "dsvm/datascience:sha256-0123",
+        Size = "gpu-small",
+        Backend = "docker",
+        HomeVolume = $"dsvm-home-{owner}-{name}",
+        Token = new string('a', 32) + new string('f', 32),
+        State = WorkspaceState.Running,
+        ContainerId = "3f2a9c0d1b7e",
+        Endpoint = "http://127.0.0.1:49153/",
+        GpuEnabled = true,
+        CpuFallback = true,
+        LastError = "found stopped at 2025-01-02 03:04:05Z (exited, exit code 137) — ünïcode",
+        CreatedAt = new DateTimeOffset(2025, 1, 2, 3, 4, 5, 678, TimeSpan.FromHours(2)).AddTicks(1230),
+        StartedAt = new DateTimeOffset(2025, 1, 2, 3, 5, 0, 1, TimeSpan.FromHours(-5)).AddTicks(10),
+        UpdatedAt = new DateTimeOffset(2025, 6, 30, 23, 59, 59, 999, TimeSpan.Zero).AddTicks(9990),
+        BackendState = """{"container":"3f2a9c0d1b7e","name":"dsvm-alice-proj","node":{"id":7}}""",
+    };
+
+    protected async Task MigrationsApplyOnEmptyDatabaseAndAreIdempotent()
+    {
+        _ = Db.CreateStore();
+        await using (var db = new DsvmDbContext(Db.Options<DsvmDbContext>()))
+        {
+            Assert.Equal([DatabaseMigrations.InitialMigration], await db.Database.GetAppliedMigrationsAsync(Ct));
+            Assert.Empty(await db.Database.GetPendingMigrationsAsync(Ct));
+            Assert.False(DatabaseMigrations.BaselineEnsureCreated(db, EfWorkspaceStore.ProbeTable));
+
+            // A second migrate (and a second store on the same database) changes nothing.
+            await DatabaseMigrations.MigrateAsync(db, EfWorkspaceStore.ProbeTable, Ct);
+            await db.Database.MigrateAsync(Ct);
+            Assert.Equal([DatabaseMigrations.InitialMigration], await db.Database.GetAppliedMigrationsAsync(Ct));
+        }
+
+        var again = Db.CreateStore();
+        Assert.Empty(await again.ListAsync(null, Ct));
+    }
+
+    protected async Task SaveFindListDeleteRoundTripsEveryField()
+    {
+        var store = Db.CreateStore();
+        var ws = Sample();
+
+        await store.SaveAsync(ws, Ct);
+        var found = await Db.CreateStore().FindAsync("alice", "proj", Ct);
+
+        Assert.NotNull(found);
+        Assert.Equal(ws, found);
+        Assert.Equal(ws.CreatedAt.UtcTicks, found.CreatedAt.UtcTicks);
+        Assert.Equal(ws.StartedAt!.Value.UtcTicks, found.StartedAt!.Value.UtcTicks);
+        Assert.Equal(ws.UpdatedAt.UtcTicks, found.UpdatedAt.UtcTicks);
+        Assert.Equal(ws.State, found.State);
+        Assert.Equal(ws.LastError, found.LastError);
+        Assert.Equal(ws.BackendState, found.BackendState);
+        Assert.Equal([ws], await store.ListAsync(null, Ct));
+        Assert.Equal([ws], await store.ListAsync("alice", Ct));
+        Assert.Empty(await store.ListAsync("bob", Ct));
+
+        // An update keeps the id and clears what became null.
+        var stopped = ws with
+        {
+            State = WorkspaceState.Stopped, ContainerId = null, Endpoint = null, LastError = null, StartedAt = null,
+            GpuEnabled = false, UpdatedAt = ws.UpdatedAt.AddMinutes(5),
+        };
+        await store.SaveAsync(stopped, Ct);
+        Assert.Equal([stopped], await store.ListAsync(null, Ct));
+        var reread = await store.FindAsync("alice", "proj", Ct);
+        Assert.Null(reread!.StartedAt);
+        Assert.Null(reread.ContainerId);
+
+        await store.DeleteAsync(ws.Id, Ct);
+        Assert.Null(await store.FindAsync("alice", "proj", Ct));
+        Assert.Empty(await store.ListAsync(null, Ct));
+        await store.DeleteAsync(ws.Id, Ct);
+    }
+
+    protected async Task ListIsOrderedByOwnerThenName()
+    {
+        var store = Db.CreateStore();
+        foreach (var (owner, name) in new[] { ("bob", "b"), ("alice", "zeta"), ("bob", "a"), ("alice", "alpha") })
+        {
+            await store.SaveAsync(Sample(name, owner), Ct);
+        }
+
+        Assert.Equal(["alice/alpha", "alice/zeta", "bob/a", "bob/b"], (await store.ListAsync(null, Ct)).Select(w => $"{w.Owner}/{w.Name}"));
+        Assert.Equal(["alpha", "zeta"], (await store.ListAsync("alice", Ct)).Select(w => w.Name));
+    }
+
+    protected async Task OwnerAndNameAreUnique()
+    {
+        var store = Db.CreateStore();
+        await store.SaveAsync(Sample(id: "ws-000000000001"), Ct);
+        await Assert.ThrowsAnyAsync<DbUpdateException>(() => store.SaveAsync(Sample(id: "ws-000000000002"), Ct));
+        await store.SaveAsync(Sample(owner: "bob", id: "ws-000000000003"), Ct);
+
+        Assert.Equal("ws-000000000001", (await store.FindAsync("alice", "proj", Ct))?.Id);
+        Assert.Equal(2, (await store.ListAsync(null, Ct)).Count);
+    }
+
+    protected async Task AccountsCreateUserVerifyPasswordAndTokens()
+    {
+        // The workspace store and the accounts share one database with PostgreSQL: their migrations must not collide.
+        var store = Db.CreateStore();
+        var accounts = new Accounts(Db.Options<HubDbContext>(), new HubOptions(), TimeProvider.System);
+        await accounts.InitializeAsync(Ct);
+        await accounts.InitializeAsync(Ct);
+        await store.SaveAsync(Sample(), Ct);
+
+        var alice = await accounts.CreateUserAsync("alice", "correct horse", isAdmin: false, group: "class-1", Ct);
+        Assert.Equal("alice", (await accounts.VerifyPasswordAsync("alice", "correct horse", Ct))?.Name);
+        Assert.Null(await accounts.VerifyPasswordAsync("alice", "wrong password", Ct));
+        Assert.Null(await accounts.VerifyPasswordAsync("nobody", "correct horse", Ct));
+        Assert.Equal("class-1", (await accounts.FindUserAsync("alice", Ct))?.Group);
+
+        var (secret, info) = await accounts.CreateTokenAsync(alice, "ci", [Scopes.Read, Scopes.Workspaces], TimeSpan.FromDays(1), Ct);
+        var validated = await accounts.ValidateTokenAsync(secret, Ct);
+        Assert.NotNull(validated);
+        Assert.Equal("alice", validated.Value.User.Name);
+        Assert.Equal([Scopes.Read, Scopes.Workspaces], validated.Value.Scopes);
+        Assert.Null(await accounts.ValidateTokenAsync(secret + "x", Ct));
+
+        var listed = Assert.Single(await accounts.ListTokensAsync(alice, Ct));
+        Assert.Equal(info.Id, listed.Id);
+        Assert.NotNull(listed.LastUsedAt);
+        Assert.True(listed.ExpiresAt > DateTimeOffset.UtcNow);
+        await accounts.RevokeTokenAsync(alice, info.Id, Ct);
+        Assert.Null(await accounts.ValidateTokenAsync(secret, Ct));
+        Assert.Single(await store.ListAsync(null, Ct));
+    }
+}
+
+public sealed class SqliteWorkspaceStoreContractTests : WorkspaceStoreContract<SqliteTestDatabase>
+{
+    [Fact]
+    public Task Migrations_ApplyOnEmptyDatabase_AndAreIdempotent() => MigrationsApplyOnEmptyDatabaseAndAreIdempotent();
+
+    [Fact]
+    public Task SaveFindListDelete_RoundTripsEveryField() => SaveFindListDeleteRoundTripsEveryField();
+
+    [Fact]
+    public Task List_IsOrderedByOwnerThenName() => ListIsOrderedByOwnerThenName();
+
+    [Fact]
+    public Task OwnerAndName_AreUnique() => OwnerAndNameAreUnique();
+
+    [Fact]
+    public Task Accounts_CreateUser_VerifyPassword_AndTokens() => AccountsCreateUserVerifyPasswordAndTokens();
+
+    [Fact]
+    public void DatabaseFile_IsOwnerOnly_AndInWalMode()
+    {
+        _ = Db.CreateStore();
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Db.File));
+        }
+
+        using var db = new DsvmDbContext(Db.Options<DsvmDbContext>());
+        Assert.Equal("wal", db.Database.SqlQueryRaw<string>("PRAGMA journal_mode").AsEnumerable().Single());
+    }
+}
+
+public sealed class PostgresWorkspaceStoreContractTests : WorkspaceStoreContract<PostgresTestDatabase>
+{
+    [PostgresFact]
+    public Task Migrations_ApplyOnEmptyDatabase_AndAreIdempotent() => MigrationsApplyOnEmptyDatabaseAndAreIdempotent();
+
+    [PostgresFact]
+    public Task SaveFindListDelete_RoundTripsEveryField() => SaveFindListDeleteRoundTripsEveryField();
+
+    [PostgresFact]
+    public Task List_IsOrderedByOwnerThenName() => ListIsOrderedByOwnerThenName();
+
+    [PostgresFact]
+    public Task OwnerAndName_AreUnique() => OwnerAndNameAreUnique();
+
+    [PostgresFact]
+    public Task Accounts_CreateUser_VerifyPassword_AndTokens() => AccountsCreateUserVerifyPasswordAndTokens();
+
+    [PostgresFact]
+    public async Task Migrations_LetPostgresMapTheColumnTypes()
+    {
+        _ = Db.CreateStore();
+        await new Accounts(Db.Options<HubDbContext>(), new HubOptions(), TimeProvider.System).InitializeAsync(CancellationToken.None);
+        await using var db = new DsvmDbContext(Db.Options<DsvmDbContext>());
+        var types = await db.Database.SqlQueryRaw<string>(
+                "SELECT table_name || '.' || column_name || ' ' || data_type AS \"Value\" FROM information_schema.columns WHERE table_schema = 'public'")
+            .ToListAsync();
+        Assert.Contains("workspaces.CreatedAt timestamp with time zone", types);
+        Assert.Contains("workspaces.StartedAt timestamp with time zone", types);
+        Assert.Contains("workspaces.GpuEnabled boolean", types);
+        Assert.Contains("workspaces.State text", types);
+        Assert.Contains("users.MaxVcpus double precision", types);
+        Assert.Contains("api_tokens.ExpiresAt timestamp with time zone", types);
+        Assert.Contains("__EFMigrationsHistory.MigrationId character varying", types);
+        Assert.Contains("__EFMigrationsHistory_hub.MigrationId character varying", types);
+    }
+}
