@@ -11,7 +11,9 @@ internal sealed record BenchOptions
         OpenDSVM benchmark: prints tables (or JSON); it measures, it never asserts timings.
 
         usage: bench/run.sh [options]
-          --suite build|workspaces|all   which suite to run (default: all)
+          --suite build|workspaces|hub|all
+                                         which suite to run (default: all = build and workspaces; hub is
+                                         opt-in: it takes minutes)
           --envs minimal,datascience     environments of the build suite (default: both)
           --runs N                       sequential workspace starts (default: 20)
           --concurrent N                 workspaces started at once (default: 20)
@@ -19,11 +21,18 @@ internal sealed record BenchOptions
           --output table|json            output format (default: table); progress always goes to stderr
           --cli PATH                     dsvm.dll for the CLI row (default: src/Dsvm.Cli/bin/Release/net10.0/dsvm.dll)
           --skip-cold                    leave out the cold (--no-cache) builds, which take minutes
+          --duration SECONDS             hub suite: length of each wrk load run (default: 10)
+          --concurrent-starts N          hub suite: workspaces started at once through the API (default: 50)
+          --skip-docker                  hub suite: leave out the concurrent starts on the Docker engine
           --help                         this text
         """;
 
     public bool RunBuild { get; init; } = true;
     public bool RunWorkspaces { get; init; } = true;
+    public bool RunHub { get; init; }
+    public int Duration { get; init; } = 10;
+    public int ConcurrentStarts { get; init; } = 50;
+    public bool SkipDocker { get; init; }
     public IReadOnlyList<string> Envs { get; init; } = ["minimal", "datascience"];
     public int Runs { get; init; } = 20;
     public int Concurrent { get; init; } = 20;
@@ -67,10 +76,11 @@ internal sealed record BenchOptions
             {
                 "--suite" => Value() switch
                 {
-                    "build" => o with { RunBuild = true, RunWorkspaces = false },
-                    "workspaces" => o with { RunBuild = false, RunWorkspaces = true },
-                    "all" => o with { RunBuild = true, RunWorkspaces = true },
-                    var v => throw new ArgumentException($"--suite must be build, workspaces or all (not '{v}')"),
+                    "build" => o with { RunBuild = true, RunWorkspaces = false, RunHub = false },
+                    "workspaces" => o with { RunBuild = false, RunWorkspaces = true, RunHub = false },
+                    "hub" => o with { RunBuild = false, RunWorkspaces = false, RunHub = true },
+                    "all" => o with { RunBuild = true, RunWorkspaces = true, RunHub = false },
+                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub or all (not '{v}')"),
                 },
                 "--envs" => o with { Envs = ParseEnvs(Value()) },
                 "--runs" => o with { Runs = PositiveInt(arg, Value()) },
@@ -84,6 +94,9 @@ internal sealed record BenchOptions
                 },
                 "--cli" => o with { CliDll = Path.GetFullPath(Value()) },
                 "--skip-cold" => o with { SkipCold = true },
+                "--duration" => o with { Duration = PositiveInt(arg, Value()) },
+                "--concurrent-starts" => o with { ConcurrentStarts = PositiveInt(arg, Value()) },
+                "--skip-docker" => o with { SkipDocker = true },
                 "--help" or "-h" => o with { Help = true },
                 _ => throw new ArgumentException($"unknown argument '{args[i]}' (see --help)"),
             };

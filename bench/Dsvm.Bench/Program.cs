@@ -38,12 +38,18 @@ try
 {
     var home = new BenchHome(options.Home, BenchHome.FindRepoRoot());
     var images = new ImageServices(home.Paths);
-    await images.Docker.EnsureEngineAsync(cts.Token);
+    var needsDocker = options.RunBuild || options.RunWorkspaces || (options.RunHub && !options.SkipDocker);
+    if (needsDocker)
+    {
+        await images.Docker.EnsureEngineAsync(cts.Token);
+    }
+
     var started = DateTimeOffset.UtcNow;
     var host = await HostInfoAsync(images.Docker, cts.Token);
 
     BuildSuiteResult? build = null;
     WorkspaceSuiteResult? workspaces = null;
+    HubSuiteResult? hub = null;
     if (options.RunBuild)
     {
         Log.Say($"build suite: {string.Join(", ", options.Envs)}{(options.SkipCold ? " (cold builds skipped)" : "")}");
@@ -56,7 +62,13 @@ try
         workspaces = await new WorkspaceSuite(options, home, images).RunAsync(cts.Token);
     }
 
-    var report = new BenchReport(started, host, home.Root, build, workspaces);
+    if (options.RunHub)
+    {
+        Log.Say($"hub suite: wrk {options.Duration} s per target{(options.SkipDocker ? ", Docker starts skipped" : $", {options.ConcurrentStarts} concurrent starts on Docker")}");
+        hub = await new HubSuite(options, home, needsDocker ? images : null).RunAsync(cts.Token);
+    }
+
+    var report = new BenchReport(started, host, home.Root, build, workspaces, hub);
     if (options.Json)
     {
         Report.WriteJson(report);

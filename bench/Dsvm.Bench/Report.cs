@@ -27,7 +27,22 @@ internal sealed record PublishedRow(string System, string StartTime);
 internal sealed record WorkspaceSuiteResult(
     List<TimingRow> Timings, List<MemoryRow> Memory, List<GoalRow> Goals, List<PublishedRow> Published, List<string> Notes);
 
-internal sealed record BenchReport(DateTimeOffset StartedAt, HostInfo Host, string Home, BuildSuiteResult? Build, WorkspaceSuiteResult? Workspaces);
+/// <summary>One load run: requests/s and latency percentiles in milliseconds.</summary>
+internal sealed record LoadRow(string Target, string Tool, long? Requests, double? RequestsPerSecond, double? P50Ms, double? P90Ms, double? P99Ms, long Errors, string? Note = null);
+
+/// <summary>WebSocket echo round trips in milliseconds.</summary>
+internal sealed record RttRow(string Path, int Count, double? P50Ms, double? P95Ms, double? P99Ms, double? MaxMs, string? Note = null);
+
+/// <summary>The benchmark process's managed heap and working set at one stage of the hub suite.</summary>
+internal sealed record HubMemoryRow(string Stage, [property: JsonPropertyName("managedMib")] double ManagedMiB, [property: JsonPropertyName("workingSetMib")] double WorkingSetMiB, string? Note = null);
+
+/// <summary>Concurrent starts through the hub API: the wall time until all ran, and each one's time (seconds).</summary>
+internal sealed record StartRow(string Scenario, int Count, int MaxConcurrentStarts, double? AllRunningSeconds, Summary? Each, int Throttled, int Failures, string? Note = null);
+
+internal sealed record HubSuiteResult(
+    List<LoadRow> Load, List<RttRow> WebSockets, List<HubMemoryRow> Memory, List<StartRow> Starts, List<GoalRow> Goals, List<PublishedRow> Published, List<string> Notes);
+
+internal sealed record BenchReport(DateTimeOffset StartedAt, HostInfo Host, string Home, BuildSuiteResult? Build, WorkspaceSuiteResult? Workspaces, HubSuiteResult? Hub = null);
 
 /// <summary>Tables on stdout (Spectre.Console), or the whole report as JSON.</summary>
 internal static class Report
@@ -62,7 +77,105 @@ internal static class Report
         {
             WriteWorkspaces(console, ws);
         }
+
+        if (report.Hub is { } hub)
+        {
+            WriteHub(console, hub);
+        }
     }
+
+    private static void WriteHub(IAnsiConsole console, HubSuiteResult hub)
+    {
+        if (hub.Load.Count > 0)
+        {
+            var load = new Table().Title("[bold]hub proxy under load[/] (GET {base}api/status, 1 KiB JSON; latency in ms)").Border(TableBorder.Rounded)
+                .AddColumn("target").AddColumn("tool").AddColumn(new TableColumn("requests").RightAligned()).AddColumn(new TableColumn("req/s").RightAligned())
+                .AddColumn(new TableColumn("p50").RightAligned()).AddColumn(new TableColumn("p90").RightAligned()).AddColumn(new TableColumn("p99").RightAligned())
+                .AddColumn(new TableColumn("errors").RightAligned()).AddColumn("note");
+            foreach (var r in hub.Load)
+            {
+                load.AddRow(Markup.Escape(r.Target), Markup.Escape(r.Tool),
+                    r.Requests is { } n ? n.ToString(CultureInfo.InvariantCulture) : "[grey]-[/]",
+                    r.RequestsPerSecond is { } rps ? rps.ToString("0", CultureInfo.InvariantCulture) : "[grey]-[/]",
+                    Ms(r.P50Ms), Ms(r.P90Ms), Ms(r.P99Ms),
+                    r.Errors == 0 ? "0" : $"[red]{r.Errors}[/]",
+                    r.Note is null ? "" : $"[grey]{Markup.Escape(r.Note)}[/]");
+            }
+
+            if (hub.Load.Count >= 2 && hub.Load[0].P99Ms is { } d99 && hub.Load[1].P99Ms is { } h99)
+            {
+                var (d, h) = (hub.Load[0], hub.Load[1]);
+                load.AddRow("[bold]hub (token) − direct[/]", "", "",
+                    d.RequestsPerSecond is { } drps && h.RequestsPerSecond is { } hrps ? $"{hrps / drps:0.00}×" : "[grey]-[/]",
+                    d.P50Ms is { } d50 && h.P50Ms is { } h50 ? Ms(h50 - d50) : "[grey]-[/]",
+                    d.P90Ms is { } d90 && h.P90Ms is { } h90 ? Ms(h90 - d90) : "[grey]-[/]",
+                    Ms(h99 - d99), "", "[grey]overhead of the hub with an API token (throughput as a ratio)[/]");
+            }
+
+            console.Write(load);
+        }
+
+        if (hub.WebSockets.Count > 0)
+        {
+            var ws = new Table().Title("[bold]WebSocket round trips[/] ({base}api/kernels/x/channels echo, sequential; ms)").Border(TableBorder.Rounded)
+                .AddColumn("path").AddColumn(new TableColumn("n").RightAligned()).AddColumn(new TableColumn("p50").RightAligned())
+                .AddColumn(new TableColumn("p95").RightAligned()).AddColumn(new TableColumn("p99").RightAligned()).AddColumn(new TableColumn("max").RightAligned()).AddColumn("note");
+            foreach (var r in hub.WebSockets)
+            {
+                ws.AddRow(Markup.Escape(r.Path), r.Count.ToString(CultureInfo.InvariantCulture), Ms(r.P50Ms), Ms(r.P95Ms), Ms(r.P99Ms), Ms(r.MaxMs),
+                    r.Note is null ? "" : $"[grey]{Markup.Escape(r.Note)}[/]");
+            }
+
+            console.Write(ws);
+        }
+
+        if (hub.Memory.Count > 0)
+        {
+            var mem = new Table().Title("[bold]hub memory[/] (MiB, the benchmark process: hub in-process with fake Jupyter servers)").Border(TableBorder.Rounded)
+                .AddColumn("stage").AddColumn(new TableColumn("managed heap").RightAligned()).AddColumn(new TableColumn("working set").RightAligned()).AddColumn("note");
+            foreach (var m in hub.Memory)
+            {
+                mem.AddRow(Markup.Escape(m.Stage), m.ManagedMiB.ToString("0.0", CultureInfo.InvariantCulture), m.WorkingSetMiB.ToString("0.0", CultureInfo.InvariantCulture),
+                    m.Note is null ? "" : $"[grey]{Markup.Escape(m.Note)}[/]");
+            }
+
+            console.Write(mem);
+        }
+
+        if (hub.Starts.Count > 0)
+        {
+            var starts = new Table().Title("[bold]concurrent starts through the hub API[/] (Docker engine, minimal, seconds from the first POST)").Border(TableBorder.Rounded)
+                .AddColumn("scenario").AddColumn(new TableColumn("running").RightAligned()).AddColumn(new TableColumn("all running").RightAligned())
+                .AddColumn(new TableColumn("each p50").RightAligned()).AddColumn(new TableColumn("each p95").RightAligned())
+                .AddColumn(new TableColumn("429s").RightAligned()).AddColumn(new TableColumn("failed").RightAligned()).AddColumn("note");
+            foreach (var r in hub.Starts)
+            {
+                starts.AddRow(Markup.Escape(r.Scenario),
+                    $"{r.Count - r.Failures}/{r.Count}",
+                    r.AllRunningSeconds is { } s ? Seconds(s) : "[grey]-[/]",
+                    r.Each is { } e ? Seconds(e.P50) : "[grey]-[/]",
+                    r.Each is { } e2 ? Seconds(e2.P95) : "[grey]-[/]",
+                    r.Throttled.ToString(CultureInfo.InvariantCulture),
+                    r.Failures == 0 ? "0" : $"[red]{r.Failures}[/]",
+                    r.Note is null ? "" : $"[grey]{Markup.Escape(r.Note)}[/]");
+            }
+
+            console.Write(starts);
+        }
+
+        WriteGoals(console, "hub goals", hub.Goals);
+        var published = new Table().Title("[bold]published proxy throughput[/] (not measured here)").Border(TableBorder.Rounded)
+            .AddColumn("system").AddColumn("throughput");
+        foreach (var p in hub.Published)
+        {
+            published.AddRow(Markup.Escape(p.System), Markup.Escape(p.StartTime));
+        }
+
+        console.Write(published);
+        WriteNotes(console, hub.Notes);
+    }
+
+    private static string Ms(double? ms) => ms is { } v ? v.ToString(Math.Abs(v) < 10 ? "0.00" : "0.0", CultureInfo.InvariantCulture) : "[grey]-[/]";
 
     private static void WriteBuild(IAnsiConsole console, BuildSuiteResult build)
     {

@@ -93,13 +93,16 @@ internal sealed partial class WorkspaceSuite
     }
 
     /// <summary>The minimal image of the benchmark's copy: built through <see cref="ImageServices"/> only when it is missing.</summary>
-    private async Task<string> EnsureImageAsync(LatestTag latest, CancellationToken ct)
+    private Task<string> EnsureImageAsync(LatestTag latest, CancellationToken ct) => EnsureMinimalImageAsync(_home, _images, latest, _notes, ct);
+
+    /// <summary>The minimal image of the benchmark's copy (shared with the hub suite); see <see cref="EnsureImageAsync"/>.</summary>
+    internal static async Task<string> EnsureMinimalImageAsync(BenchHome home, ImageServices images, LatestTag latest, List<string> notes, CancellationToken ct)
     {
-        var dir = _home.CopyEnvironment(Environment, Path.Combine("environments", Environment));
-        var spec = _images.LoadSpec(dir);
-        var rendered = await Engine.RenderAsync(_images, spec, ct);
-        if (rendered is not null && await _images.Docker.ImageExistsAsync(rendered.Image, ct)
-            && _images.Records.Find(spec.Name, rendered.Tag) is { Status: BuildStatus.Succeeded })
+        var dir = home.CopyEnvironment(Environment, Path.Combine("environments", Environment));
+        var spec = images.LoadSpec(dir);
+        var rendered = await Engine.RenderAsync(images, spec, ct);
+        if (rendered is not null && await images.Docker.ImageExistsAsync(rendered.Image, ct)
+            && images.Records.Find(spec.Name, rendered.Tag) is { Status: BuildStatus.Succeeded })
         {
             Log.Say($"image {rendered.Image} is present");
             return rendered.Image;
@@ -107,9 +110,9 @@ internal sealed partial class WorkspaceSuite
 
         Log.Say($"building {Environment} (missing here, or not recorded in the benchmark's home)");
         var sw = Stopwatch.StartNew();
-        var record = await _images.Builder.BuildAsync(spec, new BuildOptions(), new BuildLog(Environment), ct);
+        var record = await images.Builder.BuildAsync(spec, new BuildOptions(), new BuildLog(Environment), ct);
         await latest.AddOursAsync(record.Image, ct);
-        _notes.Add($"the {Environment} image was built first ({(record.Cached ? "already present" : $"{sw.Elapsed.TotalSeconds:0} s, not part of the timings")}).");
+        notes.Add($"the {Environment} image was built first ({(record.Cached ? "already present" : $"{sw.Elapsed.TotalSeconds:0} s, not part of the timings")}).");
         return record.Image;
     }
 

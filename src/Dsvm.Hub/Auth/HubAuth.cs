@@ -53,7 +53,7 @@ public static class HubClaims
     {
         var p = context.Principal;
         var user = p?.Identity?.Name is { } name
-            ? await context.HttpContext.RequestServices.GetRequiredService<Accounts>().FindUserAsync(name, context.HttpContext.RequestAborted)
+            ? await context.HttpContext.RequestServices.GetRequiredService<Accounts>().FindUserCachedAsync(name, context.HttpContext.RequestAborted)
             : null;
         if (user is null || user.Id != p!.FindFirst(UserId)?.Value || user.IsAdmin != p.IsInRole(AdminRole))
         {
