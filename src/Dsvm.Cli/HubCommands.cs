@@ -21,7 +21,11 @@ public static class HubCommands
         var listen = new Option<string>("--listen") { Description = "Address to listen on", DefaultValueFactory = _ => new HubOptions().Listen };
         var idle = new Option<int?>("--idle-timeout") { Description = "Minutes of inactivity (the server's own report) before a workspace is stopped" };
         var database = new Option<string?>("--database") { Description = "PostgreSQL for the hub's state (postgres://… or \"Host=…;Database=…\"; env DSVM_HUB_DATABASE); default SQLite in the data folder" };
-        var serve = new Command("serve", "Run the hub in the foreground (Ctrl-C stops the hub; workspaces keep running)") { listen, idle, database };
+        var adminAccess = new Option<bool>("--admin-access")
+        {
+            Description = "Let admins open every user's workspace (they share the hub's origin with the user's code: trusted users only)",
+        };
+        var serve = new Command("serve", "Run the hub in the foreground (Ctrl-C stops the hub; workspaces keep running)") { listen, idle, database, adminAccess };
         serve.SetAction((p, ct) => Output.RunAsync(p, null, async ct =>
         {
             var paths = DsvmPaths.FromEnvironment().EnsureCreated();
@@ -32,6 +36,7 @@ public static class HubCommands
             {
                 Listen = p.GetValue(listen)!,
                 AdminPassword = Environment.GetEnvironmentVariable("DSVM_HUB_ADMIN_PASSWORD"),
+                AdminAccess = p.GetValue(adminAccess),
                 IdleTimeout = p.GetValue(idle) is { } minutes ? TimeSpan.FromMinutes(minutes) : new HubOptions().IdleTimeout,
             };
             var state = HubDatabase.Open(HubDatabase.Configured(p.GetValue(database)), paths);

@@ -19,8 +19,11 @@ public sealed record HubOptions
 
     public string AdminName { get; init; } = "admin";
 
-    /// <summary>Admins may open every user's workspace through the proxy.</summary>
-    public bool AdminAccess { get; init; } = true;
+    /// <summary>
+    /// Admins may open every user's workspace through the proxy. Off by default: workspaces share the hub's origin,
+    /// so a user's own JavaScript in their workspace could act with the session of an admin who opens it.
+    /// </summary>
+    public bool AdminAccess { get; init; }
 
     public Quota DefaultQuota { get; init; } = new();
 

@@ -173,15 +173,18 @@ public sealed class ProxyTests : HubTestBase
     [Fact]
     public async Task An_admin_may_open_any_workspace_when_AdminAccess_is_on()
     {
-        var admin = await AdminAsync();
+        var open = await World.StartHubAsync(HubWorld.DefaultOptions() with { AdminAccess = true });
+        var admin = open.NewClient();
+        await admin.LoginAsync(HubWorld.AdminName, HubWorld.AdminPassword).Expect(HttpStatusCode.OK);
         var echo = await (await admin.Http.GetAsync("user/alice/ws1/api/anything").Expect(HttpStatusCode.OK)).JsonAsync();
         Assert.Equal($"token {WorkspaceToken}", echo.Str("authorization"));
     }
 
     [Fact]
-    public async Task An_admin_is_refused_when_AdminAccess_is_off()
+    public async Task An_admin_is_refused_when_AdminAccess_is_off_which_is_the_default()
     {
-        var strict = await World.StartHubAsync(HubWorld.DefaultOptions() with { AdminAccess = false });
+        Assert.False(new HubOptions().AdminAccess);
+        var strict = await World.StartHubAsync(HubWorld.DefaultOptions());
         var admin = strict.NewClient();
         await admin.LoginAsync(HubWorld.AdminName, HubWorld.AdminPassword).Expect(HttpStatusCode.OK);
         await admin.Http.GetAsync("user/alice/ws1/api/anything").Expect(HttpStatusCode.Forbidden);
