@@ -63,6 +63,30 @@ public static class Output
         }
     }
 
+    /// <summary>One row of the workspace table that local and remote <c>dsvm ls</c> both print.</summary>
+    public sealed record WorkspaceRow(string Name, string Environment, string Size, bool CpuFallback, Dsvm.Core.Workspaces.WorkspaceState State, DateTimeOffset? StartedAt, string? Url);
+
+    public static Table WorkspaceTable(IEnumerable<WorkspaceRow> rows)
+    {
+        var table = new Table().Border(TableBorder.Simple).AddColumns("name", "env", "size", "state", "url", "uptime");
+        var now = DateTimeOffset.UtcNow;
+        foreach (var w in rows)
+        {
+            var running = w.State == Dsvm.Core.Workspaces.WorkspaceState.Running;
+            var state = w.State switch
+            {
+                Dsvm.Core.Workspaces.WorkspaceState.Running => "[green]running[/]",
+                Dsvm.Core.Workspaces.WorkspaceState.Failed => "[red]failed[/]",
+                _ => w.State.ToString().ToLowerInvariant(),
+            };
+            var uptime = running && w.StartedAt is { } st ? Duration(now - st) : "-";
+            table.AddRow(Markup.Escape(w.Name), Markup.Escape(w.Environment), Markup.Escape(w.Size) + (w.CpuFallback ? " (cpu)" : ""), state,
+                Markup.Escape(running ? w.Url ?? "-" : "-"), uptime);
+        }
+
+        return table;
+    }
+
     public static string Size(long bytes) => bytes switch
     {
         >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",

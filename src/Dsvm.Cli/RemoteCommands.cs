@@ -294,21 +294,8 @@ public static class RemoteCommands
             return ExitCodes.Ok;
         }
 
-        var table = new Table().Border(TableBorder.Simple).AddColumns("name", "env", "size", "state", "url", "uptime");
-        var now = DateTimeOffset.UtcNow;
-        foreach (var w in list)
-        {
-            var state = w.State switch
-            {
-                WorkspaceState.Running => "[green]running[/]",
-                WorkspaceState.Failed => "[red]failed[/]",
-                _ => w.State.ToString().ToLowerInvariant(),
-            };
-            var uptime = w.State == WorkspaceState.Running && w.StartedAt is { } st ? Output.Duration(now - st) : "-";
-            table.AddRow(Markup.Escape(w.Name), Markup.Escape(w.Environment), Markup.Escape(w.Size) + (w.CpuFallback ? " (cpu)" : ""), state,
-                Markup.Escape(w.State == WorkspaceState.Running ? hub.Login.Hub + w.Url : "-"), uptime);
-        }
-
+        var table = Output.WorkspaceTable(list.Select(w =>
+            new Output.WorkspaceRow(w.Name, w.Environment, w.Size, w.CpuFallback, w.State, w.StartedAt, hub.Login.Hub + w.Url)));
         AnsiConsole.Console.Write(table);
         return ExitCodes.Ok;
     }

@@ -121,21 +121,8 @@ public static class WorkspaceCommands
             }
             else
             {
-                var table = new Table().Border(TableBorder.Simple).AddColumns("name", "env", "size", "state", "url", "uptime");
-                var now = DateTimeOffset.UtcNow;
-                foreach (var w in list)
-                {
-                    var state = w.State switch
-                    {
-                        WorkspaceState.Running => "[green]running[/]",
-                        WorkspaceState.Failed => "[red]failed[/]",
-                        _ => w.State.ToString().ToLowerInvariant(),
-                    };
-                    var uptime = w.State == WorkspaceState.Running && w.StartedAt is { } st ? Output.Duration(now - st) : "-";
-                    table.AddRow(Markup.Escape(w.Name), Markup.Escape(w.Environment), Markup.Escape(w.Size) + (w.CpuFallback ? " (cpu)" : ""), state,
-                        Markup.Escape(w.State == WorkspaceState.Running ? WorkspaceServices.UrlOf(w, false) ?? "-" : "-"), uptime);
-                }
-
+                var table = Output.WorkspaceTable(list.Select(w =>
+                    new Output.WorkspaceRow(w.Name, w.Environment, w.Size, w.CpuFallback, w.State, w.StartedAt, WorkspaceServices.UrlOf(w, false))));
                 AnsiConsole.Console.Write(table);
             }
 
