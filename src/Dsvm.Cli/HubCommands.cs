@@ -39,16 +39,20 @@ public static class HubCommands
                 AdminAccess = p.GetValue(adminAccess),
                 IdleTimeout = p.GetValue(idle) is { } minutes ? TimeSpan.FromMinutes(minutes) : new HubOptions().IdleTimeout,
             };
+            var sizes = SizeCatalog.Load(Environment.GetEnvironmentVariable("DSVM_SIZES") is { Length: > 0 } f ? f : Path.Combine(paths.Data, SizeCatalog.FileName));
+            var backendConfig = BackendFactory.LoadConfig(paths);
+            backendConfig.CheckSizes(sizes);
+            var backends = BackendFactory.Create(backendConfig, paths, gpus, images);
             var state = HubDatabase.Open(HubDatabase.Configured(p.GetValue(database)), paths);
             var app = HubHost.Build(options, new HubDependencies
             {
                 AccountsDb = state.AccountsDb,
-                Backend = new DockerWorkspaceBackend(new DockerBackendOptions(), gpus),
+                Backends = backends,
                 Store = state.Store,
                 Gpus = gpus,
                 Environments = new DockerEnvironmentCatalog(images),
                 Paths = paths,
-                Sizes = SizeCatalog.Load(Environment.GetEnvironmentVariable("DSVM_SIZES") is { Length: > 0 } f ? f : Path.Combine(paths.Data, SizeCatalog.FileName)),
+                Sizes = sizes,
             });
             var password = await HubHost.InitializeAsync(app, ct);
             if (password is not null)

@@ -35,7 +35,7 @@ public static class WorkspaceCommands
 
     private static object Json(Workspace w) => new
     {
-        w.Id, w.Name, w.Owner, w.Environment, w.Image, w.Size, state = w.State, w.Endpoint,
+        w.Id, w.Name, w.Owner, w.Environment, w.Image, w.Size, w.Backend, state = w.State, w.Endpoint,
         url = WorkspaceServices.UrlOf(w, withToken: true), w.GpuEnabled, w.CpuFallback, w.HomeVolume, w.CreatedAt, w.StartedAt, w.LastError,
     };
 
@@ -44,15 +44,27 @@ public static class WorkspaceCommands
         var env = new Option<string>("--env", "-e") { Description = "Environment (curated name or folder)", DefaultValueFactory = _ => EnvironmentLocator.Default };
         var size = new Option<string>("--size", "-s") { Description = "Machine size (see `dsvm sizes`)", DefaultValueFactory = _ => SizeCatalog.DefaultSize };
         var name = new Option<string?>("--name", "-n") { Description = "Workspace name (default: the environment's name)" };
+        var backend = new Option<string?>("--backend", "-b")
+        {
+            Description = "Where it runs: docker (default), qemu (a VM), or a backend of backends.yaml (default: the one routed to for the size)",
+        };
         var format = Output.FormatOption();
         var local = RemoteCommands.LocalOption();
-        var cmd = new Command("up", "Build the environment if needed, start a workspace and print its JupyterLab URL (on the hub when logged in)") { env, size, name, format, local };
+        var cmd = new Command("up", "Build the environment if needed, start a workspace and print its JupyterLab URL (on the hub when logged in)")
+        {
+            env, size, name, backend, format, local,
+        };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
             using (var hub = RemoteCommands.Connect(p.GetValue(local)))
             {
                 if (hub is not null)
                 {
+                    if (p.GetValue(backend) is not null)
+                    {
+                        throw new UsageException("--backend is for local workspaces: the hub picks the backend for each size (add --local)");
+                    }
+
                     var envName = Path.GetFileName(p.GetValue(env)!.TrimEnd('/', '\\'));
                     return await RemoteCommands.UpAsync(hub, p.GetValue(name) ?? envName, envName, p.GetValue(size)!, Output.IsJson(p, format), ct);
                 }
@@ -63,13 +75,14 @@ public static class WorkspaceCommands
             var spec = s.Images.LoadSpec(p.GetValue(env)!);
             var wsName = p.GetValue(name) ?? spec.Name;
             WorkspaceNames.Validate(wsName);
-            s.Sizes.Get(p.GetValue(size)!);
+            var chosen = s.Backends.Select(p.GetValue(backend), s.Sizes.Get(p.GetValue(size)!));
             var workspace = await Output.WithProgressAsync(json, $"starting {wsName}", async say =>
             {
                 var record = await s.Images.Builder.BuildAsync(spec, new BuildOptions(), new BuildProgressAdapter(say), ct);
                 return await s.Manager.UpAsync(new CreateWorkspaceRequest
                 {
                     Name = wsName, Owner = Owner, Environment = spec.Name, Image = record.Image, GpuMode = spec.Gpu, Size = p.GetValue(size)!,
+                    Backend = chosen,
                 }, new Progress(say), ct);
             });
             if (json)
@@ -290,6 +303,7 @@ public static class WorkspaceCommands
             var w = await s.Manager.GetAsync(Owner, p.GetValue(name)!, ct);
             if (p.GetValue(follow))
             {
+                s.RequireDockerBackend(w, "logs -f");
                 if (w.ContainerId is null)
                 {
                     throw new ConflictException($"workspace '{w.Name}' is not running");
@@ -314,6 +328,7 @@ public static class WorkspaceCommands
             RemoteCommands.NoteLocalOnly();
             var s = new WorkspaceServices();
             var w = await s.Manager.GetAsync(Owner, p.GetValue(name)!, ct);
+            s.RequireDockerBackend(w, "exec");
             var refreshed = (await s.Manager.ListAsync(Owner, ct)).First(x => x.Id == w.Id);
             if (refreshed.State != WorkspaceState.Running || refreshed.ContainerId is null)
             {
@@ -378,28 +393,57 @@ public static class WorkspaceCommands
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
             var s = new WorkspaceServices();
-            await s.Images.Docker.EnsureEngineAsync(ct);
-            var host = await s.Backend.GetCapacityAsync(ct);
-            var rows = s.Sizes.All.Select(z => (size: z, why: SizeCatalog.WhyNot(z, host))).ToList();
+            if (s.BackendConfig.Backends.First(b => b.Name == s.Backends.DefaultName).Type == "docker")
+            {
+                await s.Images.Docker.EnsureEngineAsync(ct);
+            }
+
+            // Each size is checked against the backend it is routed to (only those are contacted).
+            var capacities = new Dictionary<string, HostCapacity>(StringComparer.Ordinal);
+            foreach (var target in s.Sizes.All.Select(s.Backends.RouteOf).Distinct())
+            {
+                capacities[target] = await s.Backends.Get(target).GetCapacityAsync(ct);
+            }
+
+            var host = capacities.TryGetValue(s.Backends.DefaultName, out var d) ? d : capacities.Values.First();
+            var rows = s.Sizes.All.Select(z => (size: z, backend: s.Backends.RouteOf(z), why: SizeCatalog.WhyNot(z, capacities[s.Backends.RouteOf(z)]))).ToList();
             if (Output.IsJson(p, format))
             {
                 Output.WriteJson(new
                 {
                     host = new { cpus = host.Cpus, memoryBytes = host.MemoryBytes, gpus = host.Gpus },
-                    sizes = rows.Select(r => new { r.size.Name, r.size.Vcpus, r.size.MemoryGiB, r.size.Gpus, r.size.Class, r.size.Description, runnable = r.why is null, reason = r.why }),
+                    sizes = rows.Select(r => new { r.size.Name, r.size.Vcpus, r.size.MemoryGiB, r.size.Gpus, r.size.Class, r.size.Description, r.backend, runnable = r.why is null, reason = r.why }),
                 });
                 return ExitCodes.Ok;
             }
 
-            var table = new Table().Border(TableBorder.Simple).AddColumns("size", "class", "vCPUs", "memory", "GPUs", "here", "description");
-            foreach (var (z, why) in rows)
+            var routed = capacities.Count > 1;
+            var table = new Table().Border(TableBorder.Simple).AddColumns("size", "class", "vCPUs", "memory", "GPUs");
+            if (routed)
             {
-                table.AddRow(Markup.Escape(z.Name), z.Class.ToString().ToLowerInvariant(), $"{z.Vcpus:0.##}", $"{z.MemoryGiB:0.##} GiB", $"{z.Gpus}",
-                    why is null ? "[green]✓[/]" : $"[grey]✗ {Markup.Escape(why)}[/]", Markup.Escape(z.Description));
+                table.AddColumn("backend");
+            }
+
+            table.AddColumns("fits", "description");
+            foreach (var (z, backendName, why) in rows)
+            {
+                var cells = new List<string> { Markup.Escape(z.Name), z.Class.ToString().ToLowerInvariant(), $"{z.Vcpus:0.##}", $"{z.MemoryGiB:0.##} GiB", $"{z.Gpus}" };
+                if (routed)
+                {
+                    cells.Add(Markup.Escape(backendName));
+                }
+
+                cells.Add(why is null ? "[green]✓[/]" : $"[grey]✗ {Markup.Escape(why)}[/]");
+                cells.Add(Markup.Escape(z.Description));
+                table.AddRow([.. cells]);
             }
 
             AnsiConsole.Console.Write(table);
-            AnsiConsole.Console.WriteLine($"this host: {host.Cpus} CPUs, {Output.Size(host.MemoryBytes)}, {host.Gpus} GPU(s)");
+            foreach (var (backendName, c) in capacities.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            {
+                var what = routed ? $"backend {backendName}" : "this host";
+                AnsiConsole.Console.WriteLine($"{what}: {c.Cpus} CPUs, {Output.Size(c.MemoryBytes)}, {c.Gpus} GPU(s)");
+            }
             return ExitCodes.Ok;
         }, ct));
         return cmd;

@@ -8,7 +8,10 @@ using Dsvm.Images;
 
 namespace Dsvm.Cli;
 
-/// <summary>Local single-machine composition: Docker engine backend, SQLite state under the data folder.</summary>
+/// <summary>
+/// Local composition: the configured backends (the local Docker engine by default; <c>backends.yaml</c> adds Swarm,
+/// Kubernetes or qemu VMs), SQLite state under the data folder.
+/// </summary>
 public sealed class WorkspaceServices
 {
     /// <summary>Owner of workspaces made by the local CLI (the hub uses its users' names).</summary>
@@ -21,9 +24,11 @@ public sealed class WorkspaceServices
         Store = new SqliteWorkspaceStore(paths.Database);
         Sizes = SizeCatalog.Load(Environment.GetEnvironmentVariable("DSVM_SIZES") is { Length: > 0 } f ? f : Path.Combine(paths.Data, SizeCatalog.FileName));
         Gpus = new NvidiaGpuDetector();
-        Backend = new DockerWorkspaceBackend(new DockerBackendOptions(), Gpus);
+        BackendConfig = BackendFactory.LoadConfig(paths);
+        BackendConfig.CheckSizes(Sizes);
+        Backends = BackendFactory.Create(BackendConfig, paths, Gpus, Images);
         var timeout = Environment.GetEnvironmentVariable("DSVM_START_TIMEOUT") is { Length: > 0 } t && int.TryParse(t, out var secs) ? secs : 120;
-        Manager = new WorkspaceManager(Backend, Store, Sizes, Gpus, new HttpReadinessProbe(), paths, TimeProvider.System,
+        Manager = new WorkspaceManager(Backends, Store, Sizes, Gpus, new HttpReadinessProbe(), paths, TimeProvider.System,
             new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(timeout) });
     }
 
@@ -31,8 +36,21 @@ public sealed class WorkspaceServices
     public SqliteWorkspaceStore Store { get; }
     public SizeCatalog Sizes { get; }
     public NvidiaGpuDetector Gpus { get; }
-    public DockerWorkspaceBackend Backend { get; }
+    public BackendConfig BackendConfig { get; }
+    public WorkspaceBackends Backends { get; }
+
+    /// <summary>The default backend (the local engine unless backends.yaml says otherwise).</summary>
+    public IWorkspaceBackend Backend => Backends.Default;
     public WorkspaceManager Manager { get; }
+
+    /// <summary>Commands that talk to the engine directly (exec, logs -f) work for the local Docker backend only.</summary>
+    public void RequireDockerBackend(Workspace w, string command)
+    {
+        if (BackendConfig.Backends.FirstOrDefault(b => b.Name == w.Backend)?.Type != "docker")
+        {
+            throw new UsageException($"`dsvm {command}` works for workspaces on the local Docker engine; '{w.Name}' runs on backend '{w.Backend}'");
+        }
+    }
 
     /// <summary>The GPU mode an image was built with (its io.opendsvm.gpu label).</summary>
     public async Task<GpuMode> GpuModeOfAsync(string image, CancellationToken ct) =>

@@ -23,7 +23,11 @@ namespace Dsvm.Hub;
 /// <summary>What the hub is built from: the engine backend and stores are chosen by whoever hosts it.</summary>
 public sealed record HubDependencies
 {
-    public required IWorkspaceBackend Backend { get; init; }
+    /// <summary>The one backend, when <see cref="Backends"/> is not given.</summary>
+    public IWorkspaceBackend? Backend { get; init; }
+
+    /// <summary>The configured backends and their routing per size (backends.yaml); wins over <see cref="Backend"/>.</summary>
+    public WorkspaceBackends? Backends { get; init; }
     public required IWorkspaceStore Store { get; init; }
     public required IGpuDetector Gpus { get; init; }
     public required IEnvironmentCatalog Environments { get; init; }
@@ -57,10 +61,11 @@ public static class HubHost
         s.AddSingleton(options);
         s.AddSingleton(deps.Time);
         s.AddSingleton(accountsDb);
-        s.AddSingleton(deps.Backend);
+        var backends = deps.Backends ?? WorkspaceBackends.Only(deps.Backend ?? throw new ArgumentException("a backend is needed", nameof(deps)));
+        s.AddSingleton(backends);
         s.AddSingleton(deps.Store);
         s.AddSingleton(deps.Environments);
-        s.AddSingleton(sp => new WorkspaceManager(deps.Backend, deps.Store, deps.Sizes, deps.Gpus, deps.Probe, deps.Paths, deps.Time, deps.WorkspaceOptions));
+        s.AddSingleton(sp => new WorkspaceManager(backends, deps.Store, deps.Sizes, deps.Gpus, deps.Probe, deps.Paths, deps.Time, deps.WorkspaceOptions));
         s.AddSingleton<Accounts>();
         s.AddSingleton<LoginThrottle>();
         s.AddSingleton<WorkspaceEvents>();

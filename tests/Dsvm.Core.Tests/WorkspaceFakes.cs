@@ -29,7 +29,9 @@ internal sealed class FakeBackend : IWorkspaceBackend
     private readonly Dictionary<string, bool> _running = new(StringComparer.Ordinal);
     private int _containers;
 
-    public string Name => "fake";
+    public string Name { get; init; } = "fake";
+
+    public bool RunsOnThisHost { get; init; } = true;
 
     public FakeStart Mode { get; set; } = FakeStart.Succeed;
 

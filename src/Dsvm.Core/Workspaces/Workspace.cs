@@ -98,6 +98,9 @@ public interface IWorkspaceBackend
 {
     string Name { get; }
 
+    /// <summary>Whether workspaces run on this machine (so its GPUs count); false for clusters (Swarm, Kubernetes).</summary>
+    bool RunsOnThisHost => true;
+
     Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct);
 
     Task StopAsync(WorkspaceHandle handle, CancellationToken ct);

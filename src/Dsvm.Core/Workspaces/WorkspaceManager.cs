@@ -26,6 +26,9 @@ public sealed record CreateWorkspaceRequest
     public required string Image { get; init; }
     public required GpuMode GpuMode { get; init; }
     public string Size { get; init; } = SizeCatalog.DefaultSize;
+
+    /// <summary>The backend to create it on; null: the one routed to for its size (see <see cref="WorkspaceBackends"/>).</summary>
+    public string? Backend { get; init; }
 }
 
 /// <summary>Outcome of a reconciliation pass.</summary>
@@ -38,7 +41,7 @@ public sealed record ReconcileReport(IReadOnlyList<string> Repaired, IReadOnlyLi
 /// corrupt it; records are reconciled with the engine's labels so outside changes show up.
 /// </summary>
 public sealed class WorkspaceManager(
-    IWorkspaceBackend backend,
+    WorkspaceBackends backends,
     IWorkspaceStore store,
     SizeCatalog sizes,
     IGpuDetector gpus,
@@ -49,7 +52,15 @@ public sealed class WorkspaceManager(
 {
     private readonly WorkspaceOptions _options = options ?? new WorkspaceOptions();
 
-    public IWorkspaceBackend Backend => backend;
+    /// <summary>A manager with one backend for everything.</summary>
+    public WorkspaceManager(IWorkspaceBackend backend, IWorkspaceStore store, SizeCatalog sizes, IGpuDetector gpus, IReadinessProbe probe,
+        DsvmPaths paths, TimeProvider time, WorkspaceOptions? options = null)
+        : this(WorkspaceBackends.Only(backend), store, sizes, gpus, probe, paths, time, options) { }
+
+    /// <summary>The default backend.</summary>
+    public IWorkspaceBackend Backend => backends.Default;
+
+    public WorkspaceBackends Backends => backends;
 
     public SizeCatalog Sizes => sizes;
 
@@ -63,9 +74,9 @@ public sealed class WorkspaceManager(
         await store.FindAsync(owner, name, ct) ?? throw new NotFoundException($"no workspace '{name}' (see `dsvm ls`)");
 
     /// <summary>Throws the error a start would meet on GPU policy or capacity, before anything is recorded or started.</summary>
-    public async Task CheckStartableAsync(string environment, GpuMode gpuMode, MachineSize size, CancellationToken ct)
+    public async Task CheckStartableAsync(string environment, GpuMode gpuMode, MachineSize size, CancellationToken ct, string? backend = null)
     {
-        var host = await CapacityAsync(ct);
+        var host = await CapacityAsync(backends.Get(backends.Select(backend, size)), ct);
         GpuPolicy.Decide(environment, gpuMode, size, host.Gpus);
         CheckCapacity(size, host, gpuMode);
     }
@@ -86,6 +97,12 @@ public sealed class WorkspaceManager(
                     $"workspace '{request.Name}' already exists with environment '{existing.Environment}'; `dsvm rm {request.Name}` first (its home is kept) or pick another --name");
             }
 
+            if (request.Backend is { Length: > 0 } asked && asked != existing.Backend)
+            {
+                throw new ConflictException(
+                    $"workspace '{request.Name}' already exists on backend '{existing.Backend}' (its home is there); `dsvm rm {request.Name} --delete-home` first or pick another --name");
+            }
+
             if (existing.Size != size.Name)
             {
                 throw new ConflictException($"workspace '{request.Name}' exists with size '{existing.Size}'; use `dsvm resize {request.Name} --size {size.Name}`");
@@ -96,7 +113,8 @@ public sealed class WorkspaceManager(
         }
 
         // Refuse what cannot start before anything is recorded or created.
-        var host = await CapacityAsync(ct);
+        var backendName = backends.Select(request.Backend, size);
+        var host = await CapacityAsync(backends.Get(backendName), ct);
         GpuPolicy.Decide(request.Environment, request.GpuMode, size, host.Gpus);
         CheckCapacity(size, host, request.GpuMode);
         var now = time.GetUtcNow();
@@ -108,7 +126,7 @@ public sealed class WorkspaceManager(
             Environment = request.Environment,
             Image = request.Image,
             Size = size.Name,
-            Backend = backend.Name,
+            Backend = backendName,
             HomeVolume = HomeVolumeFor(request.Owner, request.Name),
             Token = NewToken(),
             State = WorkspaceState.Pending,
@@ -136,7 +154,8 @@ public sealed class WorkspaceManager(
         await using var gate = await LockAsync(owner, name, progress, ct);
         var workspace = await RefreshAsync(await GetAsync(owner, name, ct), ct);
         // Refuse before stopping anything: a resize that cannot start must not take the workspace down.
-        var host = await CapacityAsync(ct);
+        // It stays on its backend (its home lives there), whatever the routing says for the new size.
+        var host = await CapacityAsync(BackendOf(workspace), ct);
         GpuPolicy.Decide(workspace.Environment, gpuMode, size, host.Gpus);
         CheckCapacity(size, host, gpuMode);
         var wasRunning = workspace.State == WorkspaceState.Running;
@@ -162,12 +181,18 @@ public sealed class WorkspaceManager(
     {
         await using var gate = await LockAsync(owner, name, progress, ct);
         var workspace = await GetAsync(owner, name, ct);
-        await backend.DeleteAsync(workspace.Handle, workspace.HomeVolume, keepHome: !deleteHome, ct);
+        await BackendOf(workspace).DeleteAsync(workspace.Handle, workspace.HomeVolume, keepHome: !deleteHome, ct);
         await store.DeleteAsync(workspace.Id, ct);
     }
 
-    public async Task<string> LogsAsync(string owner, string name, int tail, CancellationToken ct) =>
-        await backend.GetLogsAsync((await GetAsync(owner, name, ct)).Handle, tail, ct);
+    public async Task<string> LogsAsync(string owner, string name, int tail, CancellationToken ct)
+    {
+        var workspace = await GetAsync(owner, name, ct);
+        return await BackendOf(workspace).GetLogsAsync(workspace.Handle, tail, ct);
+    }
+
+    /// <summary>The backend a workspace lives on.</summary>
+    public IWorkspaceBackend BackendOf(Workspace workspace) => backends.Get(workspace.Backend);
 
     /// <summary>Lists workspaces with their states checked against the engine.</summary>
     public async Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct)
@@ -200,11 +225,15 @@ public sealed class WorkspaceManager(
 
         var known = records.Select(r => r.Id).ToHashSet(StringComparer.Ordinal);
         var unknown = new List<ManagedResource>();
-        await foreach (var r in backend.ListManagedAsync(ct))
+        // The default backend and those the records above used: configured clusters nobody uses are not contacted.
+        foreach (var backend in backends.Created.Append(backends.Default).Distinct())
         {
-            if (!known.Contains(r.WorkspaceId))
+            await foreach (var r in backend.ListManagedAsync(ct))
             {
-                unknown.Add(r);
+                if (!known.Contains(r.WorkspaceId))
+                {
+                    unknown.Add(r);
+                }
             }
         }
 
@@ -219,7 +248,7 @@ public sealed class WorkspaceManager(
             return w;
         }
 
-        var status = await backend.GetStatusAsync(w.Handle, ct);
+        var status = await BackendOf(w).GetStatusAsync(w.Handle, ct);
         WorkspaceState? next = w.State switch
         {
             WorkspaceState.Running when !status.Running => WorkspaceState.Stopped,
@@ -248,9 +277,15 @@ public sealed class WorkspaceManager(
         return updated;
     }
 
-    private async Task<HostCapacity> CapacityAsync(CancellationToken ct)
+    private async Task<HostCapacity> CapacityAsync(IWorkspaceBackend backend, CancellationToken ct)
     {
         var cap = await backend.GetCapacityAsync(ct);
+        if (!backend.RunsOnThisHost)
+        {
+            // A cluster's capacity is its nodes', not this machine's GPUs.
+            return cap;
+        }
+
         var detected = await gpus.DetectAsync(ct);
         return cap with { Gpus = Math.Max(cap.Gpus, detected.Count) };
     }
@@ -267,7 +302,8 @@ public sealed class WorkspaceManager(
 
     private async Task<Workspace> StartLockedAsync(Workspace workspace, GpuMode gpuMode, MachineSize size, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
-        var host = await CapacityAsync(ct);
+        var backend = BackendOf(workspace);
+        var host = await CapacityAsync(backend, ct);
         var gpu = GpuPolicy.Decide(workspace.Environment, gpuMode, size, host.Gpus);
         CheckCapacity(size, host, gpuMode);
         if (gpu.Notice is not null)
@@ -333,7 +369,7 @@ public sealed class WorkspaceManager(
                 throw;
             }
 
-            var logs = launch is null ? "" : await SafeLogsAsync(launch.Handle);
+            var logs = launch is null ? "" : await SafeLogsAsync(backend, launch.Handle);
             var message = reason == WorkspaceFailure.Timeout
                 ? $"workspace '{workspace.Name}' did not answer within {_options.StartTimeout.TotalSeconds:0} s"
                 : $"workspace '{workspace.Name}' failed to start: {ex.Message}";
@@ -360,6 +396,7 @@ public sealed class WorkspaceManager(
 
     private async Task WaitReadyAsync(Workspace workspace, WorkspaceLaunch launch, CancellationToken ct)
     {
+        var backend = BackendOf(workspace);
         var polls = 0;
         while (true)
         {
@@ -382,7 +419,7 @@ public sealed class WorkspaceManager(
         }
     }
 
-    private async Task<string> SafeLogsAsync(WorkspaceHandle handle)
+    private async Task<string> SafeLogsAsync(IWorkspaceBackend backend, WorkspaceHandle handle)
     {
         try
         {
@@ -399,7 +436,7 @@ public sealed class WorkspaceManager(
         if (workspace.ContainerId is not null || workspace.State != WorkspaceState.Stopped)
         {
             await store.SaveAsync(workspace with { State = WorkspaceState.Stopping, UpdatedAt = time.GetUtcNow() }, ct);
-            await backend.StopAsync(workspace.Handle, ct);
+            await BackendOf(workspace).StopAsync(workspace.Handle, ct);
         }
 
         var stopped = workspace with { State = WorkspaceState.Stopped, Endpoint = null, ContainerId = null, UpdatedAt = time.GetUtcNow() };

@@ -242,7 +242,7 @@ public sealed partial class HubWorkspaces(
 
     private Workspace Pending(string owner, string name, HubEnvironment env, MachineSize size) => new()
     {
-        Id = "", Name = name, Owner = owner, Environment = env.Name, Image = env.Image, Size = size.Name, Backend = manager.Backend.Name,
+        Id = "", Name = name, Owner = owner, Environment = env.Name, Image = env.Image, Size = size.Name, Backend = manager.Backends.RouteOf(size),
         HomeVolume = "", Token = "", State = WorkspaceState.Pending, CreatedAt = time.GetUtcNow(), UpdatedAt = time.GetUtcNow(),
     };
 

@@ -1,0 +1,257 @@
+using Dsvm.Core.Sizes;
+using Dsvm.Core.Specs;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace Dsvm.Core.Workspaces;
+
+/// <summary>One setting of a backend section, with where it was written (for located errors).</summary>
+public sealed record BackendSetting(string Value, int Line, int Column);
+
+/// <summary>A configured backend: its name, its type (docker, qemu, swarm, kubernetes) and its settings.</summary>
+public sealed record BackendSection(string Name, string Type, IReadOnlyDictionary<string, BackendSetting> Settings, string File, int Line, int Column)
+{
+    public string? Get(string key) => Settings.TryGetValue(key, out var s) ? s.Value : null;
+
+    /// <summary>An error at the setting (or the section when the setting is absent).</summary>
+    public SpecError Error(string key, string message)
+    {
+        var at = Settings.TryGetValue(key, out var s) ? (s.Line, s.Column) : (Line, Column);
+        return new SpecError(File, at.Item1, at.Item2, $"backends.{Name}.{key}", message);
+    }
+}
+
+/// <summary>
+/// <c>backends.yaml</c>: which engines run workspaces and which sizes go where. Without the file there is one
+/// backend, the local Docker engine (plus <c>qemu</c>, VMs on this machine, when asked for by name).
+/// <code>
+/// default: docker
+/// backends:
+///   docker: {}
+///   swarm: { manager: "tcp://10.0.0.2:2376", registry: "10.0.0.2:5000" }
+///   gpu-cluster: { type: kubernetes, namespace: dsvm }
+/// routes:
+///   sizes: { gpu-small: gpu-cluster }
+///   classes: { memory: swarm }
+/// </code>
+/// </summary>
+public sealed record BackendConfig
+{
+    public const string FileName = "backends.yaml";
+
+    public static readonly IReadOnlyList<string> Types = ["docker", "qemu", "swarm", "kubernetes"];
+
+    public string Default { get; init; } = "docker";
+
+    public IReadOnlyList<BackendSection> Backends { get; init; } = [];
+
+    public IReadOnlyDictionary<string, string> SizeRoutes { get; init; } = new Dictionary<string, string>();
+
+    public IReadOnlyDictionary<SizeClass, string> ClassRoutes { get; init; } = new Dictionary<SizeClass, string>();
+
+    /// <summary>The built-in configuration: the local engine, and qemu VMs by name.</summary>
+    public static BackendConfig BuiltIn { get; } = new()
+    {
+        Backends =
+        [
+            new BackendSection("docker", "docker", new Dictionary<string, BackendSetting>(), "(built-in)", 0, 0),
+            new BackendSection("qemu", "qemu", new Dictionary<string, BackendSetting>(), "(built-in)", 0, 0),
+        ],
+    };
+
+    /// <summary>The user's file when it exists, else <see cref="BuiltIn"/>.</summary>
+    public static BackendConfig Load(string? file) =>
+        file is not null && File.Exists(file) ? Parse(File.ReadAllText(file), file) : BuiltIn;
+
+    private static readonly string[] TopKeys = ["default", "backends", "routes"];
+    private static readonly string[] RouteKeys = ["sizes", "classes"];
+
+    /// <summary>Parses the file; every problem is reported at once with its line and key.</summary>
+    public static BackendConfig Parse(string text, string file)
+    {
+        var errors = new List<SpecError>();
+        void Err(YamlNode n, string path, string msg) => errors.Add(new SpecError(file, (int)n.Start.Line, (int)n.Start.Column, path, msg));
+
+        YamlMappingNode root;
+        try
+        {
+            var stream = new YamlStream();
+            stream.Load(new StringReader(text));
+            if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode m)
+            {
+                throw new SpecValidationException([new SpecError(file, 1, 1, "", "expected a mapping with default, backends and routes")]);
+            }
+
+            root = m;
+        }
+        catch (YamlException ex)
+        {
+            throw new SpecValidationException([new SpecError(file, (int)ex.Start.Line, (int)ex.Start.Column, "", $"not valid YAML: {ex.InnerException?.Message ?? ex.Message}")]);
+        }
+
+        UnknownKeys(root, "", TopKeys, Err);
+        var sections = new List<BackendSection>();
+        if (Child(root, "backends") is { } backendsNode)
+        {
+            if (backendsNode is not YamlMappingNode backends)
+            {
+                Err(backendsNode, "backends", "expected a mapping of backend names to their settings");
+            }
+            else
+            {
+                foreach (var (keyNode, valueNode) in backends.Children)
+                {
+                    var name = (keyNode as YamlScalarNode)?.Value ?? "";
+                    if (!SpecLoader.NamePattern().IsMatch(name))
+                    {
+                        Err(keyNode, $"backends.{name}", $"'{name}' is not a valid backend name (lowercase letters, digits and '-')");
+                        continue;
+                    }
+
+                    var settings = new Dictionary<string, BackendSetting>(StringComparer.Ordinal);
+                    if (valueNode is YamlMappingNode map)
+                    {
+                        foreach (var (k, v) in map.Children)
+                        {
+                            var key = (k as YamlScalarNode)?.Value ?? "";
+                            if (v is YamlScalarNode sv)
+                            {
+                                settings[key] = new BackendSetting(sv.Value ?? "", (int)v.Start.Line, (int)v.Start.Column);
+                            }
+                            else
+                            {
+                                Err(v, $"backends.{name}.{key}", "expected a single value");
+                            }
+                        }
+                    }
+                    else if (valueNode is not YamlScalarNode { Value: null or "" })
+                    {
+                        Err(valueNode, $"backends.{name}", "expected a mapping of settings (or {})");
+                        continue;
+                    }
+
+                    var type = settings.TryGetValue("type", out var t) ? t.Value : name;
+                    settings.Remove("type");
+                    if (!Types.Contains(type))
+                    {
+                        Err(t is null ? keyNode : valueNode, $"backends.{name}.type",
+                            $"'{type}' is not a backend type{SpecLoader.Suggest(type, Types)} (types: {string.Join(", ", Types)}; name the section after one or give type:)");
+                        continue;
+                    }
+
+                    sections.Add(new BackendSection(name, type, settings, file, (int)keyNode.Start.Line, (int)keyNode.Start.Column));
+                }
+            }
+        }
+
+        if (sections.Count == 0)
+        {
+            sections.AddRange(BuiltIn.Backends);
+        }
+
+        var names = sections.Select(s => s.Name).ToList();
+        string? Route(YamlNode node, string path)
+        {
+            var value = (node as YamlScalarNode)?.Value;
+            if (value is null || !names.Contains(value))
+            {
+                Err(node, path, $"'{value}' is not a configured backend{SpecLoader.Suggest(value ?? "", names)} (configured: {string.Join(", ", names)})");
+                return null;
+            }
+
+            return value;
+        }
+
+        var defaultName = names.Contains("docker") ? "docker" : names[0];
+        if (Child(root, "default") is { } defaultNode)
+        {
+            defaultName = Route(defaultNode, "default") ?? defaultName;
+        }
+
+        var sizeRoutes = new Dictionary<string, string>(StringComparer.Ordinal);
+        var classRoutes = new Dictionary<SizeClass, string>();
+        if (Child(root, "routes") is { } routesNode)
+        {
+            if (routesNode is not YamlMappingNode routes)
+            {
+                Err(routesNode, "routes", "expected a mapping with sizes and classes");
+            }
+            else
+            {
+                UnknownKeys(routes, "routes.", RouteKeys, Err);
+                foreach (var (k, v) in Mapping(routes, "sizes", "routes.sizes", Err))
+                {
+                    if (Route(v, $"routes.sizes.{k.Value}") is { } b)
+                    {
+                        sizeRoutes[k.Value ?? ""] = b;
+                    }
+                }
+
+                foreach (var (k, v) in Mapping(routes, "classes", "routes.classes", Err))
+                {
+                    if (!Enum.TryParse<SizeClass>(k.Value, ignoreCase: true, out var cls) || int.TryParse(k.Value, out _))
+                    {
+                        Err(k, $"routes.classes.{k.Value}", $"'{k.Value}' is not a size class (general, memory, gpu)");
+                    }
+                    else if (Route(v, $"routes.classes.{k.Value}") is { } b)
+                    {
+                        classRoutes[cls] = b;
+                    }
+                }
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new SpecValidationException(errors);
+        }
+
+        return new BackendConfig { Default = defaultName, Backends = sections, SizeRoutes = sizeRoutes, ClassRoutes = classRoutes };
+    }
+
+    /// <summary>Size routes must name sizes that exist (checked once the catalog is known).</summary>
+    public void CheckSizes(SizeCatalog sizes)
+    {
+        var unknown = SizeRoutes.Keys.Where(s => !sizes.All.Any(m => m.Name == s)).ToList();
+        if (unknown.Count > 0)
+        {
+            throw new SpecValidationException([.. unknown.Select(s => new SpecError(Backends[0].File, 0, 0, $"routes.sizes.{s}", $"no size '{s}' (see `dsvm sizes`)"))]);
+        }
+    }
+
+    private static YamlNode? Child(YamlMappingNode map, string key) => map.Children.TryGetValue(new YamlScalarNode(key), out var n) ? n : null;
+
+    private static IEnumerable<(YamlScalarNode Key, YamlNode Value)> Mapping(YamlMappingNode parent, string key, string path, Action<YamlNode, string, string> err)
+    {
+        if (Child(parent, key) is not { } node)
+        {
+            yield break;
+        }
+
+        if (node is not YamlMappingNode map)
+        {
+            err(node, path, "expected a mapping to backend names");
+            yield break;
+        }
+
+        foreach (var (k, v) in map.Children)
+        {
+            if (k is YamlScalarNode sk)
+            {
+                yield return (sk, v);
+            }
+        }
+    }
+
+    private static void UnknownKeys(YamlMappingNode map, string prefix, string[] allowed, Action<YamlNode, string, string> err)
+    {
+        foreach (var k in map.Children.Keys.OfType<YamlScalarNode>().Where(k => !allowed.Contains(k.Value)))
+        {
+            err(k, prefix + k.Value, $"unknown key '{k.Value}'{SpecLoader.Suggest(k.Value ?? "", allowed)} (allowed: {string.Join(", ", allowed)})");
+        }
+    }
+
+    /// <summary>The routing part, for <see cref="WorkspaceBackends"/>.</summary>
+    public WorkspaceBackends CreateBackends(Func<BackendSection, IWorkspaceBackend> factory) =>
+        new(Backends.ToDictionary(b => b.Name, b => (Func<IWorkspaceBackend>)(() => factory(b)), StringComparer.Ordinal), Default, SizeRoutes, ClassRoutes);
+}
