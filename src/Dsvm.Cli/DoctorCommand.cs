@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Dsvm.Core;
+using Dsvm.Core.Workspaces;
 using Spectre.Console;
 
 namespace Dsvm.Cli;
@@ -34,6 +35,47 @@ public static class DoctorCommand
             return findings.All(f => f.Ok) ? ExitCodes.Ok : ExitCodes.NotReady;
         }, ct));
         return cmd;
+    }
+
+    /// <summary>One finding per configured backend: its own health line and capacity, each within 15 s.</summary>
+    private static async Task<IReadOnlyList<Finding>> BackendFindingsAsync(CancellationToken ct)
+    {
+        WorkspaceServices services;
+        try
+        {
+            services = new WorkspaceServices();
+        }
+        catch (DsvmException ex)
+        {
+            return [new Finding("backends", false, ex.Message)];
+        }
+
+        var findings = new List<Finding>();
+        foreach (var section in services.BackendConfig.Backends)
+        {
+            var label = $"backend {section.Name}" + (section.Name == section.Type ? "" : $" ({section.Type})") + (section.Name == services.Backends.DefaultName ? ", default" : "");
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(15));
+            try
+            {
+                var backend = services.Backends.Get(section.Name);
+                var health = backend is IDescribableBackend d
+                    ? await d.DescribeAsync(timeout.Token)
+                    : new BackendHealth(true, "configured", await backend.GetCapacityAsync(timeout.Token));
+                var capacity = health.Capacity is { } c ? $"; capacity {c.Cpus} CPUs, {Output.Size(c.MemoryBytes)}, {c.Gpus} GPU(s)" : "";
+                findings.Add(new Finding(label, health.Healthy, health.Detail + capacity));
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                findings.Add(new Finding(label, false, "did not answer within 15 s"));
+            }
+            catch (DsvmException ex)
+            {
+                findings.Add(new Finding(label, false, ex.Message));
+            }
+        }
+
+        return findings;
     }
 
     public static async Task<IReadOnlyList<Finding>> RunAsync(CancellationToken ct)
@@ -75,6 +117,8 @@ public static class DoctorCommand
         {
             findings.Add(new Finding("state", false, $"{paths.Database}: {ex.Message}"));
         }
+
+        findings.AddRange(await BackendFindingsAsync(ct));
 
         if (engineOk)
         {

@@ -33,7 +33,7 @@ public sealed record DockerBackendOptions
 /// named volume that outlives it, so resize is stop + start with new limits on the same home. Every container and
 /// volume carries <c>io.opendsvm.managed=true</c> and <c>io.opendsvm.workspace=ID</c> for reconciliation.
 /// </summary>
-public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOptions options, IGpuDetector gpus) : IWorkspaceBackend
+public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOptions options, IGpuDetector gpus) : IWorkspaceBackend, IDescribableBackend
 {
     public const string ManagedLabel = "io.opendsvm.managed";
     public const string WorkspaceLabel = "io.opendsvm.workspace";
@@ -356,6 +356,27 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         var info = await SystemInfoAsync(ct);
         var detected = await gpus.DetectAsync(ct);
         return new HostCapacity((int)info.NCPU, info.MemTotal, detected.Count);
+    }
+
+    /// <summary>Engine version and reachability, capacity, and how many managed containers run.</summary>
+    public async Task<BackendHealth> DescribeAsync(CancellationToken ct)
+    {
+        try
+        {
+            var info = await client.System.GetSystemInfoAsync(ct);
+            var running = 0;
+            await foreach (var r in ListManagedAsync(ct))
+            {
+                running += r.Running ? 1 : 0;
+            }
+
+            var capacity = await GetCapacityAsync(ct);
+            return new BackendHealth(true, $"engine {info.ServerVersion} at {options.Endpoint}, {running} workspace container(s) running", capacity);
+        }
+        catch (Exception ex) when (ex is DockerApiException or HttpRequestException or IOException or TimeoutException or System.Net.Sockets.SocketException)
+        {
+            return new BackendHealth(false, $"engine at {options.Endpoint} not reachable: {ex.Message}");
+        }
     }
 
     private Uri? EndpointOf(ContainerInspectResponse c)
