@@ -103,7 +103,18 @@ public sealed class CliSessionTests
         var json = await Dsvm.RunAsync("env", "validate", spec, "--output", "json");
         Assert.Equal("invalid-spec", json.Json.GetProperty("error").GetString());
 
-        foreach (var r in new[] { badSize, badName, badEnv, invalid })
+        var badBackend = await Dsvm.RunAsync("up", "--env", dir, "--name", "bad", "--backend", "swarmm");
+        Assert.Equal(2, badBackend.ExitCode);
+        Assert.Contains("unknown backend 'swarmm' (configured: docker, qemu", badBackend.Stdout, StringComparison.Ordinal);
+
+        var backends = Path.Combine(TestEnvironment.Home, "work", "bad-backends.yaml");
+        await File.WriteAllTextAsync(backends, "backends:\n  docker: {}\n  cluster: { type: kubernets }\nroutes:\n  sizes: { small: nowhere }\n");
+        var badConfig = await Dsvm.RunWithAsync(new Dictionary<string, string> { ["DSVM_BACKENDS"] = backends }, "up", "--env", dir, "--name", "bad");
+        Assert.Equal(3, badConfig.ExitCode);
+        Assert.Contains("bad-backends.yaml:3:12: backends.cluster.type: 'kubernets' is not a backend type", badConfig.Stdout, StringComparison.Ordinal);
+        Assert.Contains("bad-backends.yaml:5:19: routes.sizes.small: 'nowhere' is not a configured backend", badConfig.Stdout, StringComparison.Ordinal);
+
+        foreach (var r in new[] { badSize, badName, badEnv, invalid, badBackend, badConfig })
         {
             Assert.DoesNotContain("   at ", r.Stdout + r.Stderr, StringComparison.Ordinal);
         }

@@ -15,12 +15,22 @@ public static class Dsvm
         public override string ToString() => $"exit {ExitCode}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
     }
 
-    public static async Task<Result> RunAsync(params string[] args)
+    public static Task<Result> RunAsync(params string[] args) => RunWithAsync(new Dictionary<string, string>(), args);
+
+    /// <summary>Runs the tool with extra environment variables (e.g. DSVM_BACKENDS).</summary>
+    public static async Task<Result> RunWithAsync(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         Assert.True(File.Exists(TestEnvironment.CliDll), $"build the CLI first: {TestEnvironment.CliDll} is missing");
         var r = await Cli.Wrap("dotnet")
             .WithArguments([TestEnvironment.CliDll, .. args])
-            .WithEnvironmentVariables(e => e.Set("DSVM_HOME", TestEnvironment.Home))
+            .WithEnvironmentVariables(e =>
+            {
+                e.Set("DSVM_HOME", TestEnvironment.Home);
+                foreach (var (k, v) in environment)
+                {
+                    e.Set(k, v);
+                }
+            })
             .WithWorkingDirectory(TestEnvironment.RepoRoot)
             .WithValidation(CommandResultValidation.None)
             .ExecuteBufferedAsync();
