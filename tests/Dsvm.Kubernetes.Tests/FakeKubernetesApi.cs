@@ -137,7 +137,7 @@ public sealed class FakeKubernetesApi : IAsyncDisposable
         }
 
         var seg = path.Trim('/').Split('/');
-        if (path == "/version")
+        if (path.TrimEnd('/') == "/version")
         {
             await JsonAsync(ctx, 200, new JsonObject { ["major"] = "1", ["minor"] = "31", ["gitVersion"] = "v1.31.0-fake", ["platform"] = "linux/amd64" });
             return;
