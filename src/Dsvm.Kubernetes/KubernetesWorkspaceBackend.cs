@@ -38,6 +38,31 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend
         _client = client;
         _options = options;
         _time = time ?? TimeProvider.System;
+        Validate(options);
+    }
+
+    public string Name => "kubernetes";
+
+    private static readonly string[] PullPolicies = ["Always", "IfNotPresent", "Never"];
+
+    /// <summary>Bad settings are refused when the backend is made, each with what is wrong, not at the first start.</summary>
+    private static void Validate(KubernetesBackendOptions options)
+    {
+        if (!(options.Namespace.Length <= 63 && KubernetesObjects.DnsLabel().IsMatch(options.Namespace)))
+        {
+            throw new UsageException($"Kubernetes namespace '{options.Namespace}' is not valid: use up to 63 lowercase letters, digits and '-'");
+        }
+
+        if (!ResourceQuantityIsValid(options.HomeSize))
+        {
+            throw new UsageException($"Kubernetes home size '{options.HomeSize}' is not a quantity such as 10Gi or 500Mi");
+        }
+
+        if (!PullPolicies.Contains(options.ImagePullPolicy, StringComparer.Ordinal))
+        {
+            throw new UsageException($"Kubernetes image pull policy '{options.ImagePullPolicy}' is not one of {string.Join(", ", PullPolicies)}");
+        }
+
         if (options.EndpointMode == KubernetesEndpointMode.Template
             && !Uri.TryCreate(Fill(options.EndpointTemplate ?? "", "x", "x", "x", "127.0.0.1", "x"), UriKind.Absolute, out _))
         {
@@ -45,7 +70,17 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend
         }
     }
 
-    public string Name => "kubernetes";
+    private static bool ResourceQuantityIsValid(string quantity)
+    {
+        try
+        {
+            return quantity.Length > 0 && new ResourceQuantity(quantity).ToDecimal() > 0;
+        }
+        catch (Exception ex) when (ex is FormatException or ArgumentException or OverflowException)
+        {
+            return false;
+        }
+    }
 
     private IKubernetes Client => _client.Value;
 
@@ -113,8 +148,18 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend
         }
 
         var handle = HandleFor(request.Id, podName);
-        var running = await WaitRunningAsync(podName, progress, ct);
-        return new WorkspaceLaunch(handle, EndpointOf(request.Id, running));
+        try
+        {
+            var running = await WaitRunningAsync(podName, progress, ct);
+            return new WorkspaceLaunch(handle, EndpointOf(request.Id, running));
+        }
+        catch (OperationCanceledException)
+        {
+            // Timed out or given up while pending (a slow pull, a full cluster): no launch is returned, so no one else
+            // would remove the pod; remove it now rather than leave it to start unrecorded.
+            await DeletePodsAsync(request.Id, CancellationToken.None, wait: false);
+            throw;
+        }
     }
 
     /// <summary>Reads the pod until its server runs; fails at once on a bad image or crash, after a grace when unschedulable.</summary>
@@ -371,15 +416,23 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend
             var all = (await Client.CoreV1.ListNodeAsync(cancellationToken: ct)).Items;
             var ready = all.Where(IsReady).ToList();
             var capacity = Sum(ready);
-            await Client.CoreV1.ReadNamespaceAsync(Ns, cancellationToken: ct);
+            try
+            {
+                await Client.CoreV1.ReadNamespaceAsync(Ns, cancellationToken: ct);
+            }
+            catch (HttpOperationException ex) when (ex.Response.StatusCode == HttpStatusCode.NotFound)
+            {
+                return new BackendHealth(false, $"namespace {Ns} does not exist (apply deploy/kubernetes/00-namespace.yaml or set the namespace)", capacity);
+            }
+            catch (HttpOperationException ex) when (ex.Response.StatusCode == HttpStatusCode.Forbidden)
+            {
+                // Reading the namespace is a courtesy check; an account without it can still run workspaces.
+            }
+
             var gpu = capacity.Gpus > 0 ? $", {capacity.Gpus} nvidia.com/gpu" : "";
             var detail = $"Kubernetes {version.GitVersion} at {Client.BaseUri}: {ready.Count}/{all.Count} nodes ready, "
                 + $"allocatable {capacity.Cpus} CPUs, {capacity.MemoryBytes / (1024.0 * 1024 * 1024):0.#} GiB{gpu}; namespace {Ns}";
             return new BackendHealth(ready.Count > 0, ready.Count > 0 ? detail : detail + " (no ready node: nothing can start)", capacity);
-        }
-        catch (HttpOperationException ex) when (ex.Response.StatusCode == HttpStatusCode.NotFound && ex.Request?.RequestUri?.AbsolutePath.Contains("/namespaces/", StringComparison.Ordinal) == true)
-        {
-            return new BackendHealth(false, $"namespace {Ns} does not exist (apply deploy/kubernetes/namespace.yaml or set the namespace)", null);
         }
         catch (HttpOperationException ex)
         {
@@ -455,7 +508,7 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend
 
     private DsvmException Refused(string verb, string what, string name, HttpOperationException ex) =>
         new(ex.Response.StatusCode == HttpStatusCode.Forbidden
-            ? $"the hub's Kubernetes account may not {verb} {what} in namespace {Ns} (see deploy/kubernetes/rbac.yaml): {Message(ex)}"
+            ? $"the hub's Kubernetes account may not {verb} {what} in namespace {Ns} (see deploy/kubernetes/10-rbac.yaml): {Message(ex)}"
             : $"Kubernetes could not {verb} {what} {name}: {Message(ex)}");
 
     private EnvironmentNotReadyException Unreachable(HttpRequestException ex) =>

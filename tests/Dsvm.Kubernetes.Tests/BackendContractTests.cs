@@ -270,7 +270,7 @@ public sealed class BackendContractTests : IAsyncLifetime
     {
         _api.Forbidden.Add($"GET {Base}/pods");
         var ex = await Assert.ThrowsAsync<DsvmException>(() => Backend().StopAsync(new WorkspaceHandle("ws-abc123", "kubernetes", JsonDocument.Parse("{}").RootElement), CancellationToken.None));
-        Assert.StartsWith("the hub's Kubernetes account may not list pods in namespace dsvm-test (see deploy/kubernetes/rbac.yaml): forbidden", ex.Message, StringComparison.Ordinal);
+        Assert.StartsWith("the hub's Kubernetes account may not list pods in namespace dsvm-test (see deploy/kubernetes/10-rbac.yaml): forbidden", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -280,6 +280,26 @@ public sealed class BackendContractTests : IAsyncLifetime
         Assert.Equal("kubernetes", backend.Name);
         var ex = await Assert.ThrowsAsync<EnvironmentNotReadyException>(() => backend.GetCapacityAsync(CancellationToken.None));
         Assert.StartsWith("no usable Kubernetes configuration (/nonexistent/kubeconfig)", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Start_GivenUpWhilePending_RemovesThePod()
+    {
+        _api.PodStatusOnCreate = _ => FakeKubernetesApi.PendingStatus("ContainerCreating");
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Backend().StartAsync(Request(), null, cts.Token));
+        Assert.Single(_api.Calls("DELETE", $"{Base}/pods/dsvm-ws-abc123"));
+        Assert.Equal(["dsvm-home-alice-lab"], _api.Names("persistentvolumeclaims"));
+    }
+
+    [Theory]
+    [InlineData("Bad_Namespace", "10Gi", "IfNotPresent", "Kubernetes namespace 'Bad_Namespace' is not valid")]
+    [InlineData("dsvm", "ten gigs", "IfNotPresent", "Kubernetes home size 'ten gigs' is not a quantity")]
+    [InlineData("dsvm", "10Gi", "Sometimes", "Kubernetes image pull policy 'Sometimes' is not one of Always, IfNotPresent, Never")]
+    public void BadOptions_AreRefusedWhenTheBackendIsMade(string ns, string homeSize, string pull, string message)
+    {
+        var ex = Assert.Throws<UsageException>(() => Backend(Options with { Namespace = ns, HomeSize = homeSize, ImagePullPolicy = pull }));
+        Assert.StartsWith(message, ex.Message, StringComparison.Ordinal);
     }
 
     private sealed class SyncProgress(List<string> sink) : IProgress<WorkspaceProgress>
