@@ -57,6 +57,9 @@ public sealed record KubernetesBackendOptions
     /// <summary>How long a pod may stay unschedulable before the start fails (the scheduler retries while volumes bind).</summary>
     public TimeSpan UnschedulableGrace { get; init; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>How long stop waits for a pod to go (its grace period is 10 s) before deleting it with no grace.</summary>
+    public TimeSpan StopTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>How often the backend reads a pod while waiting for it to run or to go.</summary>
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(500);
 

@@ -248,10 +248,20 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend
         }
 
         // Wait until they are gone: a new pod of the same name (resize) and the ReadWriteOnce home need them gone.
+        // A pod on a lost node never finishes terminating: after the grace period and a margin, delete it at once.
+        var started = _time.GetTimestamp();
         foreach (var p in pods.Items)
         {
+            var forced = false;
             while (await ReadPodAsync(p.Metadata.Name, ct) is { } still && still.Metadata.Uid == p.Metadata.Uid)
             {
+                if (!forced && _time.GetElapsedTime(started) > _options.StopTimeout)
+                {
+                    await DeleteAsync("pod", p.Metadata.Name,
+                        () => Client.CoreV1.DeleteNamespacedPodAsync(p.Metadata.Name, Ns, gracePeriodSeconds: 0, cancellationToken: ct));
+                    forced = true;
+                }
+
                 await Task.Delay(_options.PollInterval, _time, ct);
             }
         }

@@ -134,6 +134,25 @@ public sealed class BackendContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Stop_APodThatNeverGoes_IsDeletedWithoutGrace()
+    {
+        var backend = Backend(Options with { StopTimeout = TimeSpan.FromMilliseconds(100) });
+        var launch = await backend.StartAsync(Request(), null, CancellationToken.None);
+        _api.TerminatingReads = 1000;
+        var deletesBefore = _api.Calls("DELETE", $"{Base}/pods/dsvm-ws-abc123").Count();
+        var stop = backend.StopAsync(launch.Handle, CancellationToken.None);
+        while (_api.Calls("DELETE", $"{Base}/pods/dsvm-ws-abc123").Count() < deletesBefore + 2)
+        {
+            Assert.False(stop.IsCompleted);
+            await Task.Delay(20);
+        }
+
+        Assert.Contains("gracePeriodSeconds=0", _api.Calls("DELETE", $"{Base}/pods/dsvm-ws-abc123").Last().Query, StringComparison.Ordinal);
+        await stop.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Empty(_api.Names("pods"));
+    }
+
+    [Fact]
     public async Task StartAgainWithAnotherSize_KeepsTheHome_AndSizesTheNewPod()
     {
         var backend = Backend();

@@ -261,7 +261,13 @@ public sealed class FakeKubernetesApi : IAsyncDisposable
                     return;
                 }
 
-                if (kind == "pods" && TerminatingReads > 0)
+                if (kind == "pods" && ctx.Request.Query["gracePeriodSeconds"] == "0")
+                {
+                    // A forced delete: gone at once, as the API server does it.
+                    _objects.TryRemove(key, out _);
+                    _terminating.TryRemove(key, out _);
+                }
+                else if (kind == "pods" && TerminatingReads > 0)
                 {
                     obj["metadata"]!["deletionTimestamp"] = "2026-01-01T00:01:00Z";
                     _terminating.TryAdd(key, TerminatingReads);

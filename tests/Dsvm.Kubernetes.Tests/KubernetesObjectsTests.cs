@@ -135,6 +135,22 @@ public sealed class KubernetesObjectsTests
     }
 
     [Fact]
+    public void Pod_OnTheWire_NumericPortsAreNumbers_NamedPortsAreNames()
+    {
+        // The API server reads a string port as a port name: 8888 must go out as a number, "jupyter" as a string.
+        var pod = System.Text.Json.Nodes.JsonNode.Parse(KubernetesJson.Serialize(KubernetesObjects.Pod(Request(), Options)))!;
+        var port = pod["spec"]!["containers"]![0]!["readinessProbe"]!["tcpSocket"]!["port"]!;
+        Assert.Equal(System.Text.Json.JsonValueKind.Number, port.GetValueKind());
+        Assert.Equal(8888, port.GetValue<int>());
+        var service = System.Text.Json.Nodes.JsonNode.Parse(KubernetesJson.Serialize(KubernetesObjects.Service(Request(), Options)))!;
+        var target = service["spec"]!["ports"]![0]!["targetPort"]!;
+        Assert.Equal(System.Text.Json.JsonValueKind.String, target.GetValueKind());
+        Assert.Equal(System.Text.Json.JsonValueKind.Number, service["spec"]!["ports"]![0]!["port"]!.GetValueKind());
+        Assert.Equal("2", pod["spec"]!["containers"]![0]!["resources"]!["limits"]!["cpu"]!.GetValue<string>());
+        Assert.Equal("4Gi", pod["spec"]!["containers"]![0]!["resources"]!["limits"]!["memory"]!.GetValue<string>());
+    }
+
+    [Fact]
     public void Pod_TokenComesFromTheSecret_NeverInClear()
     {
         var request = Request();
