@@ -3,6 +3,7 @@ using Dsvm.Core.Specs;
 using Dsvm.Core.Workspaces;
 using Dsvm.Docker;
 using Dsvm.Images;
+using Dsvm.Kubernetes;
 
 namespace Dsvm.Cli;
 
@@ -46,7 +47,11 @@ public static class BackendFactory
         ["docker"] = ["endpoint", "bind-address"],
         ["qemu"] = [],
         ["swarm"] = [],
-        ["kubernetes"] = [],
+        ["kubernetes"] =
+        [
+            "namespace", "kubeconfig", "storage-class", "home-size", "home-access-mode", "image-pull-policy", "image-registry-prefix",
+            "image-pull-secret", "endpoint-mode", "endpoint-template", "node-selector", "gpu-node-selector",
+        ],
     };
 
     /// <summary>Parses a section's settings (throws located errors) and returns how to make the backend.</summary>
@@ -58,6 +63,9 @@ public static class BackendFactory
             case "docker":
                 var docker = Docker(section);
                 return () => new DockerWorkspaceBackend(docker, gpus);
+            case "kubernetes":
+                var kubernetes = Checked(section, () => new KubernetesWorkspaceBackend(Kubernetes(section)));
+                return () => kubernetes;
             default:
                 return () => throw new UsageException($"backend type '{section.Type}' is not available in this build");
         }
@@ -72,6 +80,68 @@ public static class BackendFactory
         }
 
         return s.Get("bind-address") is { } bind ? options with { BindAddress = bind } : options;
+    }
+
+    private static KubernetesBackendOptions Kubernetes(BackendSection s)
+    {
+        var o = new KubernetesBackendOptions();
+        var mode = s.Get("endpoint-mode") switch
+        {
+            null => o.EndpointMode,
+            "service" => KubernetesEndpointMode.Service,
+            "pod-ip" => KubernetesEndpointMode.PodIp,
+            "template" => KubernetesEndpointMode.Template,
+            var other => throw new SpecValidationException([s.Error("endpoint-mode", $"'{other}' is not an endpoint mode (service, pod-ip, template)")]),
+        };
+        return o with
+        {
+            Namespace = s.Get("namespace") ?? o.Namespace,
+            KubeconfigPath = s.Get("kubeconfig") is { } k ? ExpandHome(k) : null,
+            StorageClass = s.Get("storage-class"),
+            HomeSize = s.Get("home-size") ?? o.HomeSize,
+            HomeAccessMode = s.Get("home-access-mode") ?? o.HomeAccessMode,
+            ImagePullPolicy = s.Get("image-pull-policy") ?? o.ImagePullPolicy,
+            ImageRegistryPrefix = s.Get("image-registry-prefix"),
+            ImagePullSecret = s.Get("image-pull-secret"),
+            EndpointMode = mode,
+            EndpointTemplate = s.Get("endpoint-template"),
+            NodeSelector = Labels(s, "node-selector"),
+            GpuNodeSelector = Labels(s, "gpu-node-selector"),
+        };
+    }
+
+    /// <summary><c>key=value,key=value</c>.</summary>
+    private static Dictionary<string, string> Labels(BackendSection s, string key)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in (s.Get(key) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var eq = pair.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0)
+            {
+                throw new SpecValidationException([s.Error(key, $"'{pair}' is not key=value (e.g. accelerator=nvidia,zone=a)")]);
+            }
+
+            result[pair[..eq]] = pair[(eq + 1)..];
+        }
+
+        return result;
+    }
+
+    private static string ExpandHome(string path) =>
+        path.StartsWith("~/", StringComparison.Ordinal) ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), path[2..]) : path;
+
+    /// <summary>A backend's own validation (a UsageException from its constructor) reported at the section.</summary>
+    private static T Checked<T>(BackendSection s, Func<T> create)
+    {
+        try
+        {
+            return create();
+        }
+        catch (UsageException ex)
+        {
+            throw new SpecValidationException([new SpecError(s.File, s.Line, s.Column, $"backends.{s.Name}", ex.Message)]);
+        }
     }
 
     private static Uri Uri(BackendSection s, string key, string value) =>

@@ -400,13 +400,22 @@ public static class WorkspaceCommands
 
             // Each size is checked against the backend it is routed to (only those are contacted).
             var capacities = new Dictionary<string, HostCapacity>(StringComparer.Ordinal);
+            var unreachable = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var target in s.Sizes.All.Select(s.Backends.RouteOf).Distinct())
             {
-                capacities[target] = await s.Backends.Get(target).GetCapacityAsync(ct);
+                try
+                {
+                    capacities[target] = await s.Backends.Get(target).GetCapacityAsync(ct);
+                }
+                catch (DsvmException ex) when (target != s.Backends.DefaultName)
+                {
+                    unreachable[target] = ex.Message;
+                }
             }
 
-            var host = capacities.TryGetValue(s.Backends.DefaultName, out var d) ? d : capacities.Values.First();
-            var rows = s.Sizes.All.Select(z => (size: z, backend: s.Backends.RouteOf(z), why: SizeCatalog.WhyNot(z, capacities[s.Backends.RouteOf(z)]))).ToList();
+            var host = capacities.TryGetValue(s.Backends.DefaultName, out var d) ? d : new HostCapacity(0, 0, 0);
+            string? WhyNot(MachineSize z, string b) => unreachable.TryGetValue(b, out var e) ? $"backend {b}: {e}" : SizeCatalog.WhyNot(z, capacities[b]);
+            var rows = s.Sizes.All.Select(z => (size: z, backend: s.Backends.RouteOf(z), why: WhyNot(z, s.Backends.RouteOf(z)))).ToList();
             if (Output.IsJson(p, format))
             {
                 Output.WriteJson(new
@@ -417,7 +426,7 @@ public static class WorkspaceCommands
                 return ExitCodes.Ok;
             }
 
-            var routed = capacities.Count > 1;
+            var routed = capacities.Count + unreachable.Count > 1;
             var table = new Table().Border(TableBorder.Simple).AddColumns("size", "class", "vCPUs", "memory", "GPUs");
             if (routed)
             {

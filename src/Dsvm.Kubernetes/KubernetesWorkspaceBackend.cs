@@ -19,7 +19,7 @@ namespace Dsvm.Kubernetes;
 /// <c>dsvm-ID-token</c> (kept until delete), and a PersistentVolumeClaim named after the home volume that outlives
 /// everything unless deleted explicitly. All carry <c>io.opendsvm.managed=true</c> and <c>io.opendsvm.workspace=ID</c>.
 /// </summary>
-public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend
+public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribableBackend
 {
     private readonly Lazy<IKubernetes> _client;
     private readonly KubernetesBackendOptions _options;
@@ -42,6 +42,9 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend
     }
 
     public string Name => "kubernetes";
+
+    /// <summary>Workspaces run on the cluster's nodes: this machine's GPUs do not count.</summary>
+    public bool RunsOnThisHost => false;
 
     private static readonly string[] PullPolicies = ["Always", "IfNotPresent", "Never"];
 

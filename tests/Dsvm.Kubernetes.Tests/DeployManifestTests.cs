@@ -34,7 +34,7 @@ public sealed class DeployManifestTests
     {
         var objects = All();
         Assert.Equal(
-            ["ClusterRole", "ClusterRoleBinding", "Deployment", "Ingress", "Namespace", "NetworkPolicy", "PersistentVolumeClaim", "Role", "RoleBinding", "Service", "ServiceAccount"],
+            ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Ingress", "Namespace", "NetworkPolicy", "PersistentVolumeClaim", "Role", "RoleBinding", "Service", "ServiceAccount"],
             objects.Select(o => o.Kind).Order(StringComparer.Ordinal));
         foreach (var o in objects.OfType<IMetadata<V1ObjectMeta>>().Where(o => o is not V1Namespace and not V1ClusterRole and not V1ClusterRoleBinding))
         {
