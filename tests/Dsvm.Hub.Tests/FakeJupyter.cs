@@ -140,7 +140,7 @@ internal sealed class FakeJupyterServer : IAsyncDisposable
 /// A workspace backend whose "containers" are <see cref="FakeJupyterServer"/>s. They live in the backend, not the
 /// hub, so a hub can stop and another start while the workspaces keep running (as containers would).
 /// </summary>
-internal sealed class FakeJupyterBackend : IWorkspaceBackend, IAsyncDisposable
+internal sealed class FakeJupyterBackend : IWorkspaceBackend, IWorkspaceExec, IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, FakeJupyterServer> _servers = new(StringComparer.Ordinal);
 
@@ -203,7 +203,37 @@ internal sealed class FakeJupyterBackend : IWorkspaceBackend, IAsyncDisposable
         return StopAsync(handle, ct);
     }
 
-    public Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct) => Task.FromResult("");
+    /// <summary>Ten log lines, the first printing the server's URL with its token (as Jupyter does); the last N of them.</summary>
+    public Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct)
+    {
+        var server = _servers.TryGetValue(handle.Id, out var s) ? s : null;
+        if (server is null)
+        {
+            return Task.FromResult("");
+        }
+
+        var lines = new[] { $"[I] Jupyter Server is running at http://127.0.0.1:8888{server.BaseUrl}lab?token={server.Token}" }
+            .Concat(Enumerable.Range(2, 9).Select(i => $"[I] log line {i}"));
+        return Task.FromResult(string.Join('\n', lines.TakeLast(tailLines)));
+    }
+
+    /// <summary>Every exec request, in order.</summary>
+    public ConcurrentQueue<WorkspaceExecRequest> Execs { get; } = new();
+
+    /// <summary>What an exec answers; by default the command echoed on stdout, exit code 0.</summary>
+    public Func<WorkspaceExecRequest, WorkspaceExecResult> ExecHandler { get; set; } =
+        r => new WorkspaceExecResult(0, string.Join(' ', r.Command) + "\n", "", false, false);
+
+    public Task<WorkspaceExecResult> ExecAsync(WorkspaceHandle handle, WorkspaceExecRequest request, CancellationToken ct)
+    {
+        if (!_servers.ContainsKey(handle.Id))
+        {
+            throw new Dsvm.Core.ConflictException("the workspace's server is not running");
+        }
+
+        Execs.Enqueue(request);
+        return Task.FromResult(ExecHandler(request));
+    }
 
     public async IAsyncEnumerable<ManagedResource> ListManagedAsync([EnumeratorCancellation] CancellationToken ct)
     {

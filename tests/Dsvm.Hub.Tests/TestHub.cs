@@ -38,6 +38,9 @@ internal sealed class HubWorld : IAsyncDisposable
 
     public FakeJupyterBackend Backend { get; } = new();
 
+    /// <summary>When set, hubs get this wrapping of <see cref="Backend"/> (a backend with fewer capabilities).</summary>
+    public Func<FakeJupyterBackend, Dsvm.Core.Workspaces.IWorkspaceBackend>? WrapBackend { get; set; }
+
     public ManualTime Time { get; } = new();
 
     public IEnvironmentCatalog Environments { get; } =
@@ -58,7 +61,7 @@ internal sealed class HubWorld : IAsyncDisposable
     public WebApplication Build(HubOptions options) =>
         HubHost.Build(options, new HubDependencies
         {
-            Backend = Backend,
+            Backend = WrapBackend?.Invoke(Backend) ?? Backend,
             Store = Store,
             Gpus = new NoGpus(),
             Environments = Environments,

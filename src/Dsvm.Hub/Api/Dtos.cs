@@ -35,3 +35,10 @@ public sealed record PasswordRequest(string Password);
 public sealed record CreateClassRequest(string Name, string? Environment, string? Size, int Count, bool Prestart = true, string? Prefix = null);
 
 public sealed record CreatedClass(string Class, IReadOnlyList<ClassCredential> Users);
+
+public sealed record ExecRequest(IReadOnlyList<string>? Command, int? TimeoutSeconds);
+
+public sealed record ExecResult(int ExitCode, string Stdout, string Stderr, bool Truncated, bool TimedOut)
+{
+    public static ExecResult From(WorkspaceExecResult r) => new(r.ExitCode, r.Stdout, r.Stderr, r.Truncated, r.TimedOut);
+}
