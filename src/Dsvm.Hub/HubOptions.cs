@@ -21,7 +21,10 @@ public sealed record OidcOptions
 
     public string? ClientSecret { get; init; }
 
-    public IReadOnlyList<string> Scopes { get; init; } = ["openid", "profile", "email"];
+    /// <summary>Scopes asked for; empty means <see cref="DefaultScopes"/> (configuration binding appends to a non-empty default).</summary>
+    public IReadOnlyList<string> Scopes { get; init; } = [];
+
+    public static readonly IReadOnlyList<string> DefaultScopes = ["openid", "profile", "email"];
 
     /// <summary>The id_token claim that gives the hub user name (normalised to the hub's rules).</summary>
     public string UserNameClaim { get; init; } = "preferred_username";

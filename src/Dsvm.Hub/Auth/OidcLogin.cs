@@ -57,7 +57,7 @@ public static partial class OidcLogin
             oidc.SaveTokens = false;
             oidc.GetClaimsFromUserInfoEndpoint = false;
             oidc.Scope.Clear();
-            foreach (var scope in o.Scopes.Append("openid").Distinct(StringComparer.Ordinal))
+            foreach (var scope in (o.Scopes.Count > 0 ? o.Scopes : OidcOptions.DefaultScopes).Prepend("openid").Distinct(StringComparer.Ordinal))
             {
                 oidc.Scope.Add(scope);
             }
