@@ -98,7 +98,7 @@ public sealed record HubOptions
     public int MaxFailedLogins { get; init; } = 5;
 
     /// <summary>Failed logins per client address (any user names) within <see cref="LoginWindow"/>.</summary>
-    public int MaxFailedLoginsPerAddress { get; init; } = 30;
+    public int MaxFailedLoginsPerAddress { get; init; } = 50;
 
     /// <summary>
     /// Addresses of reverse proxies whose <c>X-Forwarded-For</c> / <c>X-Forwarded-Proto</c> headers are believed (the
