@@ -16,6 +16,7 @@ using Dsvm.Docker;
 using Dsvm.Hub;
 using Dsvm.Hub.Services;
 using Dsvm.Images;
+using Dsvm.Testing.Jupyter;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Data.Sqlite;
 
@@ -85,7 +86,7 @@ internal sealed partial class HubSuite
         var root = Path.Combine(_home.Root, $"hub-fake-{_run}");
         var paths = new DsvmPaths(Path.Combine(root, "data"), Path.Combine(root, "cache")).EnsureCreated();
         var store = new SqliteWorkspaceStore(paths.Database);
-        await using var backend = new FakeJupyterBackend();
+        await using var backend = new FakeJupyterBackend { RecordRequests = false, Capacity = new HostCapacity(64, 256L * 1024 * 1024 * 1024, 0) };
         var options = new HubOptions
         {
             Listen = "http://127.0.0.1:0",

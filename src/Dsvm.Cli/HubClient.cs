@@ -127,6 +127,23 @@ public sealed class HubClient : IDisposable
         await CheckAsync(await SendAsync(Login.Hub, () => _http.DeleteAsync(path, ct)), ct);
     }
 
+    /// <summary>The last lines of the workspace server's log (GET …/logs?tail=N).</summary>
+    public async Task<string> LogsAsync(string name, int tail, CancellationToken ct)
+    {
+        var path = await PathAsync(name, $"/logs?tail={tail.ToString(System.Globalization.CultureInfo.InvariantCulture)}", ct);
+        var r = await SendAsync(Login.Hub, () => _http.GetAsync(path, ct));
+        await CheckAsync(r, ct);
+        return await r.Content.ReadAsStringAsync(ct);
+    }
+
+    /// <summary>Runs a command in the workspace (POST …/exec): no terminal, no stdin; output comes back when it ends.</summary>
+    public async Task<ExecResult> ExecAsync(string name, IReadOnlyList<string> command, TimeSpan? timeout, CancellationToken ct)
+    {
+        var path = await PathAsync(name, "/exec", ct);
+        int? seconds = timeout is { } t ? (int)Math.Ceiling(t.TotalSeconds) : null;
+        return await SendAsync<ExecResult>(() => _http.PostAsJsonAsync(path, new { command, timeoutSeconds = seconds }, ct), ct);
+    }
+
     /// <summary>Revokes this login's token (when its id is known).</summary>
     public async Task RevokeAsync(CancellationToken ct)
     {
@@ -212,6 +229,7 @@ public sealed class HubClient : IDisposable
             404 => new NotFoundException(message),
             409 => new ConflictException(message),
             422 => new WorkspaceStartException(WorkspaceFailure.Backend, message),
+            501 => new DsvmException(message),
             429 => TooMany(message, r.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(5)),
             503 => new EnvironmentNotReadyException(message),
             _ => new DsvmException($"the hub answered {status}: {message}"),

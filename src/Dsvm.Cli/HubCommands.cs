@@ -25,19 +25,22 @@ public static class HubCommands
         {
             Description = "Let admins open every user's workspace (they share the hub's origin with the user's code: trusted users only)",
         };
-        var serve = new Command("serve", "Run the hub in the foreground (Ctrl-C stops the hub; workspaces keep running)") { listen, idle, database, adminAccess };
+        var config = new Option<string?>("--config") { Description = "A JSON file with a \"Hub\" section (DSVM__Hub__… environment variables win over it; see docs/hub.md)" };
+        var serve = new Command("serve", "Run the hub in the foreground (Ctrl-C stops the hub; workspaces keep running)") { listen, idle, database, adminAccess, config };
         serve.SetAction((p, ct) => Output.RunAsync(p, null, async ct =>
         {
             var paths = DsvmPaths.FromEnvironment().EnsureCreated();
             var images = new ImageServices(paths);
             await images.Docker.EnsureEngineAsync(ct);
             var gpus = new NvidiaGpuDetector();
-            var options = new HubOptions
+            // Settings from --config and DSVM__Hub__… (OpenID Connect, trusted proxies, quotas, …); the flags win when given.
+            var configured = HubConfiguration.Bind(HubConfiguration.Load(p.GetValue(config)));
+            var options = configured with
             {
-                Listen = p.GetValue(listen)!,
-                AdminPassword = Environment.GetEnvironmentVariable("DSVM_HUB_ADMIN_PASSWORD"),
-                AdminAccess = p.GetValue(adminAccess),
-                IdleTimeout = p.GetValue(idle) is { } minutes ? TimeSpan.FromMinutes(minutes) : new HubOptions().IdleTimeout,
+                Listen = p.GetResult(listen) is { Implicit: false } ? p.GetValue(listen)! : configured.Listen,
+                AdminPassword = Environment.GetEnvironmentVariable("DSVM_HUB_ADMIN_PASSWORD") ?? configured.AdminPassword,
+                AdminAccess = p.GetValue(adminAccess) || configured.AdminAccess,
+                IdleTimeout = p.GetValue(idle) is { } minutes ? TimeSpan.FromMinutes(minutes) : configured.IdleTimeout,
             };
             var sizes = SizeCatalog.Load(Environment.GetEnvironmentVariable("DSVM_SIZES") is { Length: > 0 } f ? f : Path.Combine(paths.Data, SizeCatalog.FileName));
             var backendConfig = BackendFactory.LoadConfig(paths);

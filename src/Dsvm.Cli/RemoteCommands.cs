@@ -11,8 +11,6 @@ namespace Dsvm.Cli;
 /// <summary><c>dsvm login | logout | class</c>, and the hub side of <c>up | ls | stop | start | resize | rm</c>.</summary>
 public static class RemoteCommands
 {
-    public const string LocalOnlyNote = "logs/exec work on local workspaces only";
-
     public static IEnumerable<Command> Create() => [LoginCommand(), LogoutCommand(), ClassCommand()];
 
     /// <summary>The option that forces the local engine even when logged in to a hub.</summary>
@@ -22,13 +20,23 @@ public static class RemoteCommands
     public static HubClient? Connect(bool local) =>
         local ? null : RemoteConfig.FromEnvironment().Load() is { } login ? new HubClient(login) : null;
 
-    /// <summary>Says that logs/exec stay local when a hub login exists.</summary>
-    public static void NoteLocalOnly()
+    /// <summary><c>dsvm exec</c> on a hub: stdout and stderr as the command wrote them, and its exit code as ours.</summary>
+    public static async Task<int> ExecAsync(HubClient hub, string name, IReadOnlyList<string> command, int? timeoutSeconds, CancellationToken ct)
     {
-        if (RemoteConfig.FromEnvironment().Load() is not null)
+        var result = await hub.ExecAsync(name, command, timeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : null, ct);
+        await Console.Out.WriteAsync(result.Stdout);
+        await Console.Error.WriteAsync(result.Stderr);
+        if (result.Truncated)
         {
-            Console.Error.WriteLine($"note: logged in to a hub, but {LocalOnlyNote}");
+            Console.Error.WriteLine("note: the output was cut at the hub's limit");
         }
+
+        if (result.TimedOut)
+        {
+            Console.Error.WriteLine("note: the command ran out of time and was killed");
+        }
+
+        return result.ExitCode;
     }
 
     private static Command LoginCommand()

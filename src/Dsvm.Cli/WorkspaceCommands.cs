@@ -294,11 +294,25 @@ public static class WorkspaceCommands
     {
         var name = NameArgument();
         var tail = new Option<int>("--tail") { Description = "Lines from the end", DefaultValueFactory = _ => 100 };
-        var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new lines" };
-        var cmd = new Command("logs", "Show a local workspace's Jupyter server log (local only)") { name, tail, follow };
+        var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new lines (local workspaces only)" };
+        var local = RemoteCommands.LocalOption();
+        var cmd = new Command("logs", "Show a workspace's Jupyter server log (on the hub when logged in)") { name, tail, follow, local };
         cmd.SetAction((p, ct) => Output.RunAsync(p, null, async ct =>
         {
-            RemoteCommands.NoteLocalOnly();
+            using (var hub = RemoteCommands.Connect(p.GetValue(local)))
+            {
+                if (hub is not null)
+                {
+                    if (p.GetValue(follow))
+                    {
+                        throw new UsageException("--follow works on local workspaces only; without it the hub answers the last --tail lines");
+                    }
+
+                    Console.Out.WriteLine(await hub.LogsAsync(p.GetValue(name)!, p.GetValue(tail), ct));
+                    return ExitCodes.Ok;
+                }
+            }
+
             var s = new WorkspaceServices();
             var w = await s.Manager.GetAsync(Owner, p.GetValue(name)!, ct);
             if (p.GetValue(follow))
@@ -322,10 +336,19 @@ public static class WorkspaceCommands
     {
         var name = NameArgument();
         var command = new Argument<string[]>("command") { Description = "Command and arguments (after --)", Arity = ArgumentArity.OneOrMore };
-        var cmd = new Command("exec", "Run a command inside a running local workspace, as its user: dsvm exec NAME -- CMD ... (local only)") { name, command };
+        var timeout = new Option<int?>("--timeout") { Description = "On a hub: seconds before the command is killed (default: the hub's, 60)" };
+        var local = RemoteCommands.LocalOption();
+        var cmd = new Command("exec", "Run a command inside a running workspace, as its user: dsvm exec NAME -- CMD ... (on a hub: no terminal or stdin, output when it ends)") { name, command, timeout, local };
         cmd.SetAction((p, ct) => Output.RunAsync(p, null, async ct =>
         {
-            RemoteCommands.NoteLocalOnly();
+            using (var hub = RemoteCommands.Connect(p.GetValue(local)))
+            {
+                if (hub is not null)
+                {
+                    return await RemoteCommands.ExecAsync(hub, p.GetValue(name)!, p.GetValue(command)!, p.GetValue(timeout), ct);
+                }
+            }
+
             var s = new WorkspaceServices();
             var w = await s.Manager.GetAsync(Owner, p.GetValue(name)!, ct);
             s.RequireDockerBackend(w, "exec");

@@ -33,7 +33,8 @@ public sealed record DockerBackendOptions
 /// named volume that outlives it, so resize is stop + start with new limits on the same home. Every container and
 /// volume carries <c>io.opendsvm.managed=true</c> and <c>io.opendsvm.workspace=ID</c> for reconciliation.
 /// </summary>
-public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOptions options, IGpuDetector gpus) : IWorkspaceBackend, IDescribableBackend
+public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOptions options, IGpuDetector gpus)
+    : IWorkspaceBackend, IDescribableBackend, IWorkspaceExec
 {
     public const string ManagedLabel = "io.opendsvm.managed";
     public const string WorkspaceLabel = "io.opendsvm.workspace";
@@ -329,6 +330,68 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         {
             return "";
         }
+    }
+
+    /// <summary>
+    /// Docker exec as the workspace's user (uid 1000, in its home), wrapped in coreutils <c>timeout</c> so the process
+    /// itself is killed at the deadline (the engine has no "kill exec"). Output beyond the cap is read and dropped.
+    /// </summary>
+    public async Task<WorkspaceExecResult> ExecAsync(WorkspaceHandle handle, WorkspaceExecRequest request, CancellationToken ct)
+    {
+        if (request.Command.Count == 0 || string.IsNullOrEmpty(request.Command[0]))
+        {
+            throw new UsageException("exec needs a command");
+        }
+
+        var seconds = Math.Max(1, (int)Math.Ceiling(request.Timeout.TotalSeconds));
+        var cmd = new List<string> { "timeout", "--kill-after=5", seconds.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        cmd.AddRange(request.Command);
+        ContainerExecCreateResponse created;
+        try
+        {
+            created = await client.Exec.ExecCreateContainerAsync(ContainerRef(handle), new ContainerExecCreateParameters
+            {
+                AttachStdout = true,
+                AttachStderr = true,
+                Cmd = cmd,
+                User = DockerBackendOptions.User,
+                WorkingDir = DockerBackendOptions.HomePath,
+            }, ct);
+        }
+        catch (DockerContainerNotFoundException)
+        {
+            throw new ConflictException("the workspace's server is not running");
+        }
+        catch (DockerApiException ex) when (ex.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Conflict)
+        {
+            throw new ConflictException($"the workspace's server is not running: {Message(ex)}");
+        }
+
+        var stdout = new CappedOutput(request.OutputLimitBytes);
+        var stderr = new CappedOutput(request.OutputLimitBytes);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        {
+            // timeout(1) ends the process; this only guards against an engine that never closes the stream.
+            deadline.CancelAfter(request.Timeout + TimeSpan.FromSeconds(15));
+            using var stream = await client.Exec.StartAndAttachContainerExecAsync(created.ID, tty: false, deadline.Token);
+            var buffer = new byte[64 * 1024];
+            while (true)
+            {
+                var read = await stream.ReadOutputAsync(buffer, 0, buffer.Length, deadline.Token);
+                if (read.EOF)
+                {
+                    break;
+                }
+
+                (read.Target == MultiplexedStream.TargetStream.StandardError ? stderr : stdout).Write(buffer.AsSpan(0, read.Count));
+            }
+        }
+
+        var inspect = await client.Exec.InspectContainerExecAsync(created.ID, ct);
+        var code = (int)inspect.ExitCode;
+        var timedOut = code is 124 or 137 && clock.Elapsed >= request.Timeout;
+        return new WorkspaceExecResult(code, stdout.ToString(), stderr.ToString(), stdout.Truncated || stderr.Truncated, timedOut);
     }
 
     public async IAsyncEnumerable<ManagedResource> ListManagedAsync([EnumeratorCancellation] CancellationToken ct)

@@ -12,6 +12,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.FileProviders;
@@ -90,7 +91,7 @@ public static class HubHost
             .PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(deps.Paths.Data, "hub-keys")));
         s.ConfigureHttpJsonOptions(o => o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter(System.Text.Json.JsonNamingPolicy.KebabCaseLower)));
 
-        s.AddAuthentication(HubClaims.Scheme)
+        var auth = s.AddAuthentication(HubClaims.Scheme)
             .AddPolicyScheme(HubClaims.Scheme, "token or session", o => o.ForwardDefaultSelector = ctx =>
                 ctx.Request.Headers.Authorization.Count > 0 ? HubClaims.TokenScheme : HubClaims.CookieScheme)
             .AddScheme<AuthenticationSchemeOptions, TokenAuthenticationHandler>(HubClaims.TokenScheme, null)
@@ -106,12 +107,14 @@ public static class HubHost
                 o.Events.OnRedirectToAccessDenied = ctx => Deny(ctx.HttpContext, StatusCodes.Status403Forbidden);
                 o.Events.OnValidatePrincipal = HubClaims.ValidateSessionAsync;
             });
+        OidcLogin.Register(auth, options); // OpenID Connect login, when Hub:Oidc:Authority is set
         s.AddAuthorizationBuilder()
             .AddPolicy(ApiEndpoints.ReadPolicy, p => p.RequireAuthenticatedUser().RequireClaim(HubClaims.Scope, Scopes.Read, Scopes.Workspaces, Scopes.Admin))
             .AddPolicy(ApiEndpoints.WorkspacesPolicy, p => p.RequireAuthenticatedUser().RequireClaim(HubClaims.Scope, Scopes.Workspaces, Scopes.Admin))
             .AddPolicy(ApiEndpoints.AdminPolicy, p => p.RequireAuthenticatedUser().RequireRole(HubClaims.AdminRole).RequireClaim(HubClaims.Scope, Scopes.Admin));
 
         var app = builder.Build();
+        UseTrustedProxies(app, options);
         app.UseExceptionHandler();
         app.UseStatusCodePages();
 
@@ -153,6 +156,7 @@ public static class HubHost
             return Results.Stream(file.CreateReadStream(), "text/html; charset=utf-8");
         }).AllowAnonymous();
         LoginPage.Map(app);
+        OidcLogin.Map(app, options);
         ApiEndpoints.Map(app);
         app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
         app.MapGet("/healthz", (HubWorkspaces hub) => Results.Ok(new { status = "ok", startsInFlight = hub.StartsInFlight })).AllowAnonymous();
@@ -167,6 +171,36 @@ public static class HubHost
         var password = await accounts.EnsureAdminAsync(ct);
         await app.Services.GetRequiredService<ReconcileService>().RunOnceAsync(ct);
         return password;
+    }
+
+    /// <summary>Believes X-Forwarded-For/-Proto from the configured proxies only (none by default).</summary>
+    private static void UseTrustedProxies(WebApplication app, HubOptions options)
+    {
+        if (options.TrustedProxies.Count == 0)
+        {
+            return;
+        }
+
+        var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto };
+        forwarded.KnownProxies.Clear();
+        forwarded.KnownIPNetworks.Clear();
+        foreach (var entry in options.TrustedProxies)
+        {
+            if (System.Net.IPAddress.TryParse(entry, out var address))
+            {
+                forwarded.KnownProxies.Add(address);
+            }
+            else if (System.Net.IPNetwork.TryParse(entry, out var network))
+            {
+                forwarded.KnownIPNetworks.Add(network);
+            }
+            else
+            {
+                throw new UsageException($"Hub:TrustedProxies: '{entry}' is neither an IP address nor a network (a.b.c.d/n)");
+            }
+        }
+
+        app.UseForwardedHeaders(forwarded);
     }
 
     private static Task Deny(HttpContext ctx, int status)

@@ -42,6 +42,7 @@ public static class DockerfileRenderer
         ctx.Add("dsvm/runtime/bin/dsvm-start", StartScript, executable: true);
         ctx.Add("dsvm/runtime/bin/dsvm-selfcheck", CheckScript.Render(checks), executable: true);
         ctx.Add("dsvm/runtime/jupyter/jupyter_server_config.py", JupyterConfig);
+        ctx.Add("dsvm/runtime/jupyterlab/overrides.json", JupyterLabOverrides);
         foreach (var (name, module) in JupyterShims)
         {
             ctx.Add($"dsvm/runtime/bin/{name}", $"#!/bin/sh\n# OpenDSVM shim: Debian ships the module without this command.\nexec python3 -m {module} \"$@\"\n", executable: true);
@@ -93,6 +94,7 @@ public static class DockerfileRenderer
         d.Append(" && rm -f /tmp/actual.txt /tmp/lock.diff\n");
         d.Append("COPY dsvm/runtime/bin/ /opt/dsvm/bin/\n");
         d.Append("COPY dsvm/runtime/jupyter/ /etc/jupyter/\n");
+        d.Append($"COPY dsvm/runtime/jupyterlab/overrides.json {JupyterLabOverridesPath}\n");
         if (spec.Env.Count > 0)
         {
             d.Append("ENV");
@@ -182,6 +184,22 @@ public static class DockerfileRenderer
           --ip="${DSVM_IP:-0.0.0.0}" --port="${DSVM_PORT:-8888}" \
           --ServerApp.base_url="${DSVM_BASE_URL:-/}" \
           --ServerApp.root_dir="$HOME"
+
+        """;
+
+    /// <summary>
+    /// Where JupyterLab reads setting defaults: the application directory's settings folder (Debian's jupyterlab 4.0
+    /// has its application directory at /usr/share/jupyter/lab, checked with <c>jupyter lab path</c> in the image).
+    /// </summary>
+    public const string JupyterLabOverridesPath = "/usr/share/jupyter/lab/settings/overrides.json";
+
+    /// <summary>JupyterLab defaults: no "would you like to get official Jupyter news?" prompt on first open (offline anyway).</summary>
+    public const string JupyterLabOverrides = """
+        {
+          "@jupyterlab/apputils-extension:notification": {
+            "fetchNews": "false"
+          }
+        }
 
         """;
 

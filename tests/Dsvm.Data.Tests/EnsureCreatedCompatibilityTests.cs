@@ -53,14 +53,20 @@ public sealed class EnsureCreatedCompatibilityTests : IDisposable
         }
 
         await accounts.CreateUserAsync("alice", "correct horse", isAdmin: true, group: null, CancellationToken.None);
+        await using (var old = new HubDbContext(options))
+        {
+            // The first versions' schema: before the OpenID Connect columns (later migrations must then apply).
+            await old.Database.ExecuteSqlRawAsync("DROP INDEX \"IX_users_ExternalIssuer_ExternalSubject\"; ALTER TABLE users DROP COLUMN \"ExternalSubject\"; ALTER TABLE users DROP COLUMN \"ExternalIssuer\";");
+        }
 
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         await accounts.InitializeAsync(CancellationToken.None);
         Assert.Equal("alice", (await accounts.VerifyPasswordAsync("alice", "correct horse", CancellationToken.None))?.Name);
         await accounts.CreateUserAsync("bob", "battery staple", isAdmin: false, group: null, CancellationToken.None);
         Assert.Equal(2, (await accounts.ListUsersAsync(CancellationToken.None)).Count);
 
         await using var db = new HubDbContext(options);
-        Assert.Equal([DatabaseMigrations.InitialMigration], await db.Database.GetAppliedMigrationsAsync());
+        Assert.Equal([DatabaseMigrations.InitialMigration, "20261201000000_ExternalLogins"], await db.Database.GetAppliedMigrationsAsync());
     }
 
     [Fact]
@@ -86,8 +92,14 @@ public sealed class EnsureCreatedCompatibilityTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// Columns (name, type, nullability, key) and index definitions: what the schema means, not the text of its CREATE
+    /// TABLE (a migration that adds a column leaves SQLite's stored CREATE TABLE text formatted differently).
+    /// </summary>
     private static Task<List<string>> SchemaAsync(DbContext db) =>
         db.Database.SqlQueryRaw<string>(
-                "SELECT sql AS \"Value\" FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE '%EFMigrations%' ORDER BY name")
+                "SELECT m.name || '.' || p.name || ' ' || p.type || ' notnull=' || p.\"notnull\" || ' pk=' || p.pk AS \"Value\" " +
+                "FROM sqlite_master m JOIN pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE '%EFMigrations%' " +
+                "UNION ALL SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND name NOT LIKE '%EFMigrations%' ORDER BY 1")
             .ToListAsync();
 }

@@ -159,6 +159,18 @@ public abstract class WorkspaceStoreContract<TDatabase> : IDisposable where TDat
         await accounts.RevokeTokenAsync(alice, info.Id, Ct);
         Assert.Null(await accounts.ValidateTokenAsync(secret, Ct));
         Assert.Single(await store.ListAsync(null, Ct));
+
+        // Unlimited quotas are stored (-1), "default" goes back to the hub's; OpenID Connect links are unique.
+        var unlimited = await accounts.SetQuotaAsync("alice", new QuotaChange(QuotaSetting.Unlimited, QuotaSetting.Of(2.5), null), Ct);
+        Assert.Equal(new Quota { MaxWorkspaces = null, MaxVcpus = 2.5, MaxGpus = 1 }, unlimited.Quota);
+        Assert.Equal(unlimited.Quota, (await accounts.FindUserAsync("alice", Ct))!.Quota);
+        Assert.Equal(new Quota(), (await accounts.SetQuotaAsync("alice", new QuotaChange(QuotaSetting.Default, QuotaSetting.Default, QuotaSetting.Default), Ct)).Quota);
+        var bob = await accounts.CreateExternalUserAsync("bob", "https://idp.example", "sub-1", isAdmin: false, new Quota { MaxVcpus = null }, Ct);
+        Assert.Equal("bob", (await accounts.FindExternalAsync("https://idp.example", "sub-1", Ct))?.Name);
+        Assert.Null(await accounts.FindExternalAsync("https://other.example", "sub-1", Ct));
+        Assert.Null(bob.Quota.MaxVcpus);
+        Assert.Null(await accounts.VerifyPasswordAsync("bob", "", Ct));
+        await Assert.ThrowsAnyAsync<DbUpdateException>(() => accounts.LinkExternalAsync("alice", "https://idp.example", "sub-1", null, Ct));
     }
 }
 
@@ -224,6 +236,7 @@ public sealed class PostgresWorkspaceStoreContractTests : WorkspaceStoreContract
         Assert.Contains("workspaces.GpuEnabled boolean", types);
         Assert.Contains("workspaces.State text", types);
         Assert.Contains("users.MaxVcpus double precision", types);
+        Assert.Contains("users.ExternalSubject text", types);
         Assert.Contains("api_tokens.ExpiresAt timestamp with time zone", types);
         Assert.Contains("__EFMigrationsHistory.MigrationId character varying", types);
         Assert.Contains("__EFMigrationsHistory_hub.MigrationId character varying", types);

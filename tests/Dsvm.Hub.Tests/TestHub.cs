@@ -38,6 +38,12 @@ internal sealed class HubWorld : IAsyncDisposable
 
     public FakeJupyterBackend Backend { get; } = new();
 
+    /// <summary>When set, hubs get this wrapping of <see cref="Backend"/> (a backend with fewer capabilities).</summary>
+    public Func<FakeJupyterBackend, Dsvm.Core.Workspaces.IWorkspaceBackend>? WrapBackend { get; set; }
+
+    /// <summary>When set, hubs get these backends (and their routing) instead of <see cref="Backend"/> alone.</summary>
+    public Func<FakeJupyterBackend, Dsvm.Core.Workspaces.WorkspaceBackends>? Backends { get; set; }
+
     public ManualTime Time { get; } = new();
 
     public IEnvironmentCatalog Environments { get; } =
@@ -58,7 +64,8 @@ internal sealed class HubWorld : IAsyncDisposable
     public WebApplication Build(HubOptions options) =>
         HubHost.Build(options, new HubDependencies
         {
-            Backend = Backend,
+            Backend = WrapBackend?.Invoke(Backend) ?? Backend,
+            Backends = Backends?.Invoke(Backend),
             Store = Store,
             Gpus = new NoGpus(),
             Environments = Environments,

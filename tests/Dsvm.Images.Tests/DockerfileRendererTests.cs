@@ -294,4 +294,18 @@ public sealed class DockerfileRendererTests
 
         Assert.Equal("dsvm-base/debian-trixie-main-contrib-non-free:8d9165d80751941f", DockerfileRenderer.BaseImageName(b));
     }
+
+    [Fact]
+    public void TheRuntimeLayer_ShipsJupyterLabOverrides_ThatTurnOffTheNewsPrompt()
+    {
+        using var env = new DemoEnvironment();
+        var build = Render(env);
+
+        var overrides = System.Text.Json.JsonDocument.Parse(build.Context.Text("dsvm/runtime/jupyterlab/overrides.json")).RootElement;
+        Assert.Equal("false", overrides.GetProperty("@jupyterlab/apputils-extension:notification").GetProperty("fetchNews").GetString());
+        var dockerfile = Dockerfile(build);
+        var copy = IndexOf(dockerfile, "COPY dsvm/runtime/jupyterlab/overrides.json /usr/share/jupyter/lab/settings/overrides.json\n");
+        // With the other runtime files: after the packages, so a change to it rebuilds only the last layers.
+        Assert.True(copy > IndexOf(dockerfile, "COPY dsvm/runtime/jupyter/ /etc/jupyter/"));
+    }
 }

@@ -43,17 +43,22 @@ public static class ApiEndpoints
 
     private static void MapAccounts(RouteGroupBuilder api)
     {
-        api.MapPost("/login", async (LoginRequest body, HttpContext http, Accounts accounts, LoginThrottle throttle, CancellationToken ct) =>
+        api.MapPost("/login", async (LoginRequest body, HttpContext http, Accounts accounts, LoginThrottle throttle, HubOptions options, CancellationToken ct) =>
         {
-            throttle.ThrowIfBlocked(body.Name);
+            throttle.ThrowIfBlocked(body.Name, http.Connection.RemoteIpAddress);
             var user = await accounts.VerifyPasswordAsync(body.Name, body.Password, ct);
             if (user is null)
             {
-                throttle.Failed(body.Name);
+                throttle.Failed(body.Name, http.Connection.RemoteIpAddress);
                 return Results.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "unauthorized", detail: "wrong user name or password");
             }
 
-            throttle.Succeeded(body.Name);
+            throttle.Succeeded(body.Name, http.Connection.RemoteIpAddress);
+            if (!LoginPage.PasswordLoginAllowed(options, user))
+            {
+                throw new ForbiddenException(LoginPage.AdminsOnly(options));
+            }
+
             await http.SignInAsync(HubClaims.CookieScheme, HubClaims.Principal(user, HubClaims.SessionScopes(user), HubClaims.CookieScheme));
             IssueCsrfCookie(http);
             return Results.Ok(UserDto.From(user));
@@ -87,8 +92,12 @@ public static class ApiEndpoints
             await accounts.DeleteUserAsync(name, ct);
             return Results.NoContent();
         });
-        users.MapPut("/{name}/quota", async (string name, Quota quota, Accounts accounts, CancellationToken ct) =>
-            UserDto.From(await accounts.SetQuotaAsync(name, quota, ct)));
+        users.MapPut("/{name}/quota", async (string name, JsonElement body, Accounts accounts, CancellationToken ct) =>
+            UserDto.From(await accounts.SetQuotaAsync(name, QuotaJson.Parse(body, patch: false), ct)))
+            .WithSummary("Set a user's whole quota: a field left out goes back to the hub's default; null or \"unlimited\" is unlimited");
+        users.MapPatch("/{name}/quota", async (string name, JsonElement body, Accounts accounts, CancellationToken ct) =>
+            UserDto.From(await accounts.SetQuotaAsync(name, QuotaJson.Parse(body, patch: true), ct)))
+            .WithSummary("Change some of a user's quota fields: null or \"unlimited\" is unlimited, \"default\" the hub's default");
 
         var tokens = api.MapGroup("/tokens");
         tokens.MapGet("/", async (ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
@@ -181,6 +190,20 @@ public static class ApiEndpoints
             await hub.DeleteAsync(owner, name, deleteHome == true, ct);
             return Results.NoContent();
         }).RequireAuthorization(WorkspacesPolicy);
+
+        ws.MapGet("/{owner}/{name}/logs", async (string owner, string name, int? tail, ClaimsPrincipal p, HubWorkspaces hub, CancellationToken ct) =>
+        {
+            CheckAccess(p, owner);
+            return Results.Text(await hub.LogsAsync(owner, name, tail ?? 100, ct), "text/plain; charset=utf-8");
+        }).RequireAuthorization(ReadPolicy).WithSummary("The last lines (?tail=N, default 100) of the workspace server's log, as text");
+
+        ws.MapPost("/{owner}/{name}/exec", async (string owner, string name, ExecRequest body, ClaimsPrincipal p, HubWorkspaces hub, CancellationToken ct) =>
+        {
+            CheckAccess(p, owner);
+            var timeout = body.TimeoutSeconds is { } secs ? TimeSpan.FromSeconds(secs) : (TimeSpan?)null;
+            return ExecResult.From(await hub.ExecAsync(owner, name, body.Command ?? [], timeout, ct));
+        }).RequireAuthorization(WorkspacesPolicy)
+            .WithSummary("Run a command (no shell, no terminal) in a running workspace as its user; answers exit code, stdout and stderr (capped), 501 when the backend cannot exec");
 
         api.MapGet("/events", async (HttpContext http, ClaimsPrincipal p, WorkspaceEvents events, IHostApplicationLifetime lifetime, CancellationToken aborted) =>
         {

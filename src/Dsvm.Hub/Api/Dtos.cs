@@ -7,10 +7,10 @@ namespace Dsvm.Hub.Api;
 /// <summary>A workspace as the API shows it: never its server token.</summary>
 public sealed record WorkspaceDto(
     string Owner, string Name, string Environment, string Size, WorkspaceState State, string Url, bool Gpu, bool CpuFallback,
-    DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, string? LastError)
+    DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, string? LastError, string Backend)
 {
     public static WorkspaceDto From(Workspace w) => new(w.Owner, w.Name, w.Environment, w.Size, w.State, $"/user/{w.Owner}/{w.Name}/lab",
-        w.GpuEnabled, w.CpuFallback, w.CreatedAt, w.StartedAt, w.LastError);
+        w.GpuEnabled, w.CpuFallback, w.CreatedAt, w.StartedAt, w.LastError, w.Backend);
 }
 
 public sealed record UserDto(string Name, bool Admin, DateTimeOffset CreatedAt, Quota Quota, string? Group)
@@ -35,3 +35,10 @@ public sealed record PasswordRequest(string Password);
 public sealed record CreateClassRequest(string Name, string? Environment, string? Size, int Count, bool Prestart = true, string? Prefix = null);
 
 public sealed record CreatedClass(string Class, IReadOnlyList<ClassCredential> Users);
+
+public sealed record ExecRequest(IReadOnlyList<string>? Command, int? TimeoutSeconds);
+
+public sealed record ExecResult(int ExitCode, string Stdout, string Stderr, bool Truncated, bool TimedOut)
+{
+    public static ExecResult From(WorkspaceExecResult r) => new(r.ExitCode, r.Stdout, r.Stderr, r.Truncated, r.TimedOut);
+}

@@ -16,6 +16,7 @@ public sealed class ErrorMapping(IProblemDetailsService problems) : IExceptionHa
         ConflictException => StatusCodes.Status409Conflict,
         UsageException or SpecValidationException => StatusCodes.Status400BadRequest,
         WorkspaceStartException => StatusCodes.Status422UnprocessableEntity,
+        Dsvm.Core.Workspaces.BackendNotSupportedException => StatusCodes.Status501NotImplemented,
         EnvironmentNotReadyException => StatusCodes.Status503ServiceUnavailable,
         _ => StatusCodes.Status500InternalServerError,
     };

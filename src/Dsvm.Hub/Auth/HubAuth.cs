@@ -92,14 +92,65 @@ public sealed class TokenAuthenticationHandler(
     }
 }
 
-/// <summary>Counts failed logins per user name; too many within the window are refused (429) until it slides by.</summary>
+/// <summary>
+/// Counts failed logins per (user name, client address) and per client address. Too many within the window are
+/// refused (429 + Retry-After) until it slides by. Failures from one address never block the same user logging in
+/// from another, so nobody can lock a user out by guessing wrong on purpose; the looser per-address limit stops one
+/// address from spraying guesses over many names. IPv6 clients are counted per /64 (what one host usually gets).
+/// </summary>
 public sealed class LoginThrottle(HubOptions options, TimeProvider time)
 {
-    private readonly ConcurrentDictionary<string, Queue<DateTimeOffset>> _failures = new(StringComparer.Ordinal);
+    /// <summary>Above this many tracked keys, expired ones are swept (bounds memory under name spraying).</summary>
+    private const int SweepAbove = 10_000;
 
-    public void ThrowIfBlocked(string name)
+    private readonly ConcurrentDictionary<string, Queue<DateTimeOffset>> _byUser = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Queue<DateTimeOffset>> _byAddress = new(StringComparer.Ordinal);
+
+    /// <summary>The key a client address is counted under: the address itself, or its /64 for IPv6.</summary>
+    public static string AddressKey(System.Net.IPAddress? address)
     {
-        if (!_failures.TryGetValue(name, out var q))
+        if (address is null)
+        {
+            return "unknown";
+        }
+
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        if (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6)
+        {
+            var bytes = address.GetAddressBytes();
+            Array.Clear(bytes, 8, 8);
+            return new System.Net.IPAddress(bytes) + "/64";
+        }
+
+        return address.ToString();
+    }
+
+    public void ThrowIfBlocked(string name, System.Net.IPAddress? client)
+    {
+        var address = AddressKey(client);
+        Check(_byAddress, address, options.MaxFailedLoginsPerAddress, "too many failed logins from this address");
+        Check(_byUser, UserKey(name, address), options.MaxFailedLogins, $"too many failed logins for '{name}' from this address");
+    }
+
+    public void Failed(string name, System.Net.IPAddress? client)
+    {
+        var address = AddressKey(client);
+        Add(_byAddress, address);
+        Add(_byUser, UserKey(name, address));
+    }
+
+    /// <summary>A success clears the user's count at this address only (the address's own count keeps sliding).</summary>
+    public void Succeeded(string name, System.Net.IPAddress? client) => _byUser.TryRemove(UserKey(name, AddressKey(client)), out _);
+
+    private static string UserKey(string name, string address) => name + "\n" + address;
+
+    private void Check(ConcurrentDictionary<string, Queue<DateTimeOffset>> map, string key, int max, string message)
+    {
+        if (!map.TryGetValue(key, out var q))
         {
             return;
         }
@@ -107,27 +158,50 @@ public sealed class LoginThrottle(HubOptions options, TimeProvider time)
         lock (q)
         {
             var now = time.GetUtcNow();
-            while (q.Count > 0 && now - q.Peek() > options.LoginWindow)
-            {
-                q.Dequeue();
-            }
-
-            if (q.Count >= options.MaxFailedLogins)
+            Expire(q, now);
+            if (q.Count >= max)
             {
                 var retry = options.LoginWindow - (now - q.Peek());
-                throw new TooManyRequestsException($"too many failed logins for '{name}'; try again in {Math.Ceiling(retry.TotalSeconds):0} s", retry);
+                throw new TooManyRequestsException($"{message}; try again in {Math.Ceiling(retry.TotalSeconds):0} s", retry);
             }
         }
     }
 
-    public void Failed(string name)
+    private void Add(ConcurrentDictionary<string, Queue<DateTimeOffset>> map, string key)
     {
-        var q = _failures.GetOrAdd(name, _ => new Queue<DateTimeOffset>());
+        if (map.Count > SweepAbove)
+        {
+            Sweep(map);
+        }
+
+        var q = map.GetOrAdd(key, _ => new Queue<DateTimeOffset>());
         lock (q)
         {
             q.Enqueue(time.GetUtcNow());
         }
     }
 
-    public void Succeeded(string name) => _failures.TryRemove(name, out _);
+    private void Expire(Queue<DateTimeOffset> q, DateTimeOffset now)
+    {
+        while (q.Count > 0 && now - q.Peek() > options.LoginWindow)
+        {
+            q.Dequeue();
+        }
+    }
+
+    private void Sweep(ConcurrentDictionary<string, Queue<DateTimeOffset>> map)
+    {
+        var now = time.GetUtcNow();
+        foreach (var (key, q) in map)
+        {
+            lock (q)
+            {
+                Expire(q, now);
+                if (q.Count == 0)
+                {
+                    map.TryRemove(key, out _);
+                }
+            }
+        }
+    }
 }

@@ -18,6 +18,25 @@ public static class Scopes
     public static readonly string[] All = [Read, Workspaces, Admin];
 }
 
+/// <summary>One quota field as an admin sets it: the hub's default, unlimited, or a limit.</summary>
+public readonly record struct QuotaSetting(bool IsDefault, double? Limit)
+{
+    /// <summary>How "unlimited" is stored in the nullable quota columns (null there means the hub's default).</summary>
+    public const int UnlimitedStored = -1;
+
+    public static QuotaSetting Default => new(true, null);
+
+    public static QuotaSetting Unlimited => new(false, null);
+
+    public static QuotaSetting Of(double limit) => new(false, limit);
+
+    /// <summary>The column value: null (default), -1 (unlimited) or the limit.</summary>
+    public double? Store() => IsDefault ? null : Limit ?? UnlimitedStored;
+}
+
+/// <summary>A change to a user's quota; a null field is left as it is.</summary>
+public sealed record QuotaChange(QuotaSetting? MaxWorkspaces, QuotaSetting? MaxVcpus, QuotaSetting? MaxGpus);
+
 public sealed record HubUser(string Id, string Name, bool IsAdmin, DateTimeOffset CreatedAt, Quota Quota, string? Group);
 
 public sealed record ApiTokenInfo(string Id, string Name, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? LastUsedAt);
@@ -116,11 +135,77 @@ public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOption
         return ToUser(e);
     }
 
+    /// <summary>The user linked to an OpenID Connect identity, if any.</summary>
+    public async Task<HubUser?> FindExternalAsync(string issuer, string subject, CancellationToken ct)
+    {
+        await using var db = Open();
+        var e = await db.Users.AsNoTracking().FirstOrDefaultAsync(u => u.ExternalIssuer == issuer && u.ExternalSubject == subject, ct);
+        return e is null ? null : ToUser(e);
+    }
+
+    /// <summary>Whether a user (by name) is linked to some identity.</summary>
+    public async Task<bool> IsLinkedAsync(string name, CancellationToken ct)
+    {
+        await using var db = Open();
+        return await db.Users.AnyAsync(u => u.Name == name && u.ExternalSubject != null, ct);
+    }
+
+    /// <summary>Creates a user who logs in through OpenID Connect: no password (one can be set later), linked to the identity.</summary>
+    public async Task<HubUser> CreateExternalUserAsync(string name, string issuer, string subject, bool isAdmin, Quota? quota, CancellationToken ct)
+    {
+        WorkspaceNames.Validate(name, "user name");
+        await using var db = Open();
+        if (await db.Users.AnyAsync(u => u.Name == name, ct))
+        {
+            throw new ConflictException($"user '{name}' already exists");
+        }
+
+        var e = new UserEntity
+        {
+            Id = "u-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)),
+            Name = name,
+            PasswordHash = "",
+            IsAdmin = isAdmin,
+            CreatedAt = time.GetUtcNow(),
+            ExternalIssuer = issuer,
+            ExternalSubject = subject,
+        };
+        if (quota is not null)
+        {
+            e.MaxWorkspaces = quota.MaxWorkspaces ?? QuotaSetting.UnlimitedStored;
+            e.MaxVcpus = quota.MaxVcpus ?? QuotaSetting.UnlimitedStored;
+            e.MaxGpus = quota.MaxGpus ?? QuotaSetting.UnlimitedStored;
+        }
+
+        db.Users.Add(e);
+        await db.SaveChangesAsync(ct);
+        Invalidate();
+        return ToUser(e);
+    }
+
+    /// <summary>Links an existing user to an identity and, when <paramref name="isAdmin"/> is given, sets whether they are an admin.</summary>
+    public async Task<HubUser> LinkExternalAsync(string name, string issuer, string subject, bool? isAdmin, CancellationToken ct)
+    {
+        await using var db = Open();
+        var e = await db.Users.FirstOrDefaultAsync(u => u.Name == name, ct) ?? throw new NotFoundException($"no user '{name}'");
+        var changed = e.ExternalIssuer != issuer || e.ExternalSubject != subject || (isAdmin is { } a && a != e.IsAdmin);
+        e.ExternalIssuer = issuer;
+        e.ExternalSubject = subject;
+        e.IsAdmin = isAdmin ?? e.IsAdmin;
+        if (changed)
+        {
+            await db.SaveChangesAsync(ct);
+            Invalidate();
+        }
+
+        return ToUser(e);
+    }
+
     public async Task<HubUser?> VerifyPasswordAsync(string name, string password, CancellationToken ct)
     {
         await using var db = Open();
         var e = await db.Users.FirstOrDefaultAsync(u => u.Name == name, ct);
-        if (e is null)
+        if (e is null || e.PasswordHash.Length == 0)
         {
             // Same work as a real check, so timing does not tell which names exist.
             Hasher.VerifyHashedPassword(name, DummyHash, password);
@@ -188,13 +273,26 @@ public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOption
         Invalidate();
     }
 
-    public async Task<HubUser> SetQuotaAsync(string name, Quota quota, CancellationToken ct)
+    /// <summary>Changes a user's quota: each field given is set (a limit, unlimited, or back to the hub's default).</summary>
+    public async Task<HubUser> SetQuotaAsync(string name, QuotaChange change, CancellationToken ct)
     {
         await using var db = Open();
         var e = await db.Users.FirstOrDefaultAsync(u => u.Name == name, ct) ?? throw new NotFoundException($"no user '{name}'");
-        e.MaxWorkspaces = quota.MaxWorkspaces;
-        e.MaxVcpus = quota.MaxVcpus;
-        e.MaxGpus = quota.MaxGpus;
+        if (change.MaxWorkspaces is { } ws)
+        {
+            e.MaxWorkspaces = ws.Store() is { } v ? (int)v : null;
+        }
+
+        if (change.MaxVcpus is { } cpu)
+        {
+            e.MaxVcpus = cpu.Store();
+        }
+
+        if (change.MaxGpus is { } gpu)
+        {
+            e.MaxGpus = gpu.Store() is { } v ? (int)v : null;
+        }
+
         await db.SaveChangesAsync(ct);
         Invalidate();
         return ToUser(e);
@@ -294,12 +392,13 @@ public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOption
 
     private static string HashToken(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
 
+    /// <summary>A stored quota column: null is the hub's default, a negative number unlimited (<see cref="QuotaSetting.UnlimitedStored"/>).</summary>
     private HubUser ToUser(UserEntity e) => new(e.Id, e.Name, e.IsAdmin, e.CreatedAt,
         new Quota
         {
-            MaxWorkspaces = e.MaxWorkspaces ?? options.DefaultQuota.MaxWorkspaces,
-            MaxVcpus = e.MaxVcpus ?? options.DefaultQuota.MaxVcpus,
-            MaxGpus = e.MaxGpus ?? options.DefaultQuota.MaxGpus,
+            MaxWorkspaces = e.MaxWorkspaces switch { null => options.DefaultQuota.MaxWorkspaces, < 0 => null, var v => v },
+            MaxVcpus = e.MaxVcpus switch { null => options.DefaultQuota.MaxVcpus, < 0 => null, var v => v },
+            MaxGpus = e.MaxGpus switch { null => options.DefaultQuota.MaxGpus, < 0 => null, var v => v },
         }, e.Group);
 
     private static ApiTokenInfo ToInfo(ApiTokenEntity e) =>

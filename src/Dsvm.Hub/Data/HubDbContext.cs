@@ -17,6 +17,11 @@ public sealed class UserEntity
 
     /// <summary>The class or hackathon that created this user, if any.</summary>
     public string? Group { get; set; }
+
+    /// <summary>The OpenID Connect identity (issuer and subject) this user logs in as, if any.</summary>
+    public string? ExternalIssuer { get; set; }
+
+    public string? ExternalSubject { get; set; }
 }
 
 public sealed class ApiTokenEntity
@@ -61,6 +66,7 @@ public sealed class HubDbContext(DbContextOptions<HubDbContext> options) : DbCon
         u.ToTable("users");
         u.HasKey(x => x.Id);
         u.HasIndex(x => x.Name).IsUnique();
+        u.HasIndex(x => new { x.ExternalIssuer, x.ExternalSubject }).IsUnique();
         u.Property(x => x.CreatedAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
         var t = modelBuilder.Entity<ApiTokenEntity>();
         t.ToTable("api_tokens");

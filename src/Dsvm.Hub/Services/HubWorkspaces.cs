@@ -197,6 +197,56 @@ public sealed partial class HubWorkspaces(
         _background[$"{owner}/{name}"] = task;
     }
 
+    /// <summary>The last lines of a workspace server's log, with its Jupyter token (if printed) masked.</summary>
+    public async Task<string> LogsAsync(string owner, string name, int tail, CancellationToken ct)
+    {
+        if (tail is < 1 or > MaxLogLines)
+        {
+            throw new UsageException($"tail must be between 1 and {MaxLogLines} lines");
+        }
+
+        var w = await manager.GetAsync(owner, name, ct);
+        var text = await manager.BackendOf(w).GetLogsAsync(w.Handle, tail, ct);
+        return w.Token.Length > 0 ? text.Replace(w.Token, "<token>", StringComparison.Ordinal) : text;
+    }
+
+    public const int MaxLogLines = 10_000;
+
+    /// <summary>Runs a non-interactive command in a running workspace through the backend (501 when it cannot exec).</summary>
+    public async Task<WorkspaceExecResult> ExecAsync(string owner, string name, IReadOnlyList<string> command, TimeSpan? timeout, CancellationToken ct)
+    {
+        if (command.Count == 0 || string.IsNullOrEmpty(command[0]))
+        {
+            throw new UsageException("exec needs a command: {\"command\": [\"program\", \"arg\", ...]}");
+        }
+
+        if (command.Count > 1000 || command.Any(a => a is null || a.Contains('\0', StringComparison.Ordinal)))
+        {
+            throw new UsageException("exec takes at most 1000 arguments, none with a NUL character");
+        }
+
+        var limit = timeout ?? options.ExecDefaultTimeout;
+        if (limit <= TimeSpan.Zero || limit > options.ExecMaxTimeout)
+        {
+            throw new UsageException($"the exec timeout must be between 1 and {options.ExecMaxTimeout.TotalSeconds:0} seconds");
+        }
+
+        var w = await manager.GetAsync(owner, name, ct);
+        if (manager.BackendOf(w) is not IWorkspaceExec exec)
+        {
+            throw new BackendNotSupportedException($"the '{w.Backend}' backend cannot run commands in workspaces (exec)");
+        }
+
+        if (w.State != WorkspaceState.Running)
+        {
+            throw new ConflictException($"workspace '{name}' is {w.State.ToString().ToLowerInvariant()}; start it first");
+        }
+
+        var result = await exec.ExecAsync(w.Handle, new WorkspaceExecRequest { Command = command, Timeout = limit, OutputLimitBytes = options.ExecOutputLimitBytes }, ct);
+        LogExec(owner, name, command[0], result.ExitCode);
+        return result;
+    }
+
     /// <summary>Drops this acceptance (not a later one for the same workspace).</summary>
     private void Forget(Workspace accepted) =>
         _accepted.TryRemove(new KeyValuePair<(string, string), Workspace>((accepted.Owner, accepted.Name), accepted));
@@ -255,6 +305,9 @@ public sealed partial class HubWorkspaces(
     {
         public void Report(WorkspaceProgress value) => hub.Publish(owner, name, WorkspaceState.Starting, value.Message);
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "exec in {Owner}/{Name}: {Program} exited {ExitCode}")]
+    private partial void LogExec(string owner, string name, string program, int exitCode);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "workspace {Owner}/{Name} failed: {Reason}")]
     private partial void LogStartFailed(string owner, string name, string reason);

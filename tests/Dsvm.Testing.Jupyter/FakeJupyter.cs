@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using System.Net.WebSockets;
 using System.Runtime.CompilerServices;
+using System.Text;
 using System.Text.Json;
+using Dsvm.Core;
 using Dsvm.Core.Sizes;
 using Dsvm.Core.Workspaces;
 using Microsoft.AspNetCore.Builder;
@@ -9,72 +11,101 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 
-namespace Dsvm.Hub.Tests;
+namespace Dsvm.Testing.Jupyter;
 
 /// <summary>
-/// A tiny real HTTP server standing in for a workspace's Jupyter: <c>{base}api/status</c> answers 200 only with
-/// <c>Authorization: token &lt;token&gt;</c>; <c>{base}api/kernels/{id}/channels</c> is a WebSocket echo (same token
-/// rule); anything else under the base URL is echoed back as JSON {method, path, query, authorization, cookie}.
+/// A tiny real HTTP server (Kestrel on 127.0.0.1) standing in for a workspace's Jupyter: <c>{base}api/status</c>
+/// answers a 1 KiB JSON only with <c>Authorization: token &lt;token&gt;</c>; <c>{base}api/kernels/{id}/channels</c> is a
+/// WebSocket echo (same token rule); anything else under the base URL is echoed back as JSON
+/// {method, path, query, authorization, cookie}. The base URL and token are set when the fake backend hands the
+/// server to a workspace, so servers can be started ahead of time (<see cref="FakeJupyterBackend.PrestartAsync"/>).
 /// </summary>
-internal sealed class FakeJupyterServer : IAsyncDisposable
+public sealed class FakeJupyterServer : IAsyncDisposable
 {
-    private readonly WebApplication _app;
+    /// <summary>The api/status body: Jupyter's fields padded to 1 KiB.</summary>
+    public static readonly byte[] StatusBody = MakeStatusBody();
 
-    private FakeJupyterServer(WebApplication app, Uri endpoint, string baseUrl, string token)
+    private readonly WebApplication _app;
+    private volatile string _baseUrl = "/unassigned/";
+    private volatile string _token = "-";
+
+    private FakeJupyterServer(WebApplication app, Uri endpoint, bool recordRequests)
     {
         _app = app;
         Endpoint = endpoint;
-        BaseUrl = baseUrl;
-        Token = token;
+        RecordRequests = recordRequests;
     }
 
     public Uri Endpoint { get; }
 
-    public string BaseUrl { get; }
+    public string BaseUrl => _baseUrl;
 
-    public string Token { get; }
+    public string Token => _token;
 
-    /// <summary>Requests it received, as "METHOD path".</summary>
+    /// <summary>Requests it received, as "METHOD path" (only when <see cref="RecordRequests"/>: benchmarks send millions).</summary>
     public ConcurrentQueue<string> Requests { get; } = new();
 
-    public static async Task<FakeJupyterServer> StartAsync(string baseUrl, string token, CancellationToken ct)
+    public bool RecordRequests { get; }
+
+    public static async Task<FakeJupyterServer> StartAsync(CancellationToken ct, bool recordRequests = true)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
         builder.Logging.ClearProviders();
         var app = builder.Build();
         FakeJupyterServer? self = null;
         app.UseWebSockets();
         app.Run(ctx => self!.HandleAsync(ctx));
         await app.StartAsync(ct);
-        self = new FakeJupyterServer(app, new Uri(app.Urls.First()), baseUrl, token);
+        self = new FakeJupyterServer(app, new Uri(app.Urls.First()), recordRequests);
         return self;
+    }
+
+    public static async Task<FakeJupyterServer> StartAsync(string baseUrl, string token, CancellationToken ct)
+    {
+        var server = await StartAsync(ct);
+        server.Assign(baseUrl, token);
+        return server;
+    }
+
+    /// <summary>Gives the server to a workspace: its base URL (/user/OWNER/NAME/) and Jupyter token.</summary>
+    public void Assign(string baseUrl, string token)
+    {
+        _token = token;
+        _baseUrl = baseUrl;
     }
 
     private async Task HandleAsync(HttpContext ctx)
     {
         var path = ctx.Request.Path.Value ?? "";
-        Requests.Enqueue($"{ctx.Request.Method} {path}");
+        if (RecordRequests)
+        {
+            Requests.Enqueue($"{ctx.Request.Method} {path}");
+        }
+
         var authorization = ctx.Request.Headers.Authorization.ToString();
-        var authorized = authorization == $"token {Token}";
-        if (!path.StartsWith(BaseUrl, StringComparison.Ordinal))
+        var authorized = string.Equals(authorization, $"token {_token}", StringComparison.Ordinal);
+        var baseUrl = _baseUrl;
+        if (!path.StartsWith(baseUrl, StringComparison.Ordinal))
         {
             ctx.Response.StatusCode = StatusCodes.Status404NotFound;
             return;
         }
 
-        var rest = path[BaseUrl.Length..];
+        var rest = path[baseUrl.Length..];
         if (rest == "api/status")
         {
             ctx.Response.StatusCode = authorized ? StatusCodes.Status200OK : StatusCodes.Status403Forbidden;
             if (authorized)
             {
-                await ctx.Response.WriteAsJsonAsync(new { started = "2024-01-01T00:00:00Z", connections = 0 });
+                ctx.Response.ContentType = "application/json";
+                ctx.Response.ContentLength = StatusBody.Length;
+                await ctx.Response.Body.WriteAsync(StatusBody);
             }
 
             return;
         }
-
         if (rest.StartsWith("api/kernels/", StringComparison.Ordinal) && rest.EndsWith("/channels", StringComparison.Ordinal))
         {
             if (!ctx.WebSockets.IsWebSocketRequest || !authorized)
@@ -134,13 +165,21 @@ internal sealed class FakeJupyterServer : IAsyncDisposable
 
         await _app.DisposeAsync();
     }
+
+    private static byte[] MakeStatusBody()
+    {
+        var head = """{"started":"2024-01-01T00:00:00.000000Z","last_activity":"2024-01-01T00:00:00.000000Z","connections":0,"kernels":0,"padding":" """;
+        var tail = "\"}";
+        return Encoding.UTF8.GetBytes(head + new string('x', 1024 - head.Length - tail.Length) + tail);
+    }
 }
 
 /// <summary>
 /// A workspace backend whose "containers" are <see cref="FakeJupyterServer"/>s. They live in the backend, not the
-/// hub, so a hub can stop and another start while the workspaces keep running (as containers would).
+/// hub, so a hub can stop and another start while the workspaces keep running (as containers would). Each start
+/// takes a server started ahead of time (<see cref="PrestartAsync"/>) or starts a new one.
 /// </summary>
-internal sealed class FakeJupyterBackend : IWorkspaceBackend, IAsyncDisposable
+public sealed class FakeJupyterBackend : IWorkspaceBackend, IWorkspaceExec, IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, FakeJupyterServer> _servers = new(StringComparer.Ordinal);
 
@@ -160,6 +199,20 @@ internal sealed class FakeJupyterBackend : IWorkspaceBackend, IAsyncDisposable
     public string TokenFor(string owner, string name) =>
         Starts.Last(s => s.Owner == owner && s.Name == name).Token;
 
+    /// <summary>Servers record the requests they get (off for benchmarks).</summary>
+    public bool RecordRequests { get; init; } = true;
+
+    private readonly ConcurrentQueue<FakeJupyterServer> _spare = new();
+
+    /// <summary>Starts servers now, so later workspace starts only hand them out.</summary>
+    public async Task PrestartAsync(int count, CancellationToken ct)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            _spare.Enqueue(await FakeJupyterServer.StartAsync(ct, RecordRequests));
+        }
+    }
+
     public async Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
         Starts.Enqueue(request);
@@ -169,7 +222,8 @@ internal sealed class FakeJupyterBackend : IWorkspaceBackend, IAsyncDisposable
             await gate.Task.WaitAsync(ct);
         }
 
-        var server = await FakeJupyterServer.StartAsync(request.BaseUrl, request.Token, ct);
+        var server = _spare.TryDequeue(out var spare) ? spare : await FakeJupyterServer.StartAsync(ct, RecordRequests);
+        server.Assign(request.BaseUrl, request.Token);
         if (_servers.TryRemove(request.Id, out var old))
         {
             await old.DisposeAsync();
@@ -203,7 +257,37 @@ internal sealed class FakeJupyterBackend : IWorkspaceBackend, IAsyncDisposable
         return StopAsync(handle, ct);
     }
 
-    public Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct) => Task.FromResult("");
+    /// <summary>Ten log lines, the first printing the server's URL with its token (as Jupyter does); the last N of them.</summary>
+    public Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct)
+    {
+        var server = _servers.TryGetValue(handle.Id, out var s) ? s : null;
+        if (server is null)
+        {
+            return Task.FromResult("");
+        }
+
+        var lines = new[] { $"[I] Jupyter Server is running at http://127.0.0.1:8888{server.BaseUrl}lab?token={server.Token}" }
+            .Concat(Enumerable.Range(2, 9).Select(i => $"[I] log line {i}"));
+        return Task.FromResult(string.Join('\n', lines.TakeLast(tailLines)));
+    }
+
+    /// <summary>Every exec request, in order.</summary>
+    public ConcurrentQueue<WorkspaceExecRequest> Execs { get; } = new();
+
+    /// <summary>What an exec answers; by default the command echoed on stdout, exit code 0.</summary>
+    public Func<WorkspaceExecRequest, WorkspaceExecResult> ExecHandler { get; set; } =
+        r => new WorkspaceExecResult(0, string.Join(' ', r.Command) + "\n", "", false, false);
+
+    public Task<WorkspaceExecResult> ExecAsync(WorkspaceHandle handle, WorkspaceExecRequest request, CancellationToken ct)
+    {
+        if (!_servers.ContainsKey(handle.Id))
+        {
+            throw new ConflictException("the workspace's server is not running");
+        }
+
+        Execs.Enqueue(request);
+        return Task.FromResult(ExecHandler(request));
+    }
 
     public async IAsyncEnumerable<ManagedResource> ListManagedAsync([EnumeratorCancellation] CancellationToken ct)
     {
@@ -228,46 +312,15 @@ internal sealed class FakeJupyterBackend : IWorkspaceBackend, IAsyncDisposable
                 await s.DisposeAsync();
             }
         }
+
+        while (_spare.TryDequeue(out var spare))
+        {
+            await spare.DisposeAsync();
+        }
     }
 }
 
-internal sealed class NoGpus : IGpuDetector
+public sealed class NoGpus : IGpuDetector
 {
     public Task<IReadOnlyList<GpuInfo>> DetectAsync(CancellationToken ct) => Task.FromResult<IReadOnlyList<GpuInfo>>([]);
-}
-
-/// <summary>A clock the test can set or move forward; it runs on from there with real time (timers are real too).</summary>
-internal sealed class ManualTime : TimeProvider
-{
-    private readonly Lock _gate = new();
-    private TimeSpan _offset;
-
-    public DateTimeOffset Now
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return DateTimeOffset.UtcNow + _offset;
-            }
-        }
-
-        set
-        {
-            lock (_gate)
-            {
-                _offset = value - DateTimeOffset.UtcNow;
-            }
-        }
-    }
-
-    public void Advance(TimeSpan by)
-    {
-        lock (_gate)
-        {
-            _offset += by;
-        }
-    }
-
-    public override DateTimeOffset GetUtcNow() => Now;
 }
