@@ -40,7 +40,7 @@ public sealed record SwarmBackendOptions
     public long PidsLimit { get; init; } = 1024;
 
     /// <summary>Restarts Swarm may make of a crashed server (restart policy on-failure) before it gives up.</summary>
-    public int MaxRestarts { get; init; } = 2;
+    public int MaxRestarts { get; init; } = 3;
 
     /// <summary>A start whose task stays unschedulable (no node fits, home node drained) this long fails.</summary>
     public TimeSpan UnschedulableTimeout { get; init; } = TimeSpan.FromSeconds(15);

@@ -73,7 +73,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDisposable
         s.Length > 0 && !s.Contains('/', StringComparison.Ordinal) && !s.Contains("://", StringComparison.Ordinal) && Uri.CheckHostName(s.Split(':')[0]) != UriHostNameType.Unknown;
 
     /// <summary>The image reference the nodes pull: <c>REGISTRY/dsvm/ENV:TAG</c> with a registry, else the local name.</summary>
-    internal string NodeImage(string image) => _options.Registry is { } r && !HasRegistry(image) ? $"{r}/{image}" : image;
+    public string NodeImage(string image) => _options.Registry is { } r && !HasRegistry(image) ? $"{r}/{image}" : image;
 
     private static bool HasRegistry(string image)
     {
@@ -281,6 +281,12 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDisposable
             },
         };
     }
+
+    /// <summary>
+    /// Pushes an image to the registry ahead of time (a start pushes it too, once per process): lets a hub distribute
+    /// a class's image before the class starts, outside any start timeout. Without a registry it does nothing.
+    /// </summary>
+    public Task PushImageAsync(string image, CancellationToken ct) => _options.Registry is null ? Task.CompletedTask : PushAsync(image, ct);
 
     private async Task PushAsync(string image, CancellationToken ct)
     {

@@ -49,7 +49,7 @@ public sealed class ServiceParametersTests : IDisposable
         Assert.True(res.Reservations.GenericResources is null or { Count: 0 });
         Assert.Equal(1UL, spec.Mode.Replicated.Replicas);
         Assert.Equal("on-failure", spec.TaskTemplate.RestartPolicy.Condition);
-        Assert.Equal(2UL, spec.TaskTemplate.RestartPolicy.MaxAttempts);
+        Assert.Equal(3UL, spec.TaskTemplate.RestartPolicy.MaxAttempts);
     }
 
     [Fact]

@@ -4,6 +4,7 @@
 #
 #   swarm-lab.sh up     clean leftovers of a crashed run, then build everything
 #   swarm-lab.sh down   tear everything down (services, swarm, engines, registry, namespaces, bridge, data)
+#   swarm-lab.sh reuse  keep a running lab (removing its services), else as up: for iterating on tests only
 #
 # Layout: bridge dsvmsw0 10.211.0.1/24 in the root namespace; namespaces dsvmsw-n1..n3 with veth eth0 at
 # 10.211.0.11..13 (no default route: the nodes reach nothing but this /24); one dockerd (with its own
@@ -144,8 +145,25 @@ EOF
   log "swarm up: managers $NET.11, workers $NET.12 $NET.13, registry $NET.1:5000 (push via 127.0.0.1:5000)"
 }
 
+reuse() {
+  if curl -sf -m 2 "http://127.0.0.1:5000/v2/" >/dev/null 2>&1 \
+    && [ "$(dk 1 node ls --format '{{.Status}}' 2>/dev/null | grep -c Ready)" = 3 ]; then
+    dk 1 service ls -q | xargs -r docker -H "$(sock 1)" service rm >/dev/null
+    dk 1 config ls -q | xargs -r docker -H "$(sock 1)" config rm >/dev/null
+    for n in "${NODES[@]}"; do
+      for _ in $(seq 1 150); do [ -z "$(dk "$n" ps -q)" ] && break; sleep 0.2; done
+      dk "$n" volume prune -f >/dev/null
+    done
+    for n in "${NODES[@]}"; do dk 1 node update --availability active "dsvmsw-n$n" >/dev/null; done
+    log "reusing the running lab"
+  else
+    up
+  fi
+}
+
 case "${1:-}" in
   up) up ;;
+  reuse) reuse ;;
   down) down ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|reuse" >&2; exit 2 ;;
 esac
