@@ -137,6 +137,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDisposable
                 {
                     pin = task.NodeID;
                     await SavePinAsync(request, pin, ct);
+                    await PinServiceAsync(serviceId, pin, ct);
                 }
 
                 var state = task.Status?.State ?? TaskState.New;
@@ -170,6 +171,31 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDisposable
             }
 
             await Task.Delay(TimeSpan.FromMilliseconds(250), _time, ct);
+        }
+    }
+
+    /// <summary>
+    /// Adds <c>node.id==NODE</c> to a service placed for the first time, so that a drain or a node failure can never move
+    /// it away from its home. Swarm applies a placement-only change in place when the task's node satisfies it: the
+    /// running task is not restarted.
+    /// </summary>
+    private async Task PinServiceAsync(string serviceId, string node, CancellationToken ct)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var service = await _manager.Swarm.InspectServiceAsync(serviceId, ct);
+            var spec = service.Spec;
+            spec.TaskTemplate.Placement ??= new Placement();
+            spec.TaskTemplate.Placement.Constraints = [.. spec.TaskTemplate.Placement.Constraints ?? [], $"node.id=={node}"];
+            try
+            {
+                await _manager.Swarm.UpdateServiceAsync(serviceId, new ServiceUpdateParameters { Service = spec, Version = (long)service.Version.Index }, ct);
+                return;
+            }
+            catch (DockerApiException ex) when (attempt < 3 && ex.Message.Contains("out of sequence", StringComparison.OrdinalIgnoreCase))
+            {
+                // Swarm bumped the version meanwhile (task state changes do not, but be safe): read and try again.
+            }
         }
     }
 
