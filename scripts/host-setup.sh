@@ -21,7 +21,7 @@ fi
 
 packages=(docker.io containerd runc debootstrap tini iproute2 procps curl ca-certificates)
 if [ "$want_tests" -eq 1 ]; then
-  packages+=(git chromium postgresql)
+  packages+=(git chromium postgresql docker-registry)
 fi
 
 missing=()

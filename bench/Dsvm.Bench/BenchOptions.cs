@@ -11,9 +11,9 @@ internal sealed record BenchOptions
         OpenDSVM benchmark: prints tables (or JSON); it measures, it never asserts timings.
 
         usage: bench/run.sh [options]
-          --suite build|workspaces|hub|all
-                                         which suite to run (default: all = build and workspaces; hub is
-                                         opt-in: it takes minutes)
+          --suite build|workspaces|hub|swarm|all
+                                         which suite to run (default: all = build and workspaces; hub and
+                                         swarm are opt-in: they take minutes; swarm needs root)
           --envs minimal,datascience     environments of the build suite (default: both)
           --runs N                       sequential workspace starts (default: 20)
           --concurrent N                 workspaces started at once (default: 20)
@@ -24,12 +24,17 @@ internal sealed record BenchOptions
           --duration SECONDS             hub suite: length of each wrk load run (default: 10)
           --concurrent-starts N          hub suite: workspaces started at once through the API (default: 50)
           --skip-docker                  hub suite: leave out the concurrent starts on the Docker engine
+          --swarm-workspaces N           swarm suite: workspaces started on each side (default: 30)
+          --swarm-parallel N             swarm suite: starts at a time (default: 6)
           --help                         this text
         """;
 
     public bool RunBuild { get; init; } = true;
     public bool RunWorkspaces { get; init; } = true;
     public bool RunHub { get; init; }
+    public bool RunSwarm { get; init; }
+    public int SwarmWorkspaces { get; init; } = 30;
+    public int SwarmParallel { get; init; } = 6;
     public int Duration { get; init; } = 10;
     public int ConcurrentStarts { get; init; } = 50;
     public bool SkipDocker { get; init; }
@@ -76,11 +81,12 @@ internal sealed record BenchOptions
             {
                 "--suite" => Value() switch
                 {
-                    "build" => o with { RunBuild = true, RunWorkspaces = false, RunHub = false },
-                    "workspaces" => o with { RunBuild = false, RunWorkspaces = true, RunHub = false },
-                    "hub" => o with { RunBuild = false, RunWorkspaces = false, RunHub = true },
-                    "all" => o with { RunBuild = true, RunWorkspaces = true, RunHub = false },
-                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub or all (not '{v}')"),
+                    "build" => o with { RunBuild = true, RunWorkspaces = false, RunHub = false, RunSwarm = false },
+                    "workspaces" => o with { RunBuild = false, RunWorkspaces = true, RunHub = false, RunSwarm = false },
+                    "hub" => o with { RunBuild = false, RunWorkspaces = false, RunHub = true, RunSwarm = false },
+                    "swarm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = true },
+                    "all" => o with { RunBuild = true, RunWorkspaces = true, RunHub = false, RunSwarm = false },
+                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub, swarm or all (not '{v}')"),
                 },
                 "--envs" => o with { Envs = ParseEnvs(Value()) },
                 "--runs" => o with { Runs = PositiveInt(arg, Value()) },
@@ -97,6 +103,8 @@ internal sealed record BenchOptions
                 "--duration" => o with { Duration = PositiveInt(arg, Value()) },
                 "--concurrent-starts" => o with { ConcurrentStarts = PositiveInt(arg, Value()) },
                 "--skip-docker" => o with { SkipDocker = true },
+                "--swarm-workspaces" => o with { SwarmWorkspaces = PositiveInt(arg, Value()) },
+                "--swarm-parallel" => o with { SwarmParallel = PositiveInt(arg, Value()) },
                 "--help" or "-h" => o with { Help = true },
                 _ => throw new ArgumentException($"unknown argument '{args[i]}' (see --help)"),
             };

@@ -42,7 +42,7 @@ internal sealed record StartRow(string Scenario, int Count, int MaxConcurrentSta
 internal sealed record HubSuiteResult(
     List<LoadRow> Load, List<RttRow> WebSockets, List<HubMemoryRow> Memory, List<StartRow> Starts, List<GoalRow> Goals, List<PublishedRow> Published, List<string> Notes);
 
-internal sealed record BenchReport(DateTimeOffset StartedAt, HostInfo Host, string Home, BuildSuiteResult? Build, WorkspaceSuiteResult? Workspaces, HubSuiteResult? Hub = null);
+internal sealed record BenchReport(DateTimeOffset StartedAt, HostInfo Host, string Home, BuildSuiteResult? Build, WorkspaceSuiteResult? Workspaces, HubSuiteResult? Hub = null, SwarmSuiteResult? Swarm = null);
 
 /// <summary>Tables on stdout (Spectre.Console), or the whole report as JSON.</summary>
 internal static class Report
@@ -81,6 +81,35 @@ internal static class Report
         if (report.Hub is { } hub)
         {
             WriteHub(console, hub);
+        }
+
+        if (report.Swarm is { } swarm)
+        {
+            WriteSwarm(console, swarm);
+        }
+    }
+
+    private static void WriteSwarm(IAnsiConsole console, SwarmSuiteResult swarm)
+    {
+        var t = new Table().Title("[bold]workspace starts: one engine vs a 3-node swarm[/] (seconds)").Border(TableBorder.Rounded)
+            .AddColumn("scenario").AddColumn(new TableColumn("n").RightAligned()).AddColumn(new TableColumn("p50").RightAligned())
+            .AddColumn(new TableColumn("p95").RightAligned()).AddColumn(new TableColumn("max").RightAligned())
+            .AddColumn(new TableColumn("failed").RightAligned()).AddColumn("note");
+        foreach (var r in swarm.Timings)
+        {
+            t.AddRow(Markup.Escape(r.Scenario),
+                r.Seconds is { } s ? s.Count.ToString(CultureInfo.InvariantCulture) : "[grey]-[/]",
+                r.Seconds is { } a ? Seconds(a.P50) : "[grey]-[/]",
+                r.Seconds is { } b ? Seconds(b.P95) : "[grey]-[/]",
+                r.Seconds is { } c ? Seconds(c.Max) : "[grey]-[/]",
+                r.Failures == 0 ? "0" : $"[red]{r.Failures}[/]",
+                r.Note is null ? "" : $"[grey]{Markup.Escape(r.Note)}[/]");
+        }
+
+        console.Write(t);
+        foreach (var n in swarm.Notes)
+        {
+            console.MarkupLine($"[grey]note: {Markup.Escape(n)}[/]");
         }
     }
 

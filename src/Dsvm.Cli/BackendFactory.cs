@@ -4,6 +4,7 @@ using Dsvm.Core.Workspaces;
 using Dsvm.Docker;
 using Dsvm.Images;
 using Dsvm.Kubernetes;
+using Dsvm.Swarm;
 
 namespace Dsvm.Cli;
 
@@ -46,7 +47,7 @@ public static class BackendFactory
     {
         ["docker"] = ["endpoint", "bind-address"],
         ["qemu"] = [],
-        ["swarm"] = [],
+        ["swarm"] = ["manager", "registry", "push-registry", "local-engine", "node-engines", "gpu-resource", "constraints", "max-restarts"],
         ["kubernetes"] =
         [
             "namespace", "kubeconfig", "storage-class", "home-size", "home-access-mode", "image-pull-policy", "image-registry-prefix",
@@ -63,6 +64,9 @@ public static class BackendFactory
             case "docker":
                 var docker = Docker(section);
                 return () => new DockerWorkspaceBackend(docker, gpus);
+            case "swarm":
+                var swarm = Checked(section, () => new SwarmWorkspaceBackend(Swarm(section)));
+                return () => swarm;
             case "kubernetes":
                 var kubernetes = Checked(section, () => new KubernetesWorkspaceBackend(Kubernetes(section)));
                 return () => kubernetes;
@@ -80,6 +84,38 @@ public static class BackendFactory
         }
 
         return s.Get("bind-address") is { } bind ? options with { BindAddress = bind } : options;
+    }
+
+    private static SwarmBackendOptions Swarm(BackendSection s)
+    {
+        if (s.Get("manager") is not { } manager)
+        {
+            throw new SpecValidationException([s.Error("manager", "required: the engine API of a swarm manager (unix:///var/run/docker.sock on a manager, or tcp://manager:2376)")]);
+        }
+
+        var o = new SwarmBackendOptions { ManagerEndpoint = Uri(s, "manager", manager) };
+        var engines = new Dictionary<string, System.Uri>(StringComparer.Ordinal);
+        foreach (var (node, endpoint) in Labels(s, "node-engines"))
+        {
+            engines[node] = Uri(s, "node-engines", endpoint);
+        }
+
+        var restarts = o.MaxRestarts;
+        if (s.Get("max-restarts") is { } r && (!int.TryParse(r, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out restarts) || restarts > 100))
+        {
+            throw new SpecValidationException([s.Error("max-restarts", $"'{r}' is not a number of restarts (0-100)")]);
+        }
+
+        return o with
+        {
+            Registry = s.Get("registry"),
+            PushRegistry = s.Get("push-registry"),
+            LocalEngine = s.Get("local-engine") is { } local ? Uri(s, "local-engine", local) : o.LocalEngine,
+            NodeEngines = engines,
+            GpuResource = s.Get("gpu-resource") ?? o.GpuResource,
+            Constraints = (s.Get("constraints") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            MaxRestarts = restarts,
+        };
     }
 
     private static KubernetesBackendOptions Kubernetes(BackendSection s)

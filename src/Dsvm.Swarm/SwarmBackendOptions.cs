@@ -1,0 +1,55 @@
+using Dsvm.Core.Sizes;
+
+namespace Dsvm.Swarm;
+
+/// <summary>Settings of the Docker Swarm backend.</summary>
+public sealed record SwarmBackendOptions
+{
+    /// <summary>A manager's engine API: <c>unix:///var/run/docker.sock</c> on a manager, or <c>tcp://manager:2376</c> (TLS is the operator's job).</summary>
+    public required Uri ManagerEndpoint { get; init; }
+
+    /// <summary>
+    /// Registry the nodes pull from (<c>host:port</c>, e.g. <c>10.0.5.1:5000</c>). When set, a workspace's image
+    /// <c>dsvm/ENV:TAG</c> is pushed there from <see cref="LocalEngine"/> before its first start and services use
+    /// <c>REGISTRY/dsvm/ENV:TAG</c>. When null, every node must already have the image.
+    /// </summary>
+    public string? Registry { get; init; }
+
+    /// <summary>
+    /// Address the local engine pushes to when it differs from <see cref="Registry"/> (the same registry seen from the
+    /// build machine, e.g. <c>127.0.0.1:5000</c>, which Docker trusts without TLS). Defaults to <see cref="Registry"/>.
+    /// </summary>
+    public string? PushRegistry { get; init; }
+
+    /// <summary>The engine that holds the built images (the one <c>dsvm env build</c> uses).</summary>
+    public Uri LocalEngine { get; init; } = DefaultLocalEngine();
+
+    /// <summary>
+    /// Engine endpoints of the nodes, keyed by node id, hostname or address: used only to delete a home volume on
+    /// the node that holds it (Swarm's API has no remote volume removal). Nodes missing here keep their homes on delete
+    /// with an error naming the node and the command to run there.
+    /// </summary>
+    public IReadOnlyDictionary<string, Uri> NodeEngines { get; init; } = new Dictionary<string, Uri>();
+
+    /// <summary>Generic resource kind that GPU sizes reserve (nodes advertise it with <c>--node-generic-resource</c>).</summary>
+    public string GpuResource { get; init; } = "NVIDIA-GPU";
+
+    /// <summary>Extra placement constraints for every workspace (e.g. <c>node.labels.dsvm==true</c>).</summary>
+    public IReadOnlyList<string> Constraints { get; init; } = [];
+
+    public long PidsLimit { get; init; } = 1024;
+
+    /// <summary>Restarts Swarm may make of a crashed server (restart policy on-failure) before it gives up.</summary>
+    public int MaxRestarts { get; init; } = 3;
+
+    /// <summary>A start whose task stays unschedulable (no node fits, home node drained) this long fails.</summary>
+    public TimeSpan UnschedulableTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    public const int JupyterPort = 8888;
+    public const string HomePath = "/home/dsvm";
+    public const string User = "1000:1000";
+
+    public static Uri DefaultLocalEngine() =>
+        Environment.GetEnvironmentVariable("DOCKER_HOST") is { Length: > 0 } h ? new Uri(h) : new Uri("unix:///var/run/docker.sock");
+}
+

@@ -1,0 +1,785 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Net;
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Docker.DotNet;
+using Docker.DotNet.Models;
+using Dsvm.Core;
+using Dsvm.Core.Sizes;
+using Dsvm.Core.Workspaces;
+
+namespace Dsvm.Swarm;
+
+/// <summary>
+/// Workspaces as Docker Swarm services (one replica each). Swarm's scheduler places them by their reservations
+/// (CPU, memory, <c>NVIDIA-GPU</c> generic resources); the home is a local volume on the node of the first start,
+/// and every later start is pinned there (<c>node.id==X</c>), the pin kept in the swarm as a labelled config so
+/// any hub pointing at the manager finds it. Jupyter is published in host mode on its node (no ingress mesh).
+/// </summary>
+public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBackend, IDisposable
+{
+    public const string ManagedLabel = "io.opendsvm.managed";
+    public const string WorkspaceLabel = "io.opendsvm.workspace";
+    public const string HomeLabel = "io.opendsvm.home";
+    public const string NodeLabel = "io.opendsvm.node";
+
+    private readonly DockerClient _manager;
+    private readonly DockerClient _local;
+    private readonly SwarmBackendOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ConcurrentDictionary<string, Lazy<Task>> _pushes = new(StringComparer.Ordinal);
+
+    public SwarmWorkspaceBackend(SwarmBackendOptions options)
+        : this(options, TimeProvider.System) { }
+
+    public SwarmWorkspaceBackend(SwarmBackendOptions options, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Registry is { } r && !IsRegistryAddress(r))
+        {
+            throw new UsageException($"'{r}' is not a registry address: use host:port, e.g. 10.0.5.1:5000");
+        }
+
+        if (options.PushRegistry is { } p && !IsRegistryAddress(p))
+        {
+            throw new UsageException($"'{p}' is not a registry address: use host:port, e.g. 127.0.0.1:5000");
+        }
+
+        _options = options;
+        _time = time;
+        _manager = new DockerClientConfiguration(options.ManagerEndpoint).CreateClient();
+        _local = new DockerClientConfiguration(options.LocalEngine).CreateClient();
+    }
+
+    public string Name => "swarm";
+
+    /// <summary>Workspaces run on the swarm's nodes: this machine's GPUs do not count.</summary>
+    public bool RunsOnThisHost => false;
+
+    public SwarmBackendOptions Options => _options;
+
+    internal static string ServiceName(string owner, string name)
+    {
+        var full = $"dsvm-{owner}-{name}";
+        // Service names are DNS labels (63 characters at most).
+        return full.Length <= 63 ? full : $"{full[..50]}-{Hash(full)[..12]}";
+    }
+
+    internal static string PinName(string homeVolume) => "dsvm-home-" + Hash(homeVolume)[..24];
+
+    private static string Hash(string s) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(s)));
+
+    private static bool IsRegistryAddress(string s) =>
+        s.Length > 0 && !s.Contains('/', StringComparison.Ordinal) && !s.Contains("://", StringComparison.Ordinal) && Uri.CheckHostName(s.Split(':')[0]) != UriHostNameType.Unknown;
+
+    /// <summary>The image reference the nodes pull: <c>REGISTRY/dsvm/ENV:TAG</c> with a registry, else the local name.</summary>
+    public string NodeImage(string image) => _options.Registry is { } r && !HasRegistry(image) ? $"{r}/{image}" : image;
+
+    private static bool HasRegistry(string image)
+    {
+        var first = image.Split('/')[0];
+        return image.Contains('/', StringComparison.Ordinal) && (first.Contains('.', StringComparison.Ordinal) || first.Contains(':', StringComparison.Ordinal) || first == "localhost");
+    }
+
+    public async Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
+    {
+        var nodes = await NodesAsync(ct);
+        var pin = await FindPinAsync(request.HomeVolume, ct);
+        if (pin is not null && !nodes.Any(n => n.ID == pin))
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Capacity,
+                $"the home volume {request.HomeVolume} is on node {pin}, which is no longer in the swarm; restore the node, or delete the workspace's home");
+        }
+
+        if (_options.Registry is not null)
+        {
+            progress?.Report(new WorkspaceProgress($"pushing {request.Image} to {_options.Registry}"));
+            await PushAsync(request.Image, ct);
+        }
+
+        var name = ServiceName(request.Owner, request.Name);
+        // A service left by a crash or a killed command: the home is separate, so it is safe to replace.
+        await RemoveServiceAsync(name, ct);
+        var parameters = CreateParameters(request, name, NodeImage(request.Image), pin);
+        ServiceCreateResponse created;
+        try
+        {
+            created = await _manager.Swarm.CreateServiceAsync(parameters, ct);
+        }
+        catch (DockerApiException ex)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the swarm refused the service: {Message(ex)}");
+        }
+
+        progress?.Report(new WorkspaceProgress(pin is null ? "waiting for the swarm to place the workspace" : $"waiting for node {Describe(nodes, pin)} (holds the home)"));
+        try
+        {
+            return await WaitForTaskAsync(request, created.ID, name, pin, ct);
+        }
+        catch (WorkspaceStartException)
+        {
+            await RemoveServiceAsync(created.ID, CancellationToken.None);
+            throw;
+        }
+    }
+
+    /// <summary>Waits until the service's task runs and has its host port; records the home's node as soon as it is known.</summary>
+    private async Task<WorkspaceLaunch> WaitForTaskAsync(WorkspaceStartRequest request, string serviceId, string name, string? pin, CancellationToken ct)
+    {
+        DateTimeOffset? unschedulableSince = null;
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            var task = await CurrentTaskAsync(serviceId, ct);
+            if (task is not null)
+            {
+                if (pin is null && !string.IsNullOrEmpty(task.NodeID))
+                {
+                    pin = task.NodeID;
+                    await SavePinAsync(request, pin, ct);
+                    await PinServiceAsync(serviceId, pin, ct);
+                }
+
+                var state = task.Status?.State ?? TaskState.New;
+                if (state == TaskState.Running)
+                {
+                    var nodes = await NodesAsync(ct);
+                    if (EndpointOf(task, nodes) is { } endpoint)
+                    {
+                        var handle = new WorkspaceHandle(request.Id, Name,
+                            JsonSerializer.SerializeToElement(new { container = serviceId, service = name, node = task.NodeID }));
+                        return new WorkspaceLaunch(handle, endpoint);
+                    }
+                }
+                else if (state is TaskState.Failed or TaskState.Rejected or TaskState.Complete or TaskState.Shutdown or TaskState.Orphaned)
+                {
+                    var nodes = await NodesAsync(ct);
+                    var failure = (task.Status?.Err ?? "").Contains("No such image", StringComparison.OrdinalIgnoreCase) ? WorkspaceFailure.Image : WorkspaceFailure.Backend;
+                    throw new WorkspaceStartException(failure,
+                        $"the server's task {state.ToString().ToLowerInvariant()} on node {Describe(nodes, task.NodeID)}: {TaskDetail(task)}");
+                }
+                else if (state == TaskState.Pending && !string.IsNullOrEmpty(task.Status?.Err))
+                {
+                    unschedulableSince ??= _time.GetUtcNow();
+                    if (_time.GetUtcNow() - unschedulableSince > _options.UnschedulableTimeout)
+                    {
+                        var nodes = await NodesAsync(ct);
+                        throw new WorkspaceStartException(WorkspaceFailure.Capacity,
+                            $"the swarm cannot place the workspace: {task.Status!.Err}{PinNote(pin, nodes)}");
+                    }
+                }
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(250), _time, ct);
+        }
+    }
+
+    /// <summary>
+    /// Adds <c>node.id==NODE</c> to a service placed for the first time, so that a drain or a node failure can never move
+    /// it away from its home. Swarm applies a placement-only change in place when the task's node satisfies it: the
+    /// running task is not restarted.
+    /// </summary>
+    private async Task PinServiceAsync(string serviceId, string node, CancellationToken ct)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var service = await _manager.Swarm.InspectServiceAsync(serviceId, ct);
+            var spec = service.Spec;
+            spec.TaskTemplate.Placement ??= new Placement();
+            spec.TaskTemplate.Placement.Constraints = [.. spec.TaskTemplate.Placement.Constraints ?? [], $"node.id=={node}"];
+            try
+            {
+                await _manager.Swarm.UpdateServiceAsync(serviceId, new ServiceUpdateParameters { Service = spec, Version = (long)service.Version.Index }, ct);
+                return;
+            }
+            catch (DockerApiException ex) when (attempt < 3 && ex.Message.Contains("out of sequence", StringComparison.OrdinalIgnoreCase))
+            {
+                // Swarm bumped the version meanwhile (task state changes do not, but be safe): read and try again.
+            }
+        }
+    }
+
+    /// <summary>The service definition: reservations = limits = the size, host-mode port, unprivileged and locked down.</summary>
+    internal ServiceCreateParameters CreateParameters(WorkspaceStartRequest request, string name, string image, string? pinnedNode)
+    {
+        var env = new List<string>
+        {
+            $"JUPYTER_TOKEN={request.Token}",
+            $"DSVM_BASE_URL={request.BaseUrl}",
+            $"DSVM_PORT={SwarmBackendOptions.JupyterPort}",
+            $"DSVM_WORKSPACE={request.Name}",
+            $"DSVM_SIZE={request.Size.Name}",
+        };
+        var reservations = new SwarmResources { NanoCPUs = request.Size.NanoCpus, MemoryBytes = request.Size.MemoryBytes };
+        if (request.Gpu && request.Size.Gpus > 0)
+        {
+            // Swarm places the task only on a node advertising enough of this kind; with named resources (GPU UUIDs) it
+            // also sets DOCKER_RESOURCE_<KIND>, which the NVIDIA runtime's swarm-resource setting turns into devices.
+            reservations.GenericResources =
+            [
+                new GenericResource { DiscreteResourceSpec = new DiscreteGenericResource { Kind = _options.GpuResource, Value = request.Size.Gpus } },
+            ];
+            env.Add("NVIDIA_DRIVER_CAPABILITIES=compute,utility");
+        }
+        else
+        {
+            env.Add("CUDA_VISIBLE_DEVICES=");
+        }
+
+        var labels = new Dictionary<string, string>(request.Labels)
+        {
+            [ManagedLabel] = "true",
+            [WorkspaceLabel] = request.Id,
+            [HomeLabel] = request.HomeVolume,
+        };
+        var constraints = new List<string>(_options.Constraints);
+        if (pinnedNode is not null)
+        {
+            constraints.Add($"node.id=={pinnedNode}");
+        }
+
+        var memory = request.Size.MemoryBytes;
+        return new ServiceCreateParameters
+        {
+            Service = new ServiceSpec
+            {
+                Name = name,
+                Labels = labels,
+                Mode = new ServiceMode { Replicated = new ReplicatedService { Replicas = 1 } },
+                TaskTemplate = new TaskSpec
+                {
+                    ContainerSpec = new ContainerSpec
+                    {
+                        Image = image,
+                        User = SwarmBackendOptions.User,
+                        Env = env,
+                        Hostname = request.Name,
+                        Labels = new Dictionary<string, string> { [ManagedLabel] = "true", [WorkspaceLabel] = request.Id },
+                        CapabilityDrop = ["ALL"],
+                        StopGracePeriod = (long)TimeSpan.FromSeconds(10).TotalNanoseconds,
+                        Mounts =
+                        [
+                            new Mount
+                            {
+                                Type = "volume", Source = request.HomeVolume, Target = SwarmBackendOptions.HomePath,
+                                VolumeOptions = new VolumeOptions
+                                {
+                                    Labels = new Dictionary<string, string>
+                                    {
+                                        [ManagedLabel] = "true",
+                                        [WorkspaceLabel] = request.Id,
+                                        [HomeLabel] = "true",
+                                        ["io.opendsvm.owner"] = request.Owner,
+                                        ["io.opendsvm.name"] = request.Name,
+                                    },
+                                },
+                            },
+                            // Services have no --shm-size: a tmpfs of a quarter of the memory (PyTorch data loaders need it).
+                            new Mount
+                            {
+                                Type = "tmpfs", Target = "/dev/shm",
+                                TmpfsOptions = new TmpfsOptions { SizeBytes = Math.Min(memory / 4, 2L << 30), Mode = 0b1_111_111_111 },
+                            },
+                        ],
+                    },
+                    Resources = new ResourceRequirements
+                    {
+                        Limits = new SwarmLimit { NanoCPUs = request.Size.NanoCpus, MemoryBytes = memory, Pids = _options.PidsLimit },
+                        Reservations = reservations,
+                    },
+                    RestartPolicy = new SwarmRestartPolicy
+                    {
+                        Condition = "on-failure",
+                        MaxAttempts = (ulong)_options.MaxRestarts,
+                        Delay = (long)TimeSpan.FromSeconds(2).TotalNanoseconds,
+                    },
+                    Placement = new Placement { Constraints = constraints },
+                },
+                EndpointSpec = new EndpointSpec
+                {
+                    // No VIP and no ingress mesh: the port is published on the task's own node only.
+                    Mode = "dnsrr",
+                    Ports =
+                    [
+                        new PortConfig { Protocol = "tcp", TargetPort = SwarmBackendOptions.JupyterPort, PublishMode = "host" },
+                    ],
+                },
+            },
+        };
+    }
+
+    /// <summary>
+    /// Pushes an image to the registry ahead of time (a start pushes it too, once per process): lets a hub distribute
+    /// a class's image before the class starts, outside any start timeout. Without a registry it does nothing.
+    /// </summary>
+    public Task PushImageAsync(string image, CancellationToken ct) => _options.Registry is null ? Task.CompletedTask : PushAsync(image, ct);
+
+    private async Task PushAsync(string image, CancellationToken ct)
+    {
+        var lazy = _pushes.GetOrAdd(image, i => new Lazy<Task>(() => PushOnceAsync(i)));
+        try
+        {
+            await lazy.Value.WaitAsync(ct);
+        }
+        catch (WorkspaceStartException)
+        {
+            _pushes.TryRemove(new KeyValuePair<string, Lazy<Task>>(image, lazy));
+            throw;
+        }
+    }
+
+    /// <summary>Tags the local image for the registry and pushes it (layers the registry has are skipped by the engine).</summary>
+    private async Task PushOnceAsync(string image)
+    {
+        var push = _options.PushRegistry ?? _options.Registry!;
+        var (repository, tag) = SplitTag(image);
+        var target = $"{push}/{repository}";
+        try
+        {
+            await _local.Images.TagImageAsync(image, new ImageTagParameters { RepositoryName = target, Tag = tag, Force = true }, CancellationToken.None);
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Image, $"image '{image}' is not in the local engine; build it with `dsvm env build`");
+        }
+
+        var errors = new List<string>();
+        try
+        {
+            await _local.Images.PushImageAsync(target, new ImagePushParameters { Tag = tag }, new AuthConfig(),
+                new Progress(m =>
+                {
+                    if ((m.Error?.Message ?? m.ErrorMessage) is { Length: > 0 } e)
+                    {
+                        lock (errors)
+                        {
+                            errors.Add(e);
+                        }
+                    }
+                }), CancellationToken.None);
+        }
+        catch (DockerApiException ex)
+        {
+            errors.Add(Message(ex));
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Image, $"pushing {image} to {push} failed: {errors[0]}");
+        }
+    }
+
+    internal static (string Repository, string Tag) SplitTag(string image)
+    {
+        var slash = image.LastIndexOf('/');
+        var colon = image.LastIndexOf(':');
+        return colon > slash ? (image[..colon], image[(colon + 1)..]) : (image, "latest");
+    }
+
+    /// <summary>Synchronous progress: the engine's stream is read on one thread, errors must not be lost to a post.</summary>
+    private sealed class Progress(Action<JSONMessage> onMessage) : IProgress<JSONMessage>
+    {
+        public void Report(JSONMessage value) => onMessage(value);
+    }
+
+    private async Task<string?> FindPinAsync(string homeVolume, CancellationToken ct)
+    {
+        try
+        {
+            var config = await _manager.Configs.InspectConfigAsync(PinName(homeVolume), ct);
+            return config.Spec.Labels is { } l && l.TryGetValue(NodeLabel, out var node) ? node : null;
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Remembers which node holds the home: a swarm config (stored by the managers, survives hub restarts).</summary>
+    private async Task SavePinAsync(WorkspaceStartRequest request, string node, CancellationToken ct)
+    {
+        var data = JsonSerializer.SerializeToUtf8Bytes(new { volume = request.HomeVolume, node });
+        try
+        {
+            await _manager.Configs.CreateConfigAsync(new SwarmCreateConfigParameters
+            {
+                Config = new SwarmConfigSpec
+                {
+                    Name = PinName(request.HomeVolume),
+                    Data = data,
+                    Labels = new Dictionary<string, string>
+                    {
+                        [ManagedLabel] = "true",
+                        [WorkspaceLabel] = request.Id,
+                        [HomeLabel] = request.HomeVolume,
+                        [NodeLabel] = node,
+                    },
+                },
+            }, ct);
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.Conflict)
+        {
+            // Recorded already (a concurrent start of the same home cannot happen: the manager serialises per workspace).
+        }
+    }
+
+    /// <summary>The task that counts: the newest one Swarm wants running, else the newest of all.</summary>
+    private async Task<TaskResponse?> CurrentTaskAsync(string service, CancellationToken ct)
+    {
+        IList<TaskResponse> tasks;
+        try
+        {
+            tasks = await _manager.Tasks.ListAsync(new TasksListParameters
+            {
+                Filters = new Dictionary<string, IDictionary<string, bool>> { ["service"] = new Dictionary<string, bool> { [service] = true } },
+            }, ct);
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+
+        return tasks.Where(t => t.DesiredState == TaskState.Running).OrderByDescending(t => t.CreatedAt).FirstOrDefault()
+            ?? tasks.OrderByDescending(t => t.CreatedAt).FirstOrDefault();
+    }
+
+    private async Task<IReadOnlyList<NodeListResponse>> NodesAsync(CancellationToken ct)
+    {
+        try
+        {
+            return (await _manager.Swarm.ListNodesAsync(ct)).ToList();
+        }
+        catch (DockerApiException ex)
+        {
+            throw new EnvironmentNotReadyException($"the swarm manager at {_options.ManagerEndpoint} cannot list nodes: {Message(ex)} (is it a manager of an initialised swarm?)");
+        }
+        catch (HttpRequestException ex)
+        {
+            throw new EnvironmentNotReadyException($"the swarm manager at {_options.ManagerEndpoint} is unreachable: {ex.Message}");
+        }
+    }
+
+    /// <summary>The node's address as the swarm knows it (managers may report 0.0.0.0 in Status: use their manager address).</summary>
+    internal static string? NodeAddress(NodeListResponse node)
+    {
+        var addr = node.Status?.Addr;
+        if (string.IsNullOrEmpty(addr) || addr == "0.0.0.0")
+        {
+            addr = node.ManagerStatus?.Addr is { Length: > 0 } m ? m[..m.LastIndexOf(':')] : null;
+        }
+
+        return addr;
+    }
+
+    private static Uri? EndpointOf(TaskResponse task, IEnumerable<NodeListResponse> nodes)
+    {
+        var port = task.Status?.PortStatus?.Ports?.FirstOrDefault(p => p.TargetPort == SwarmBackendOptions.JupyterPort && p.PublishedPort > 0);
+        var node = nodes.FirstOrDefault(n => n.ID == task.NodeID);
+        if (port is null || node is null || NodeAddress(node) is not { } addr)
+        {
+            return null;
+        }
+
+        var host = addr.Contains(':', StringComparison.Ordinal) ? $"[{addr}]" : addr;
+        return new Uri($"http://{host}:{port.PublishedPort.ToString(CultureInfo.InvariantCulture)}/");
+    }
+
+    private static string Describe(IEnumerable<NodeListResponse> nodes, string? id)
+    {
+        var node = id is null ? null : nodes.FirstOrDefault(n => n.ID == id);
+        return node is null || id is null ? id ?? "(none)" : $"{node.Description?.Hostname} ({NodeAddress(node)}, {id[..Math.Min(12, id.Length)]})";
+    }
+
+    private static string PinNote(string? pin, IEnumerable<NodeListResponse> nodes)
+    {
+        if (pin is null)
+        {
+            return "";
+        }
+
+        var node = nodes.FirstOrDefault(n => n.ID == pin);
+        var availability = node?.Spec?.Availability ?? "gone";
+        var state = node?.Status?.State ?? "gone";
+        return $"; its home is pinned to node {Describe(nodes, pin)}, which is {availability} and {state}";
+    }
+
+    private static string TaskDetail(TaskResponse task)
+    {
+        var s = task.Status;
+        var text = string.Join(": ", new[] { s?.Message, s?.Err }.Where(x => !string.IsNullOrWhiteSpace(x)));
+        if (s?.ContainerStatus is { ExitCode: not 0 } c)
+        {
+            text += $" (exit code {c.ExitCode})";
+        }
+
+        return text.Length > 0 ? text : "no detail";
+    }
+
+    private static string ServiceRef(WorkspaceHandle handle) =>
+        handle.State.ValueKind == JsonValueKind.Object && handle.State.TryGetProperty("service", out var n) && n.GetString() is { } s ? s : handle.Id;
+
+    /// <summary>Removes the service (its task's container stops on its node); the home volume stays there.</summary>
+    public async Task StopAsync(WorkspaceHandle handle, CancellationToken ct)
+    {
+        foreach (var id in await ServicesOfAsync(handle.Id, ct))
+        {
+            await RemoveServiceAsync(id, ct);
+        }
+    }
+
+    private async Task<IReadOnlyList<string>> ServicesOfAsync(string workspaceId, CancellationToken ct)
+    {
+        var services = await _manager.Swarm.ListServicesAsync(new ServicesListParameters
+        {
+            Filters = new ServiceFilter { Label = [$"{WorkspaceLabel}={workspaceId}"] },
+        }, ct);
+        return services.Select(s => s.ID).ToList();
+    }
+
+    /// <summary>Removes a service and waits (up to 30 s) until its containers are gone, so its home is free again.</summary>
+    private async Task RemoveServiceAsync(string nameOrId, CancellationToken ct)
+    {
+        string id;
+        try
+        {
+            id = (await _manager.Swarm.InspectServiceAsync(nameOrId, ct)).ID;
+            await _manager.Swarm.RemoveServiceAsync(id, ct);
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return;
+        }
+
+        // The removed service's tasks stay listed (desired state "remove") until their nodes have shut them down.
+        var deadline = _time.GetUtcNow() + TimeSpan.FromSeconds(30);
+        while (_time.GetUtcNow() < deadline
+               && (await _manager.Tasks.ListAsync(ct)).Any(t => t.ServiceID == id && t.Status?.State <= TaskState.Running))
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(250), _time, ct);
+        }
+    }
+
+    public async Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct)
+    {
+        var service = ServiceRef(handle);
+        SwarmService spec;
+        try
+        {
+            spec = await _manager.Swarm.InspectServiceAsync(service, ct);
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return new WorkspaceStatus(false, false, "service not found");
+        }
+
+        var task = await CurrentTaskAsync(spec.ID, ct);
+        var nodes = await NodesAsync(ct);
+        var pin = spec.Spec.TaskTemplate?.Placement?.Constraints?.FirstOrDefault(c => c.StartsWith("node.id==", StringComparison.Ordinal))?["node.id==".Length..];
+        if (task is null)
+        {
+            return new WorkspaceStatus(true, false, "no task" + PinNote(pin, nodes));
+        }
+
+        var state = task.Status?.State ?? TaskState.New;
+        if (state == TaskState.Running && task.DesiredState == TaskState.Running)
+        {
+            return new WorkspaceStatus(true, true, $"running on {Describe(nodes, task.NodeID)}", EndpointOf(task, nodes));
+        }
+
+        var detail = $"{state.ToString().ToLowerInvariant()}: {TaskDetail(task)}";
+        if (state <= TaskState.Pending || pin is not null && nodes.FirstOrDefault(n => n.ID == pin) is not { Spec.Availability: "active", Status.State: "ready" })
+        {
+            detail += PinNote(pin, nodes);
+        }
+
+        return new WorkspaceStatus(true, false, detail);
+    }
+
+    public async Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct)
+    {
+        await StopAsync(handle, ct);
+        if (keepHome)
+        {
+            return;
+        }
+
+        var pin = await FindPinAsync(homeVolume, ct);
+        if (pin is null)
+        {
+            return; // never started: no node has the home
+        }
+
+        var nodes = await NodesAsync(ct);
+        var node = nodes.FirstOrDefault(n => n.ID == pin);
+        if (node is not null)
+        {
+            var engine = EngineOf(node)
+                ?? throw new DsvmException(
+                    $"the home volume {homeVolume} is on node {Describe(nodes, pin)}, which has no engine in the backend's NodeEngines; remove it there with `docker volume rm {homeVolume}`");
+            await RemoveVolumeOnNodeAsync(engine, homeVolume, Describe(nodes, pin), ct);
+        }
+
+        // A node that left the swarm took the volume with it: forget the pin either way.
+        try
+        {
+            await _manager.Configs.RemoveConfigAsync(PinName(homeVolume), ct);
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+        }
+    }
+
+    private Uri? EngineOf(NodeListResponse node)
+    {
+        foreach (var key in new[] { node.ID, node.Description?.Hostname, NodeAddress(node) })
+        {
+            if (key is not null && _options.NodeEngines.TryGetValue(key, out var uri))
+            {
+                return uri;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Removes the volume through the node's own engine, retrying while the stopping container still holds it.</summary>
+    private async Task RemoveVolumeOnNodeAsync(Uri engine, string volume, string nodeName, CancellationToken ct)
+    {
+        using var client = new DockerClientConfiguration(engine).CreateClient();
+        var deadline = _time.GetUtcNow() + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            try
+            {
+                await client.Volumes.RemoveAsync(volume, force: false, ct);
+                return;
+            }
+            catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+            {
+                return;
+            }
+            catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.Conflict && _time.GetUtcNow() < deadline)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(500), _time, ct);
+            }
+            catch (DockerApiException ex)
+            {
+                throw new DsvmException($"the home volume {volume} on node {nodeName} could not be removed: {Message(ex)}");
+            }
+            catch (HttpRequestException ex)
+            {
+                throw new DsvmException($"the engine of node {nodeName} ({engine}) is unreachable, so the home volume {volume} stays: {ex.Message}");
+            }
+        }
+    }
+
+    public async Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct)
+    {
+        try
+        {
+            using var stream = await _manager.Swarm.GetServiceLogsAsync(ServiceRef(handle), tty: false, new ServiceLogsParameters
+            {
+                ShowStdout = true, ShowStderr = true, Tail = tailLines.ToString(CultureInfo.InvariantCulture),
+            }, ct);
+            var (stdout, stderr) = await stream.ReadOutputToEndAsync(ct);
+            return string.Join('\n', (stdout + stderr).TrimEnd('\n').Split('\n').TakeLast(tailLines));
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return "";
+        }
+    }
+
+    public async IAsyncEnumerable<ManagedResource> ListManagedAsync([EnumeratorCancellation] CancellationToken ct)
+    {
+        var services = await _manager.Swarm.ListServicesAsync(new ServicesListParameters
+        {
+            Filters = new ServiceFilter { Label = [$"{ManagedLabel}=true"] },
+        }, ct);
+        var running = (await _manager.Tasks.ListAsync(new TasksListParameters
+        {
+            Filters = new Dictionary<string, IDictionary<string, bool>> { ["desired-state"] = new Dictionary<string, bool> { ["running"] = true } },
+        }, ct)).Where(t => t.Status?.State == TaskState.Running).Select(t => t.ServiceID).ToHashSet(StringComparer.Ordinal);
+        foreach (var s in services)
+        {
+            if (s.Spec.Labels is null || !s.Spec.Labels.TryGetValue(WorkspaceLabel, out var id))
+            {
+                continue;
+            }
+
+            yield return new ManagedResource(id, s.Spec.Name, running.Contains(s.ID),
+                new WorkspaceHandle(id, Name, JsonSerializer.SerializeToElement(new { container = s.ID, service = s.Spec.Name })));
+        }
+    }
+
+    /// <summary>Homes are recorded by their pin; a home never started has no node and does not exist yet.</summary>
+    public async Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct) => await FindPinAsync(homeVolume, ct) is not null;
+
+    /// <summary>The largest schedulable node: a workspace must fit on one node (the manager checks sizes against this).</summary>
+    public async Task<HostCapacity> GetCapacityAsync(CancellationToken ct)
+    {
+        var usable = (await NodesAsync(ct)).Where(Schedulable).Select(Capacity).ToList();
+        return usable.Count == 0
+            ? new HostCapacity(0, 0, 0)
+            : new HostCapacity(usable.Max(c => c.Cpus), usable.Max(c => c.MemoryBytes), usable.Max(c => c.Gpus));
+    }
+
+    private static bool Schedulable(NodeListResponse n) => n.Status?.State == "ready" && n.Spec?.Availability == "active";
+
+    private HostCapacity Capacity(NodeListResponse n)
+    {
+        var r = n.Description?.Resources;
+        var gpus = r?.GenericResources?.Sum(g =>
+            g.DiscreteResourceSpec is { } d && d.Kind == _options.GpuResource ? (int)d.Value
+            : g.NamedResourceSpec is { } named && named.Kind == _options.GpuResource ? 1 : 0) ?? 0;
+        return new HostCapacity((int)((r?.NanoCPUs ?? 0) / 1_000_000_000), r?.MemoryBytes ?? 0, gpus);
+    }
+
+    /// <summary>For <c>dsvm doctor</c>: manager reachable, nodes by state and availability, total capacity of usable nodes.</summary>
+    public async Task<BackendHealth> DescribeAsync(CancellationToken ct)
+    {
+        IReadOnlyList<NodeListResponse> nodes;
+        try
+        {
+            nodes = await NodesAsync(ct);
+        }
+        catch (EnvironmentNotReadyException ex)
+        {
+            return new BackendHealth(false, ex.Message, null);
+        }
+
+        var ready = nodes.Count(n => n.Status?.State == "ready");
+        var active = nodes.Count(n => n.Spec?.Availability == "active");
+        var drain = nodes.Count(n => n.Spec?.Availability == "drain");
+        var pause = nodes.Count(n => n.Spec?.Availability == "pause");
+        var usable = nodes.Where(Schedulable).Select(Capacity).ToList();
+        var total = new HostCapacity(usable.Sum(c => c.Cpus), usable.Sum(c => c.MemoryBytes), usable.Sum(c => c.Gpus));
+        var largest = usable.Count == 0 ? null : usable.MaxBy(c => (c.Cpus, c.MemoryBytes));
+        var detail = $"swarm at {_options.ManagerEndpoint}: {nodes.Count} nodes, {ready} ready, {active} active, {drain} drain, {pause} pause; "
+            + $"schedulable {total.Cpus} CPUs, {total.MemoryBytes / (1024.0 * 1024 * 1024):0.#} GiB, {total.Gpus} GPUs"
+            + (largest is null ? "" : $" (largest node {largest.Cpus} CPUs, {largest.MemoryBytes / (1024.0 * 1024 * 1024):0.#} GiB)")
+            + (_options.Registry is null ? "; no registry: every node needs the images" : $"; registry {_options.Registry}");
+        return new BackendHealth(usable.Count > 0, detail, total);
+    }
+
+    private static string Message(DockerApiException ex)
+    {
+        try
+        {
+            return JsonDocument.Parse(ex.ResponseBody).RootElement.GetProperty("message").GetString() ?? ex.Message;
+        }
+        catch (JsonException)
+        {
+            return ex.ResponseBody ?? ex.Message;
+        }
+    }
+
+    public void Dispose()
+    {
+        _manager.Dispose();
+        _local.Dispose();
+    }
+}

@@ -1,0 +1,157 @@
+using Docker.DotNet.Models;
+using Dsvm.Core;
+using Dsvm.Core.Sizes;
+using Dsvm.Core.Workspaces;
+
+namespace Dsvm.Swarm.Tests;
+
+public sealed class ServiceParametersTests : IDisposable
+{
+    private const string Token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    // Never contacted: CreateParameters only builds the definition.
+    private readonly SwarmWorkspaceBackend _backend = new(new SwarmBackendOptions
+    {
+        ManagerEndpoint = new Uri("unix:///nonexistent.sock"),
+        Registry = "10.0.5.1:5000",
+        Constraints = ["node.labels.dsvm==true"],
+    });
+
+    public void Dispose() => _backend.Dispose();
+
+    private static WorkspaceStartRequest Request(MachineSize? size = null, bool gpu = false) => new()
+    {
+        Id = "ws-0123456789ab",
+        Name = "proj",
+        Owner = "alice",
+        Image = "dsvm/datascience:abc123",
+        Size = size ?? new MachineSize("medium", 2, 4, 0, SizeClass.General),
+        Token = Token,
+        HomeVolume = "dsvm-home-alice-proj",
+        BaseUrl = "/user/alice/proj/",
+        Gpu = gpu,
+        Labels = new Dictionary<string, string> { ["io.opendsvm.owner"] = "alice", ["io.opendsvm.size"] = "medium" },
+    };
+
+    private ServiceSpec Spec(WorkspaceStartRequest r, string? pin = null) =>
+        _backend.CreateParameters(r, "dsvm-alice-proj", _backend.NodeImage(r.Image), pin).Service;
+
+    [Fact]
+    public void Limits_and_reservations_are_the_size()
+    {
+        var spec = Spec(Request(new MachineSize("half", 0.5, 1.5, 0, SizeClass.General)));
+        var res = spec.TaskTemplate.Resources;
+        Assert.Equal(500_000_000, res.Limits.NanoCPUs);
+        Assert.Equal(500_000_000, res.Reservations.NanoCPUs);
+        Assert.Equal(1536L * 1024 * 1024, res.Limits.MemoryBytes);
+        Assert.Equal(1536L * 1024 * 1024, res.Reservations.MemoryBytes);
+        Assert.Equal(1024, res.Limits.Pids);
+        Assert.True(res.Reservations.GenericResources is null or { Count: 0 });
+        Assert.Equal(1UL, spec.Mode.Replicated.Replicas);
+        Assert.Equal("on-failure", spec.TaskTemplate.RestartPolicy.Condition);
+        Assert.Equal(3UL, spec.TaskTemplate.RestartPolicy.MaxAttempts);
+    }
+
+    [Fact]
+    public void Port_is_published_in_host_mode_without_the_ingress_mesh()
+    {
+        var spec = Spec(Request());
+        var port = Assert.Single(spec.EndpointSpec.Ports);
+        Assert.Equal("host", port.PublishMode);
+        Assert.Equal(8888U, port.TargetPort);
+        Assert.Equal(0U, port.PublishedPort); // the node picks a free port; the task's status reports it
+        Assert.Equal("dnsrr", spec.EndpointSpec.Mode);
+        Assert.True(spec.TaskTemplate.Networks is null or { Count: 0 });
+    }
+
+    [Fact]
+    public void Labels_mark_service_container_and_home_volume()
+    {
+        var spec = Spec(Request());
+        Assert.Equal("true", spec.Labels["io.opendsvm.managed"]);
+        Assert.Equal("ws-0123456789ab", spec.Labels["io.opendsvm.workspace"]);
+        Assert.Equal("dsvm-home-alice-proj", spec.Labels["io.opendsvm.home"]);
+        Assert.Equal("alice", spec.Labels["io.opendsvm.owner"]);
+        var c = spec.TaskTemplate.ContainerSpec;
+        Assert.Equal("true", c.Labels["io.opendsvm.managed"]);
+        Assert.Equal("ws-0123456789ab", c.Labels["io.opendsvm.workspace"]);
+        var home = Assert.Single(c.Mounts, m => m.Type == "volume");
+        Assert.Equal("dsvm-home-alice-proj", home.Source);
+        Assert.Equal("/home/dsvm", home.Target);
+        Assert.Equal("true", home.VolumeOptions.Labels["io.opendsvm.managed"]);
+        Assert.Equal("ws-0123456789ab", home.VolumeOptions.Labels["io.opendsvm.workspace"]);
+    }
+
+    [Fact]
+    public void Container_is_unprivileged_and_gets_the_token_in_its_environment_only()
+    {
+        var spec = Spec(Request());
+        var c = spec.TaskTemplate.ContainerSpec;
+        Assert.Equal("1000:1000", c.User);
+        Assert.Equal(["ALL"], c.CapabilityDrop);
+        Assert.Contains($"JUPYTER_TOKEN={Token}", c.Env);
+        Assert.Contains("DSVM_BASE_URL=/user/alice/proj/", c.Env);
+        Assert.Contains("CUDA_VISIBLE_DEVICES=", c.Env);
+        Assert.True(c.Args is null or { Count: 0 });
+        Assert.True(c.Command is null or { Count: 0 });
+        Assert.Equal("proj", c.Hostname);
+        var shm = Assert.Single(c.Mounts, m => m.Type == "tmpfs");
+        Assert.Equal("/dev/shm", shm.Target);
+        Assert.Equal(1L << 30, shm.TmpfsOptions.SizeBytes);
+    }
+
+    [Fact]
+    public void Image_comes_from_the_registry()
+    {
+        var spec = Spec(Request());
+        Assert.Equal("10.0.5.1:5000/dsvm/datascience:abc123", spec.TaskTemplate.ContainerSpec.Image);
+        Assert.Equal("registry.example:443/dsvm/x:1", _backend.NodeImage("registry.example:443/dsvm/x:1"));
+        Assert.Equal(("127.0.0.1:5000/dsvm/minimal", "t1"), SwarmWorkspaceBackend.SplitTag("127.0.0.1:5000/dsvm/minimal:t1"));
+        Assert.Equal(("127.0.0.1:5000/dsvm/minimal", "latest"), SwarmWorkspaceBackend.SplitTag("127.0.0.1:5000/dsvm/minimal"));
+    }
+
+    [Fact]
+    public void Placement_is_the_operator_constraints_plus_the_home_node_once_known()
+    {
+        Assert.Equal(["node.labels.dsvm==true"], Spec(Request()).TaskTemplate.Placement.Constraints);
+        Assert.Equal(["node.labels.dsvm==true", "node.id==abc123node"], Spec(Request(), pin: "abc123node").TaskTemplate.Placement.Constraints);
+    }
+
+    [Fact]
+    public void Gpu_sizes_reserve_generic_resources()
+    {
+        var size = new MachineSize("gpu-large", 8, 64, 2, SizeClass.Gpu);
+        var spec = Spec(Request(size, gpu: true));
+        var g = Assert.Single(spec.TaskTemplate.Resources.Reservations.GenericResources);
+        Assert.Equal("NVIDIA-GPU", g.DiscreteResourceSpec.Kind);
+        Assert.Equal(2, g.DiscreteResourceSpec.Value);
+        Assert.DoesNotContain("CUDA_VISIBLE_DEVICES=", spec.TaskTemplate.ContainerSpec.Env);
+
+        // A GPU size started on CPU (optional-GPU fallback) reserves none.
+        var fallback = Spec(Request(size, gpu: false));
+        Assert.True(fallback.TaskTemplate.Resources.Reservations.GenericResources is null or { Count: 0 });
+    }
+
+    [Fact]
+    public void Long_names_fit_a_service_name()
+    {
+        var name = SwarmWorkspaceBackend.ServiceName(new string('a', 40), new string('b', 40));
+        Assert.True(name.Length <= 63, name);
+        Assert.NotEqual(name, SwarmWorkspaceBackend.ServiceName(new string('a', 40), new string('b', 39) + "c"));
+        Assert.Equal("dsvm-alice-proj", SwarmWorkspaceBackend.ServiceName("alice", "proj"));
+        Assert.Matches("^dsvm-home-[0-9a-f]{24}$", SwarmWorkspaceBackend.PinName("dsvm-home-" + new string('a', 81)));
+    }
+
+    [Theory]
+    [InlineData("http://10.0.5.1:5000")]
+    [InlineData("10.0.5.1:5000/dsvm")]
+    [InlineData("")]
+    public void Bad_registry_is_refused_clearly(string registry)
+    {
+        var ex = Assert.Throws<UsageException>(() => new SwarmWorkspaceBackend(new SwarmBackendOptions
+        {
+            ManagerEndpoint = new Uri("unix:///nonexistent.sock"), Registry = registry,
+        }));
+        Assert.Contains("host:port", ex.Message, StringComparison.Ordinal);
+    }
+}
