@@ -11,9 +11,9 @@ internal sealed record BenchOptions
         OpenDSVM benchmark: prints tables (or JSON); it measures, it never asserts timings.
 
         usage: bench/run.sh [options]
-          --suite build|workspaces|hub|all
-                                         which suite to run (default: all = build and workspaces; hub is
-                                         opt-in: it takes minutes)
+          --suite build|workspaces|hub|vm|all
+                                         which suite to run (default: all = build and workspaces; hub and vm
+                                         are opt-in: they take minutes; vm needs qemu and a built minimal)
           --envs minimal,datascience     environments of the build suite (default: both)
           --runs N                       sequential workspace starts (default: 20)
           --concurrent N                 workspaces started at once (default: 20)
@@ -30,6 +30,7 @@ internal sealed record BenchOptions
     public bool RunBuild { get; init; } = true;
     public bool RunWorkspaces { get; init; } = true;
     public bool RunHub { get; init; }
+    public bool RunVm { get; init; }
     public int Duration { get; init; } = 10;
     public int ConcurrentStarts { get; init; } = 50;
     public bool SkipDocker { get; init; }
@@ -77,10 +78,11 @@ internal sealed record BenchOptions
                 "--suite" => Value() switch
                 {
                     "build" => o with { RunBuild = true, RunWorkspaces = false, RunHub = false },
+                    "vm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunVm = true },
                     "workspaces" => o with { RunBuild = false, RunWorkspaces = true, RunHub = false },
                     "hub" => o with { RunBuild = false, RunWorkspaces = false, RunHub = true },
                     "all" => o with { RunBuild = true, RunWorkspaces = true, RunHub = false },
-                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub or all (not '{v}')"),
+                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub, vm or all (not '{v}')"),
                 },
                 "--envs" => o with { Envs = ParseEnvs(Value()) },
                 "--runs" => o with { Runs = PositiveInt(arg, Value()) },

@@ -38,7 +38,7 @@ try
 {
     var home = new BenchHome(options.Home, BenchHome.FindRepoRoot());
     var images = new ImageServices(home.Paths);
-    var needsDocker = options.RunBuild || options.RunWorkspaces || (options.RunHub && !options.SkipDocker);
+    var needsDocker = options.RunBuild || options.RunWorkspaces || options.RunVm || (options.RunHub && !options.SkipDocker);
     if (needsDocker)
     {
         await images.Docker.EnsureEngineAsync(cts.Token);
@@ -50,6 +50,7 @@ try
     BuildSuiteResult? build = null;
     WorkspaceSuiteResult? workspaces = null;
     HubSuiteResult? hub = null;
+    VmSuiteResult? vm = null;
     if (options.RunBuild)
     {
         Log.Say($"build suite: {string.Join(", ", options.Envs)}{(options.SkipCold ? " (cold builds skipped)" : "")}");
@@ -68,7 +69,13 @@ try
         hub = await new HubSuite(options, home, needsDocker ? images : null).RunAsync(cts.Token);
     }
 
-    var report = new BenchReport(started, host, home.Root, build, workspaces, hub);
+    if (options.RunVm)
+    {
+        Log.Say("vm suite: export and boot-to-Jupyter of minimal under qemu");
+        vm = await new VmSuite(options, home, images).RunAsync(cts.Token);
+    }
+
+    var report = new BenchReport(started, host, home.Root, build, workspaces, hub, vm);
     if (options.Json)
     {
         Report.WriteJson(report);

@@ -287,7 +287,8 @@ public static class EnvCommands
         var format = Output.FormatOption();
         var diskFormat = new Option<string>("--format") { Description = "Disk format: qcow2 or raw", DefaultValueFactory = _ => "qcow2" };
         diskFormat.AcceptOnlyFromAmong("qcow2", "raw");
-        var output = new Option<string?>("--output") { Description = "Disk file to write (default: DATA/disks/ENV-TAG.FORMAT)" };
+        // Not --output: that is the text|json option of every command.
+        var output = new Option<string?>("--file", "-f") { Description = "Disk file to write (default: DATA/disks/ENV-TAG.FORMAT)" };
         var cmd = new Command("export", "Turn a built environment image into a bootable VM disk (kernel, systemd, Jupyter on boot)") { arg, diskFormat, output, format };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {

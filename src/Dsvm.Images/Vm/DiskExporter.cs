@@ -135,7 +135,7 @@ public sealed class DiskExporter(DockerCli docker, DsvmPaths paths) : IDiskExpor
             var (kernel, initrd, version) = FindKernel(rootfs);
             FixUp(rootfs, rootUuid, imageEnv);
 
-            var usedBytes = DirectoryBytes(rootfs);
+            var usedBytes = await DirectoryBytesAsync(rootfs, ct);
             var rootBytes = AlignMiB(usedBytes + Math.Max(usedBytes / 4, 1024 * MiB));
             var bootBytes = AlignMiB(Math.Max(64 * MiB, new FileInfo(kernel).Length + new FileInfo(initrd).Length + 32 * MiB));
             var rootStart = BootStart + bootBytes;
@@ -307,19 +307,11 @@ public sealed class DiskExporter(DockerCli docker, DsvmPaths paths) : IDiskExpor
         return sb.ToString();
     }
 
-    private static long DirectoryBytes(string dir)
+    /// <summary>The bytes the files take (du: symbolic links are not followed), plus room for the metadata.</summary>
+    private static async Task<long> DirectoryBytesAsync(string dir, CancellationToken ct)
     {
-        long total = 0;
-        var options = new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0, IgnoreInaccessible = true };
-        foreach (var file in new DirectoryInfo(dir).EnumerateFiles("*", options))
-        {
-            if (file.LinkTarget is null)
-            {
-                total += (file.Length + 4095) / 4096 * 4096;
-            }
-        }
-
-        return total + 64 * MiB;
+        var du = await HostTools.RunAsync("du", ["-s", "-B1", "-x", dir], ct);
+        return long.Parse(du.Split('\t', 2)[0].Trim(), CultureInfo.InvariantCulture) + 64 * MiB;
     }
 
     private static async Task WriteAtAsync(string file, long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
