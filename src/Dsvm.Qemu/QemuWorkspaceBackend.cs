@@ -217,8 +217,11 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend
         }
 
         await KillAsync(dir, ct);
-        File.Delete(Path.Combine(dir, "system.qcow2"));
-        File.Delete(Path.Combine(dir, "config.img"));
+        if (Directory.Exists(dir))
+        {
+            File.Delete(Path.Combine(dir, "system.qcow2"));
+            File.Delete(Path.Combine(dir, "config.img"));
+        }
     }
 
     private async Task KillAsync(string dir, CancellationToken ct)
@@ -347,7 +350,7 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend
             Directory.Delete(dir, recursive: true);
         }
 
-        if (!keepHome)
+        if (!keepHome && File.Exists(HomeDisk(homeVolume)))
         {
             File.Delete(HomeDisk(homeVolume));
         }

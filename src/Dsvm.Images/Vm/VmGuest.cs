@@ -10,7 +10,7 @@ namespace Dsvm.Images.Vm;
 public static class VmGuest
 {
     /// <summary>Bumped when the guest layer changes; part of the derived image's tag and of cached disks' names.</summary>
-    public const int Version = 1;
+    public const int Version = 2;
 
     public const string Repository = "dsvm-vm/";
 
@@ -23,6 +23,8 @@ public static class VmGuest
         "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer", "e2scrub_reap.service",
         "fstrim.timer", "systemd-networkd-wait-online.service", "systemd-pstore.service", "getty-static.service",
         "systemd-timesyncd.service",
+        // No account has a password: a login prompt is useless, and waiting for its tty device slows the boot.
+        "serial-getty@.service", "getty@.service",
     ];
 
     /// <summary>The kernel command line: serial console last (it becomes /dev/console), quiet.</summary>
@@ -43,15 +45,23 @@ public static class VmGuest
         ctx.Add("vm/root/etc/systemd/system/dsvm-config.service", ConfigUnit);
         ctx.Add("vm/root/etc/systemd/system/dsvm-jupyter.service", JupyterUnit);
         ctx.Add("vm/root/etc/systemd/network/80-dsvm-dhcp.network", NetworkUnit);
+        ctx.Add("vm/root/etc/systemd/system.conf.d/dsvm.conf",
+            "# OpenDSVM: under emulation (TCG) a boot is slow; do not fail units for taking minutes.\n[Manager]\nDefaultTimeoutStartSec=10min\nDefaultDeviceTimeoutSec=5min\n");
+        ctx.Add("vm/root/etc/systemd/system/systemd-journald.service.d/dsvm.conf",
+            "# OpenDSVM: no watchdog kill of journald on a starved emulated CPU.\n[Service]\nWatchdogSec=0\nTimeoutStartSec=10min\n");
         ctx.Add("vm/root/etc/acpi/events/dsvm-powerbtn", "# OpenDSVM: the ACPI power button (QMP system_powerdown) shuts down.\nevent=button/power.*\naction=/usr/bin/systemctl --no-block poweroff\n");
         ctx.Add("Dockerfile", Dockerfile(image));
         return ctx;
     }
 
-    /// <summary>Storage drivers for virtio (qemu, KVM clouds), SATA/SCSI/NVMe, Xen and Hyper-V, plus ext4.</summary>
+    /// <summary>
+    /// Storage drivers for virtio (qemu, KVM clouds), SATA/SCSI/NVMe, Xen and Hyper-V, ext4, plus the virtio NIC and
+    /// FAT (the config drive), loaded early so nothing waits for udev's coldplug under emulation.
+    /// </summary>
     internal static readonly string[] InitramfsModules =
     [
-        "virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "ahci", "ata_piix", "nvme", "xen_blkfront", "hv_storvsc", "vmw_pvscsi", "ext4",
+        "virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_rng", "sd_mod", "ahci", "ata_piix", "nvme", "xen_blkfront",
+        "hv_storvsc", "vmw_pvscsi", "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
     ];
 
     internal static string Dockerfile(string image)
@@ -146,11 +156,19 @@ public static class VmGuest
         mv /etc/dsvm/jupyter.env.tmp /etc/dsvm/jupyter.env
         umask 022
 
-        # The home disk: by serial (qemu backend), the configured device, or the second virtio disk.
-        if [ -z "$HOME_DEVICE" ]; then
-          for d in /dev/disk/by-id/virtio-dsvm-home /dev/vdb; do
-            if [ -b "$d" ]; then HOME_DEVICE=$d; break; fi
+        # The home disk: the configured device, else the virtio disk with serial dsvm-home (read from sysfs, so it
+        # does not wait for udev's by-id links), else the second virtio disk.
+        by_serial() {
+          for s in /sys/block/*/serial; do
+            [ -f "$s" ] && [ "$(cat "$s" 2>/dev/null)" = "dsvm-home" ] && { b=${s%/serial}; echo "/dev/${b##*/}"; return; }
           done
+        }
+        if [ -n "$HOME_DEVICE" ] && [ ! -b "$HOME_DEVICE" ]; then
+          case "$HOME_DEVICE" in */virtio-dsvm-home) HOME_DEVICE=$(by_serial) ;; esac
+        fi
+        if [ -z "$HOME_DEVICE" ]; then
+          HOME_DEVICE=$(by_serial)
+          [ -n "$HOME_DEVICE" ] || { [ -b /dev/vdb ] && HOME_DEVICE=/dev/vdb; }
         fi
         if [ -n "$HOME_DEVICE" ] && [ -b "$HOME_DEVICE" ] && [ -n "$CONFIG_DEVICE" ] && [ "$(readlink -f "$HOME_DEVICE")" = "$(readlink -f "$CONFIG_DEVICE")" ]; then
           HOME_DEVICE=""
