@@ -22,6 +22,13 @@ fi
 packages=(docker.io containerd runc debootstrap tini iproute2 procps curl ca-certificates)
 if [ "$want_tests" -eq 1 ]; then
   packages+=(git chromium postgresql docker-registry)
+  # VM disks (dsvm env export) and the qemu backend: the tests export the minimal environment and boot it.
+  packages+=(qemu-system-x86 qemu-utils syslinux syslinux-common mtools dosfstools e2fsprogs fdisk)
+fi
+# Not installed by default (the Docker backend needs none of them): `dsvm env export` and `--backend qemu` name
+# the missing package when one is needed; `scripts/host-setup.sh --vm` installs them without the test tools.
+if [ "${1:-}" = "--vm" ]; then
+  packages+=(qemu-system-x86 qemu-utils syslinux syslinux-common mtools dosfstools e2fsprogs fdisk)
 fi
 
 missing=()

@@ -11,9 +11,9 @@ internal sealed record BenchOptions
         OpenDSVM benchmark: prints tables (or JSON); it measures, it never asserts timings.
 
         usage: bench/run.sh [options]
-          --suite build|workspaces|hub|swarm|all
-                                         which suite to run (default: all = build and workspaces; hub and
-                                         swarm are opt-in: they take minutes; swarm needs root)
+          --suite build|workspaces|hub|swarm|vm|all
+                                         which suite to run (default: all = build and workspaces; hub, swarm
+                                         and vm are opt-in: they take minutes; swarm needs root, vm qemu)
           --envs minimal,datascience     environments of the build suite (default: both)
           --runs N                       sequential workspace starts (default: 20)
           --concurrent N                 workspaces started at once (default: 20)
@@ -35,6 +35,7 @@ internal sealed record BenchOptions
     public bool RunSwarm { get; init; }
     public int SwarmWorkspaces { get; init; } = 30;
     public int SwarmParallel { get; init; } = 6;
+    public bool RunVm { get; init; }
     public int Duration { get; init; } = 10;
     public int ConcurrentStarts { get; init; } = 50;
     public bool SkipDocker { get; init; }
@@ -81,12 +82,13 @@ internal sealed record BenchOptions
             {
                 "--suite" => Value() switch
                 {
-                    "build" => o with { RunBuild = true, RunWorkspaces = false, RunHub = false, RunSwarm = false },
-                    "workspaces" => o with { RunBuild = false, RunWorkspaces = true, RunHub = false, RunSwarm = false },
-                    "hub" => o with { RunBuild = false, RunWorkspaces = false, RunHub = true, RunSwarm = false },
-                    "swarm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = true },
-                    "all" => o with { RunBuild = true, RunWorkspaces = true, RunHub = false, RunSwarm = false },
-                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub, swarm or all (not '{v}')"),
+                    "build" => o with { RunBuild = true, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false },
+                    "workspaces" => o with { RunBuild = false, RunWorkspaces = true, RunHub = false, RunSwarm = false, RunVm = false },
+                    "hub" => o with { RunBuild = false, RunWorkspaces = false, RunHub = true, RunSwarm = false, RunVm = false },
+                    "swarm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = true, RunVm = false },
+                    "vm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = true },
+                    "all" => o with { RunBuild = true, RunWorkspaces = true, RunHub = false, RunSwarm = false, RunVm = false },
+                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub, swarm, vm or all (not '{v}')"),
                 },
                 "--envs" => o with { Envs = ParseEnvs(Value()) },
                 "--runs" => o with { Runs = PositiveInt(arg, Value()) },

@@ -38,7 +38,7 @@ try
 {
     var home = new BenchHome(options.Home, BenchHome.FindRepoRoot());
     var images = new ImageServices(home.Paths);
-    var needsDocker = options.RunBuild || options.RunWorkspaces || options.RunSwarm || (options.RunHub && !options.SkipDocker);
+    var needsDocker = options.RunBuild || options.RunWorkspaces || options.RunSwarm || options.RunVm || (options.RunHub && !options.SkipDocker);
     if (needsDocker)
     {
         await images.Docker.EnsureEngineAsync(cts.Token);
@@ -51,6 +51,7 @@ try
     WorkspaceSuiteResult? workspaces = null;
     HubSuiteResult? hub = null;
     SwarmSuiteResult? swarm = null;
+    VmSuiteResult? vm = null;
     if (options.RunBuild)
     {
         Log.Say($"build suite: {string.Join(", ", options.Envs)}{(options.SkipCold ? " (cold builds skipped)" : "")}");
@@ -75,7 +76,13 @@ try
         swarm = await new SwarmSuite(options, home, images).RunAsync(cts.Token);
     }
 
-    var report = new BenchReport(started, host, home.Root, build, workspaces, hub, swarm);
+    if (options.RunVm)
+    {
+        Log.Say("vm suite: export and boot-to-Jupyter of minimal under qemu");
+        vm = await new VmSuite(options, home, images).RunAsync(cts.Token);
+    }
+
+    var report = new BenchReport(started, host, home.Root, build, workspaces, hub, swarm, vm);
     if (options.Json)
     {
         Report.WriteJson(report);

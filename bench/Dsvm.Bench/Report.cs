@@ -42,7 +42,7 @@ internal sealed record StartRow(string Scenario, int Count, int MaxConcurrentSta
 internal sealed record HubSuiteResult(
     List<LoadRow> Load, List<RttRow> WebSockets, List<HubMemoryRow> Memory, List<StartRow> Starts, List<GoalRow> Goals, List<PublishedRow> Published, List<string> Notes);
 
-internal sealed record BenchReport(DateTimeOffset StartedAt, HostInfo Host, string Home, BuildSuiteResult? Build, WorkspaceSuiteResult? Workspaces, HubSuiteResult? Hub = null, SwarmSuiteResult? Swarm = null);
+internal sealed record BenchReport(DateTimeOffset StartedAt, HostInfo Host, string Home, BuildSuiteResult? Build, WorkspaceSuiteResult? Workspaces, HubSuiteResult? Hub = null, SwarmSuiteResult? Swarm = null, VmSuiteResult? Vm = null);
 
 /// <summary>Tables on stdout (Spectre.Console), or the whole report as JSON.</summary>
 internal static class Report
@@ -87,6 +87,11 @@ internal static class Report
         {
             WriteSwarm(console, swarm);
         }
+
+        if (report.Vm is { } vm)
+        {
+            WriteVm(console, vm);
+        }
     }
 
     private static void WriteSwarm(IAnsiConsole console, SwarmSuiteResult swarm)
@@ -110,6 +115,22 @@ internal static class Report
         foreach (var n in swarm.Notes)
         {
             console.MarkupLine($"[grey]note: {Markup.Escape(n)}[/]");
+        }
+    }
+
+    private static void WriteVm(IAnsiConsole console, VmSuiteResult vm)
+    {
+        var table = new Table().Border(TableBorder.Simple).Title($"VM disks and the qemu backend ({Markup.Escape(vm.Accelerator)})")
+            .AddColumns("step", "seconds", "detail", "note");
+        foreach (var r in vm.Rows)
+        {
+            table.AddRow(Markup.Escape(r.Step), r.Seconds is { } s ? s.ToString("0.0", CultureInfo.InvariantCulture) : "-", Markup.Escape(r.Detail), Markup.Escape(r.Note ?? ""));
+        }
+
+        console.Write(table);
+        foreach (var note in vm.Notes)
+        {
+            console.MarkupLine($"[yellow]note:[/] {Markup.Escape(note)}");
         }
     }
 

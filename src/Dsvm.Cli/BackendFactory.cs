@@ -4,6 +4,7 @@ using Dsvm.Core.Workspaces;
 using Dsvm.Docker;
 using Dsvm.Images;
 using Dsvm.Kubernetes;
+using Dsvm.Qemu;
 using Dsvm.Swarm;
 
 namespace Dsvm.Cli;
@@ -46,7 +47,7 @@ public static class BackendFactory
     private static readonly Dictionary<string, string[]> Keys = new(StringComparer.Ordinal)
     {
         ["docker"] = ["endpoint", "bind-address"],
-        ["qemu"] = [],
+        ["qemu"] = ["accelerator", "home-size", "bind-address", "start-timeout", "state-folder"],
         ["swarm"] = ["manager", "registry", "push-registry", "local-engine", "node-engines", "gpu-resource", "constraints", "max-restarts"],
         ["kubernetes"] =
         [
@@ -64,6 +65,9 @@ public static class BackendFactory
             case "docker":
                 var docker = Docker(section);
                 return () => new DockerWorkspaceBackend(docker, gpus);
+            case "qemu":
+                var qemu = Qemu(section);
+                return () => new QemuWorkspaceBackend(qemu, paths, images);
             case "swarm":
                 var swarm = Checked(section, () => new SwarmWorkspaceBackend(Swarm(section)));
                 return () => swarm;
@@ -84,6 +88,33 @@ public static class BackendFactory
         }
 
         return s.Get("bind-address") is { } bind ? options with { BindAddress = bind } : options;
+    }
+
+    private static QemuBackendOptions Qemu(BackendSection s)
+    {
+        var o = new QemuBackendOptions();
+        var accel = s.Get("accelerator") ?? o.Accelerator;
+        if (accel is not ("auto" or "kvm" or "tcg"))
+        {
+            throw new SpecValidationException([s.Error("accelerator", $"'{accel}' is not an accelerator (auto, kvm, tcg)")]);
+        }
+
+        var timeout = o.StartTimeout;
+        if (s.Get("start-timeout") is { } t)
+        {
+            timeout = int.TryParse(t, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var secs) && secs is > 0 and <= 7200
+                ? TimeSpan.FromSeconds(secs)
+                : throw new SpecValidationException([s.Error("start-timeout", $"'{t}' is not a number of seconds (1-7200)")]);
+        }
+
+        return o with
+        {
+            Accelerator = accel,
+            HomeSize = s.Get("home-size") ?? o.HomeSize,
+            BindAddress = s.Get("bind-address") ?? o.BindAddress,
+            StartTimeout = timeout,
+            StateFolder = s.Get("state-folder"),
+        };
     }
 
     private static SwarmBackendOptions Swarm(BackendSection s)

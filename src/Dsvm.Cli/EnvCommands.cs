@@ -3,6 +3,7 @@ using Dsvm.Core;
 using Dsvm.Core.Checks;
 using Dsvm.Core.Locks;
 using Dsvm.Images;
+using Dsvm.Images.Vm;
 using Spectre.Console;
 
 namespace Dsvm.Cli;
@@ -20,6 +21,7 @@ public static class EnvCommands
         env.Subcommands.Add(Inspect());
         env.Subcommands.Add(List());
         env.Subcommands.Add(Toolsets());
+        env.Subcommands.Add(Export());
         return env;
     }
 
@@ -275,6 +277,44 @@ public static class EnvCommands
 
             AnsiConsole.Console.Write(table);
             return Task.FromResult(ExitCodes.Ok);
+        }, ct));
+        return cmd;
+    }
+
+    private static Command Export()
+    {
+        var arg = new Argument<string>("env") { Description = "Environment name (its :latest image) or image", DefaultValueFactory = _ => EnvironmentLocator.Default };
+        var format = Output.FormatOption();
+        var diskFormat = new Option<string>("--format") { Description = "Disk format: qcow2 or raw", DefaultValueFactory = _ => "qcow2" };
+        diskFormat.AcceptOnlyFromAmong("qcow2", "raw");
+        // Not --output: that is the text|json option of every command.
+        var output = new Option<string?>("--file", "-f") { Description = "Disk file to write (default: DATA/disks/ENV-TAG.FORMAT)" };
+        var cmd = new Command("export", "Turn a built environment image into a bootable VM disk (kernel, systemd, Jupyter on boot)") { arg, diskFormat, output, format };
+        cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
+        {
+            var s = new ImageServices(DsvmPaths.FromEnvironment());
+            var exporter = new DiskExporter(s.Docker, s.Paths);
+            var image = EnvironmentLocator.ImageFor(p.GetValue(arg)!);
+            var options = new DiskExportOptions
+            {
+                Format = p.GetValue(diskFormat) == "raw" ? DiskFormat.Raw : DiskFormat.Qcow2,
+                Output = p.GetValue(output) is { Length: > 0 } o ? Path.GetFullPath(o) : null,
+            };
+            var json = Output.IsJson(p, format);
+            var disk = await Output.WithProgressAsync(json, $"exporting {image}", say => exporter.ExportAsync(image, options, say, ct));
+            if (json)
+            {
+                Output.WriteJson(disk);
+            }
+            else
+            {
+                AnsiConsole.Console.MarkupLine(
+                    $"[green]✓[/] {Markup.Escape(disk.Path)} ({disk.Format.ToString().ToLowerInvariant()}, {Output.Size(disk.FileBytes)} on disk, "
+                    + $"{Output.Size(disk.VirtualBytes)} virtual, kernel {Markup.Escape(disk.Kernel)}) in {disk.Seconds:F0} s");
+                AnsiConsole.Console.WriteLine("boot it: see docs/vm.md (config drive labelled CIDATA with dsvm.conf; Jupyter on port 8888)");
+            }
+
+            return ExitCodes.Ok;
         }, ct));
         return cmd;
     }

@@ -101,6 +101,9 @@ public interface IWorkspaceBackend
     /// <summary>Whether workspaces run on this machine (so its GPUs count); false for clusters (Swarm, Kubernetes).</summary>
     bool RunsOnThisHost => true;
 
+    /// <summary>The least time a start on this backend needs (VMs boot slowly); the manager waits at least this long.</summary>
+    TimeSpan? MinimumStartTimeout => null;
+
     Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct);
 
     Task StopAsync(WorkspaceHandle handle, CancellationToken ct);

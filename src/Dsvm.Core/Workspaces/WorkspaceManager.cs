@@ -320,8 +320,9 @@ public sealed class WorkspaceManager(
         await store.SaveAsync(workspace, ct);
         progress?.Report(new WorkspaceProgress($"starting {workspace.Name} ({size.Name}: {size.Vcpus:0.##} vCPU, {size.MemoryGiB:0.##} GiB{(gpu.UseGpu ? $", {size.Gpus} GPU" : "")})"));
 
+        var startTimeout = backend.MinimumStartTimeout is { } least && least > _options.StartTimeout ? least : _options.StartTimeout;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(_options.StartTimeout);
+        timeout.CancelAfter(startTimeout);
         WorkspaceLaunch? launch = null;
         try
         {
@@ -371,7 +372,7 @@ public sealed class WorkspaceManager(
 
             var logs = launch is null ? "" : await SafeLogsAsync(backend, launch.Handle);
             var message = reason == WorkspaceFailure.Timeout
-                ? $"workspace '{workspace.Name}' did not answer within {_options.StartTimeout.TotalSeconds:0} s"
+                ? $"workspace '{workspace.Name}' did not answer within {startTimeout.TotalSeconds:0} s"
                 : $"workspace '{workspace.Name}' failed to start: {ex.Message}";
             if (logs.Length > 0)
             {
