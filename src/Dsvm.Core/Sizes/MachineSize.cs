@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Serialization;
 using Dsvm.Core.Specs;
-using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
 namespace Dsvm.Core.Sizes;
@@ -103,22 +102,7 @@ public sealed class SizeCatalog
         var errors = new List<SpecError>();
         void Err(YamlNode n, string path, string msg) => errors.Add(new SpecError(file, (int)n.Start.Line, (int)n.Start.Column, path, msg));
 
-        YamlMappingNode root;
-        try
-        {
-            var stream = new YamlStream();
-            stream.Load(new StringReader(text));
-            if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode m)
-            {
-                throw new SpecValidationException([new SpecError(file, 1, 1, "", "expected a mapping of size names to {vcpus, memory, gpus, class}")]);
-            }
-
-            root = m;
-        }
-        catch (YamlException ex)
-        {
-            throw new SpecValidationException([new SpecError(file, (int)ex.Start.Line, (int)ex.Start.Column, "", $"not valid YAML: {ex.InnerException?.Message ?? ex.Message}")]);
-        }
+        var root = SpecYaml.LoadMapping(text, file, "expected a mapping of size names to {vcpus, memory, gpus, class}");
 
         var result = new List<MachineSize>();
         foreach (var (keyNode, valueNode) in root.Children)

@@ -1,6 +1,5 @@
 using Dsvm.Core.Sizes;
 using Dsvm.Core.Specs;
-using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
 namespace Dsvm.Core.Workspaces;
@@ -72,23 +71,7 @@ public sealed record BackendConfig
         var errors = new List<SpecError>();
         void Err(YamlNode n, string path, string msg) => errors.Add(new SpecError(file, (int)n.Start.Line, (int)n.Start.Column, path, msg));
 
-        YamlMappingNode root;
-        try
-        {
-            var stream = new YamlStream();
-            stream.Load(new StringReader(text));
-            if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode m)
-            {
-                throw new SpecValidationException([new SpecError(file, 1, 1, "", "expected a mapping with default, backends and routes")]);
-            }
-
-            root = m;
-        }
-        catch (YamlException ex)
-        {
-            throw new SpecValidationException([new SpecError(file, (int)ex.Start.Line, (int)ex.Start.Column, "", $"not valid YAML: {ex.InnerException?.Message ?? ex.Message}")]);
-        }
-
+        var root = SpecYaml.LoadMapping(text, file, "expected a mapping with default, backends and routes");
         UnknownKeys(root, "", TopKeys, Err);
         var sections = new List<BackendSection>();
         if (Child(root, "backends") is { } backendsNode)
