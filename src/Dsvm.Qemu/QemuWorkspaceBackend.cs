@@ -428,7 +428,13 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
         var version = await Cli.Wrap(QemuPath()).WithArguments(["--version"]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(ct);
         var (_, detail) = await AcceleratorAsync(ct);
         var first = version.StandardOutput.Split('\n')[0].Replace("QEMU emulator version ", "qemu ", StringComparison.Ordinal).Trim();
-        return new BackendHealth(true, $"{first}, {detail}", HostCapacityNow());
+        var running = 0;
+        await foreach (var vm in ListManagedAsync(ct))
+        {
+            running += vm.Running ? 1 : 0;
+        }
+
+        return new BackendHealth(true, $"{first}, {detail}, {running} VM(s) running", HostCapacityNow());
     }
 
     private string QemuPath() => HostTools.Find(_options.QemuBinary) ?? throw new EnvironmentNotReadyException(HostTools.Missing([_options.QemuBinary])!);
