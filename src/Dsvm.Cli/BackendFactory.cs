@@ -1,4 +1,5 @@
 using Dsvm.Core;
+using Dsvm.Core.Sizes;
 using Dsvm.Core.Specs;
 using Dsvm.Core.Workspaces;
 using Dsvm.Docker;
@@ -10,14 +11,22 @@ using Dsvm.Swarm;
 namespace Dsvm.Cli;
 
 /// <summary>
-/// Turns the sections of <c>backends.yaml</c> into backends. Each type's settings are checked here, with the line
-/// and key of anything wrong, when the backend is first used.
+/// Turns the sections of <c>backends.yaml</c> into backends. Every section's settings are checked when the file is
+/// read, with the line and key of anything wrong; the backends themselves connect on first use.
 /// </summary>
 public static class BackendFactory
 {
     /// <summary>The configured backends: <c>DSVM_BACKENDS</c> or <c>backends.yaml</c> in the data folder, else the built-in ones.</summary>
     public static BackendConfig LoadConfig(DsvmPaths paths) =>
         BackendConfig.Load(Environment.GetEnvironmentVariable("DSVM_BACKENDS") is { Length: > 0 } f ? f : Path.Combine(paths.Data, BackendConfig.FileName));
+
+    /// <summary>The configuration, checked against the sizes, and its backends: what the CLI and the hub both run on.</summary>
+    public static (BackendConfig Config, WorkspaceBackends Backends) Load(DsvmPaths paths, SizeCatalog sizes, IGpuDetector gpus, ImageServices images)
+    {
+        var config = LoadConfig(paths);
+        config.CheckSizes(sizes);
+        return (config, Create(config, paths, gpus, images));
+    }
 
     /// <summary>
     /// Checks every section's settings now (all problems at once) and returns the backends, each connected on
@@ -71,11 +80,10 @@ public static class BackendFactory
             case "swarm":
                 var swarm = Checked(section, () => new SwarmWorkspaceBackend(Swarm(section)));
                 return () => swarm;
-            case "kubernetes":
+            default:
+                // BackendConfig accepts only the four types.
                 var kubernetes = Checked(section, () => new KubernetesWorkspaceBackend(Kubernetes(section)));
                 return () => kubernetes;
-            default:
-                return () => throw new UsageException($"backend type '{section.Type}' is not available in this build");
         }
     }
 
@@ -99,20 +107,12 @@ public static class BackendFactory
             throw new SpecValidationException([s.Error("accelerator", $"'{accel}' is not an accelerator (auto, kvm, tcg)")]);
         }
 
-        var timeout = o.StartTimeout;
-        if (s.Get("start-timeout") is { } t)
-        {
-            timeout = int.TryParse(t, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var secs) && secs is > 0 and <= 7200
-                ? TimeSpan.FromSeconds(secs)
-                : throw new SpecValidationException([s.Error("start-timeout", $"'{t}' is not a number of seconds (1-7200)")]);
-        }
-
         return o with
         {
             Accelerator = accel,
             HomeSize = s.Get("home-size") ?? o.HomeSize,
             BindAddress = s.Get("bind-address") ?? o.BindAddress,
-            StartTimeout = timeout,
+            StartTimeout = Number(s, "start-timeout", 1, 7200, "seconds") is { } secs ? TimeSpan.FromSeconds(secs) : o.StartTimeout,
             StateFolder = s.Get("state-folder"),
         };
     }
@@ -131,12 +131,6 @@ public static class BackendFactory
             engines[node] = Uri(s, "node-engines", endpoint);
         }
 
-        var restarts = o.MaxRestarts;
-        if (s.Get("max-restarts") is { } r && (!int.TryParse(r, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out restarts) || restarts > 100))
-        {
-            throw new SpecValidationException([s.Error("max-restarts", $"'{r}' is not a number of restarts (0-100)")]);
-        }
-
         return o with
         {
             Registry = s.Get("registry"),
@@ -145,7 +139,7 @@ public static class BackendFactory
             NodeEngines = engines,
             GpuResource = s.Get("gpu-resource") ?? o.GpuResource,
             Constraints = (s.Get("constraints") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-            MaxRestarts = restarts,
+            MaxRestarts = Number(s, "max-restarts", 0, 100, "restarts") ?? o.MaxRestarts,
         };
     }
 
@@ -195,6 +189,14 @@ public static class BackendFactory
         return result;
     }
 
+    /// <summary>A whole number in [min, max], or null when the setting is absent.</summary>
+    private static int? Number(BackendSection s, string key, int min, int max, string what) =>
+        s.Get(key) is not { } text
+            ? null
+            : int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
+                ? n
+                : throw new SpecValidationException([s.Error(key, $"'{text}' is not a number of {what} ({min}-{max})")]);
+
     private static string ExpandHome(string path) =>
         path.StartsWith("~/", StringComparison.Ordinal) ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), path[2..]) : path;
 
@@ -220,8 +222,7 @@ public static class BackendFactory
     {
         var allowed = Keys[section.Type];
         var errors = section.Settings.Keys.Where(k => !allowed.Contains(k))
-            .Select(k => section.Error(k, $"unknown setting '{k}' for a {section.Type} backend{SpecLoader.Suggest(k, allowed)}" +
-                (allowed.Length == 0 ? " (it takes none)" : $" (allowed: {string.Join(", ", allowed)})")))
+            .Select(k => section.Error(k, $"unknown setting '{k}' for a {section.Type} backend{SpecLoader.Suggest(k, allowed)} (allowed: {string.Join(", ", allowed)})"))
             .ToList();
         if (errors.Count > 0)
         {

@@ -42,10 +42,8 @@ public static class HubCommands
                 AdminAccess = p.GetValue(adminAccess) || configured.AdminAccess,
                 IdleTimeout = p.GetValue(idle) is { } minutes ? TimeSpan.FromMinutes(minutes) : configured.IdleTimeout,
             };
-            var sizes = SizeCatalog.Load(Environment.GetEnvironmentVariable("DSVM_SIZES") is { Length: > 0 } f ? f : Path.Combine(paths.Data, SizeCatalog.FileName));
-            var backendConfig = BackendFactory.LoadConfig(paths);
-            backendConfig.CheckSizes(sizes);
-            var backends = BackendFactory.Create(backendConfig, paths, gpus, images);
+            var sizes = WorkspaceServices.LoadSizes(paths);
+            var (_, backends) = BackendFactory.Load(paths, sizes, gpus, images);
             var state = HubDatabase.Open(HubDatabase.Configured(p.GetValue(database)), paths);
             var app = HubHost.Build(options, new HubDependencies
             {

@@ -416,7 +416,7 @@ public static class WorkspaceCommands
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
             var s = new WorkspaceServices();
-            if (s.BackendConfig.Backends.First(b => b.Name == s.Backends.DefaultName).Type == "docker")
+            if (s.BackendConfig.TypeOf(s.Backends.DefaultName) == "docker")
             {
                 await s.Images.Docker.EnsureEngineAsync(ct);
             }

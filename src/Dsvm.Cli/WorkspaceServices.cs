@@ -22,15 +22,17 @@ public sealed class WorkspaceServices
         var paths = DsvmPaths.FromEnvironment();
         Images = new ImageServices(paths);
         Store = new SqliteWorkspaceStore(paths.Database);
-        Sizes = SizeCatalog.Load(Environment.GetEnvironmentVariable("DSVM_SIZES") is { Length: > 0 } f ? f : Path.Combine(paths.Data, SizeCatalog.FileName));
+        Sizes = LoadSizes(paths);
         Gpus = new NvidiaGpuDetector();
-        BackendConfig = BackendFactory.LoadConfig(paths);
-        BackendConfig.CheckSizes(Sizes);
-        Backends = BackendFactory.Create(BackendConfig, paths, Gpus, Images);
+        (BackendConfig, Backends) = BackendFactory.Load(paths, Sizes, Gpus, Images);
         var timeout = Environment.GetEnvironmentVariable("DSVM_START_TIMEOUT") is { Length: > 0 } t && int.TryParse(t, out var secs) ? secs : 120;
         Manager = new WorkspaceManager(Backends, Store, Sizes, Gpus, new HttpReadinessProbe(), paths, TimeProvider.System,
             new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(timeout) });
     }
+
+    /// <summary>The sizes: defaults plus <c>DSVM_SIZES</c> or <c>sizes.yaml</c> in the data folder.</summary>
+    public static SizeCatalog LoadSizes(DsvmPaths paths) =>
+        SizeCatalog.Load(Environment.GetEnvironmentVariable("DSVM_SIZES") is { Length: > 0 } f ? f : Path.Combine(paths.Data, SizeCatalog.FileName));
 
     public ImageServices Images { get; }
     public SqliteWorkspaceStore Store { get; }
@@ -46,7 +48,7 @@ public sealed class WorkspaceServices
     /// <summary>Commands that talk to the engine directly (exec, logs -f) work for the local Docker backend only.</summary>
     public void RequireDockerBackend(Workspace w, string command)
     {
-        if (BackendConfig.Backends.FirstOrDefault(b => b.Name == w.Backend)?.Type != "docker")
+        if (BackendConfig.TypeOf(w.Backend) != "docker")
         {
             throw new UsageException($"`dsvm {command}` works for workspaces on the local Docker engine; '{w.Name}' runs on backend '{w.Backend}'");
         }

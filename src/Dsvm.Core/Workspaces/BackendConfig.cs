@@ -192,6 +192,9 @@ public sealed record BackendConfig
         return new BackendConfig { Default = defaultName, Backends = sections, SizeRoutes = sizeRoutes, ClassRoutes = classRoutes };
     }
 
+    /// <summary>The type of a configured backend, or null when there is none of that name.</summary>
+    public string? TypeOf(string name) => Backends.FirstOrDefault(b => b.Name == name)?.Type;
+
     /// <summary>Size routes must name sizes that exist (checked once the catalog is known).</summary>
     public void CheckSizes(SizeCatalog sizes)
     {
@@ -233,8 +236,4 @@ public sealed record BackendConfig
             err(k, prefix + k.Value, $"unknown key '{k.Value}'{SpecLoader.Suggest(k.Value ?? "", allowed)} (allowed: {string.Join(", ", allowed)})");
         }
     }
-
-    /// <summary>The routing part, for <see cref="WorkspaceBackends"/>.</summary>
-    public WorkspaceBackends CreateBackends(Func<BackendSection, IWorkspaceBackend> factory) =>
-        new(Backends.ToDictionary(b => b.Name, b => (Func<IWorkspaceBackend>)(() => factory(b)), StringComparer.Ordinal), Default, SizeRoutes, ClassRoutes);
 }

@@ -74,9 +74,9 @@ public sealed class WorkspaceManager(
         await store.FindAsync(owner, name, ct) ?? throw new NotFoundException($"no workspace '{name}' (see `dsvm ls`)");
 
     /// <summary>Throws the error a start would meet on GPU policy or capacity, before anything is recorded or started.</summary>
-    public async Task CheckStartableAsync(string environment, GpuMode gpuMode, MachineSize size, CancellationToken ct, string? backend = null)
+    public async Task CheckStartableAsync(string environment, GpuMode gpuMode, MachineSize size, CancellationToken ct)
     {
-        var host = await CapacityAsync(backends.Get(backends.Select(backend, size)), ct);
+        var host = await CapacityAsync(backends.Get(backends.RouteOf(size)), ct);
         GpuPolicy.Decide(environment, gpuMode, size, host.Gpus);
         CheckCapacity(size, host, gpuMode);
     }
