@@ -28,7 +28,11 @@ public sealed class SpecValidationException : DsvmException
     private static string FormatMessage(IReadOnlyList<SpecError> errors) =>
         errors.Count == 1
             ? errors[0].ToString()
-            : $"{errors.Count} problems:{Environment.NewLine}" + string.Join(Environment.NewLine, errors.Select(e => "  " + e));
+            : $"{errors.Count} problems:{Environment.NewLine}" + string.Join(Environment.NewLine, errors.Take(MaxListed).Select(e => "  " + e))
+                + (errors.Count > MaxListed ? $"{Environment.NewLine}  … and {errors.Count - MaxListed} more" : "");
+
+    /// <summary>The problems the message lists (all stay in <see cref="Errors"/>).</summary>
+    public const int MaxListed = 50;
 }
 
 /// <summary>Resolving packages to a lock failed, or a lock cannot be honoured.</summary>

@@ -186,7 +186,7 @@ public sealed class SizeCatalogTests
         Assert.Contains("required", byPath["no-vcpus.vcpus"].Message, StringComparison.Ordinal);
 
         Assert.Equal(11, byPath["negative.vcpus"].Line);
-        Assert.Contains("greater than 0", byPath["negative.vcpus"].Message, StringComparison.Ordinal);
+        Assert.Contains("a number of vCPUs from 0.01 to 1024", byPath["negative.vcpus"].Message, StringComparison.Ordinal);
 
         Assert.Equal(16, byPath["bad-class.class"].Line);
         Assert.Contains("'huge' is not a size class", byPath["bad-class.class"].Message, StringComparison.Ordinal);

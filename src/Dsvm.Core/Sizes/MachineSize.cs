@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Serialization;
+using System.Text.RegularExpressions;
 using Dsvm.Core.Specs;
 using YamlDotNet.RepresentationModel;
 
@@ -24,7 +25,7 @@ public sealed record MachineSize(string Name, double Vcpus, double MemoryGiB, in
 public sealed record HostCapacity(int Cpus, long MemoryBytes, int Gpus);
 
 /// <summary>The default sizes plus a user's <c>sizes.yaml</c> (same names replace defaults).</summary>
-public sealed class SizeCatalog
+public sealed partial class SizeCatalog
 {
     public const string DefaultSize = "medium";
     public const string FileName = "sizes.yaml";
@@ -82,7 +83,7 @@ public sealed class SizeCatalog
         var sizes = Defaults.ToDictionary(s => s.Name, StringComparer.Ordinal);
         if (userFile is not null && File.Exists(userFile))
         {
-            foreach (var s in Parse(File.ReadAllText(userFile), userFile))
+            foreach (var s in Parse(SpecYaml.ReadFile(userFile), userFile))
             {
                 sizes[s.Name] = s;
             }
@@ -130,15 +131,19 @@ public sealed class SizeCatalog
             var ok = true;
             double vcpus = 0, memory = 0;
             var gpus = 0;
-            if (!double.TryParse(Get("vcpus"), NumberStyles.Float, CultureInfo.InvariantCulture, out vcpus) || vcpus <= 0 || vcpus > 1024)
+            if (ParseDecimal(Get("vcpus")) is not { } v || v < MinVcpus || v > MaxVcpus)
             {
-                Err(NodeOf("vcpus"), $"{name}.vcpus", "required: a number of vCPUs greater than 0 (e.g. 2 or 0.5)");
+                Err(NodeOf("vcpus"), $"{name}.vcpus", $"required: a number of vCPUs from {MinVcpus} to {MaxVcpus} (e.g. 2 or 0.5)");
                 ok = false;
+            }
+            else
+            {
+                vcpus = v;
             }
 
             if (ParseMemory(Get("memory")) is not { } mem)
             {
-                Err(NodeOf("memory"), $"{name}.memory", "required: memory in GiB (e.g. 16, \"16Gi\" or \"512Mi\")");
+                Err(NodeOf("memory"), $"{name}.memory", $"required: memory in GiB (e.g. 16, \"16Gi\" or \"512Mi\"), from 64Mi to {MaxMemoryGiB}Gi");
                 ok = false;
             }
             else
@@ -181,26 +186,40 @@ public sealed class SizeCatalog
         return result;
     }
 
-    /// <summary>GiB from "16", "16Gi", "16G", "512Mi".</summary>
+    public const double MinVcpus = 0.01;
+    public const double MaxVcpus = 1024;
+    public const double MinMemoryGiB = 1.0 / 16;
+    public const double MaxMemoryGiB = 16 * 1024;
+
+    /// <summary>
+    /// GiB from "16", "16Gi", "16G", "512Mi", "512M", "1Ti", "1T", from 64 MiB to 16 TiB; null for anything else
+    /// (exponents, NaN, Infinity, signs and repeated units included).
+    /// </summary>
     internal static double? ParseMemory(string? text)
     {
-        if (string.IsNullOrWhiteSpace(text))
+        if (text is null || MemoryPattern().Match(text.Trim()) is not { Success: true } m || ParseDecimal(m.Groups[1].Value) is not { } v)
         {
             return null;
         }
 
-        var t = text.Trim();
-        var factor = 1.0;
-        if (t.EndsWith("Mi", StringComparison.Ordinal) || t.EndsWith('M'))
+        var gib = m.Groups[2].Value switch
         {
-            factor = 1.0 / 1024;
-            t = t.TrimEnd('i').TrimEnd('M');
-        }
-        else if (t.EndsWith("Gi", StringComparison.Ordinal) || t.EndsWith('G'))
-        {
-            t = t.TrimEnd('i').TrimEnd('G');
-        }
-
-        return double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v > 0 ? v * factor : null;
+            "Mi" or "M" => v / 1024,
+            "Ti" or "T" => v * 1024,
+            _ => v,
+        };
+        return gib is >= MinMemoryGiB and <= MaxMemoryGiB ? gib : null;
     }
+
+    /// <summary>A plain decimal ("2", "0.5"): no exponent, sign, NaN or Infinity, so the value is always finite.</summary>
+    internal static double? ParseDecimal(string? text) =>
+        text is not null && DecimalPattern().IsMatch(text.Trim())
+            ? double.Parse(text.Trim(), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture)
+            : null;
+
+    [GeneratedRegex(@"^([0-9]{1,9}(?:\.[0-9]{1,9})?)\s*(Gi|G|Mi|M|Ti|T)?$")]
+    private static partial Regex MemoryPattern();
+
+    [GeneratedRegex(@"^[0-9]{1,9}(?:\.[0-9]{1,9})?$")]
+    private static partial Regex DecimalPattern();
 }

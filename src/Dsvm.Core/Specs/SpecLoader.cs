@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
-using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
 namespace Dsvm.Core.Specs;
@@ -32,8 +31,7 @@ public static partial class SpecLoader
                     : $"{path}: no such environment folder or spec file");
         }
 
-        var bytes = File.ReadAllBytes(file);
-        var text = System.Text.Encoding.UTF8.GetString(bytes);
+        var text = SpecYaml.ReadFile(file);
         return Parse(text, file, Path.GetDirectoryName(Path.GetFullPath(file))!, catalog);
     }
 
@@ -42,31 +40,19 @@ public static partial class SpecLoader
     {
         var ctx = new Context(file);
         YamlMappingNode? root = null;
-        try
+        var stream = SpecYaml.Load(text, file);
+        if (stream.Documents.Count == 0)
         {
-            var stream = new YamlStream();
-            stream.Load(new StringReader(text));
-            if (stream.Documents.Count == 0)
-            {
-                throw new SpecValidationException([new SpecError(file, 1, 1, "", "the file is empty")]);
-            }
-
-            if (stream.Documents.Count > 1)
-            {
-                var second = stream.Documents[1].RootNode;
-                ctx.Add(second, "", "only one YAML document is allowed");
-            }
-
-            root = ctx.Mapping(stream.Documents[0].RootNode, "");
+            throw new SpecValidationException([new SpecError(file, 1, 1, "", "the file is empty")]);
         }
-        catch (YamlException ex)
+
+        if (stream.Documents.Count > 1)
         {
-            var reason = ex.InnerException?.Message ?? ex.Message;
-            // YamlDotNet prefixes the location; keep the plain reason.
-            reason = LocationPrefix().Replace(reason, "");
-            throw new SpecValidationException(
-                [new SpecError(file, (int)ex.Start.Line, (int)ex.Start.Column, "", $"not valid YAML: {reason}")]);
+            var second = stream.Documents[1].RootNode;
+            ctx.Add(second, "", "only one YAML document is allowed");
         }
+
+        root = ctx.Mapping(stream.Documents[0].RootNode, "");
 
         if (root is null)
         {
@@ -331,6 +317,7 @@ public static partial class SpecLoader
         Context ctx, YamlMappingNode root, IReadOnlyList<string> toolsets, GpuMode gpu, ToolsetCatalog catalog)
     {
         var known = toolsets.Where(catalog.Contains).ToHashSet(StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < toolsets.Count; i++)
         {
             var name = toolsets[i];
@@ -340,7 +327,7 @@ public static partial class SpecLoader
                 continue;
             }
 
-            if (toolsets.Take(i).Contains(name))
+            if (!seen.Add(name))
             {
                 ctx.AddPath(path, $"toolset '{name}' is listed twice");
                 continue;
@@ -378,10 +365,11 @@ public static partial class SpecLoader
 
     private static void ValidatePackagesUnique(Context ctx, IReadOnlyList<string> packages)
     {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < packages.Count; i++)
         {
             // Empty entries stand for invalid items, which are reported already.
-            if (packages[i].Length > 0 && packages.Take(i).Contains(packages[i]))
+            if (packages[i].Length > 0 && !seen.Add(packages[i]))
             {
                 ctx.AddPath($"packages[{i}]", $"package '{packages[i]}' is listed twice");
             }
@@ -442,7 +430,14 @@ public static partial class SpecLoader
     /// <summary>" (did you mean 'x'?)" when a known name is within two edits.</summary>
     public static string Suggest(string value, IEnumerable<string> known)
     {
-        var best = known.Select(k => (k, d: Distance(value, k))).Where(x => x.d <= 2).OrderBy(x => x.d).FirstOrDefault();
+        // Bounded work: long values and long lists of names (an attacker's file) get no suggestion.
+        if (value.Length > 64)
+        {
+            return "";
+        }
+
+        var best = known.Take(256).Where(k => Math.Abs(k.Length - value.Length) <= 2)
+            .Select(k => (k, d: Distance(value, k))).Where(x => x.d <= 2).OrderBy(x => x.d).FirstOrDefault();
         return best.k is null ? "" : $" (did you mean '{best.k}'?)";
     }
 
@@ -462,9 +457,6 @@ public static partial class SpecLoader
 
         return d[a.Length, b.Length];
     }
-
-    [GeneratedRegex(@"^\(Line: \d+, Col: \d+, Idx: \d+\) - \(Line: \d+, Col: \d+, Idx: \d+\): ")]
-    private static partial Regex LocationPrefix();
 
     [GeneratedRegex("^[a-z][a-z0-9-]{0,62}$")]
     public static partial Regex NamePattern();

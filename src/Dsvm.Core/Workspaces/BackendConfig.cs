@@ -48,6 +48,9 @@ public sealed record BackendConfig
 
     public IReadOnlyDictionary<SizeClass, string> ClassRoutes { get; init; } = new Dictionary<SizeClass, string>();
 
+    /// <summary>Where each size route is written (file, line, column, key path), for errors found once the sizes are known.</summary>
+    public IReadOnlyDictionary<string, SpecError> SizeRouteLocations { get; init; } = new Dictionary<string, SpecError>();
+
     /// <summary>The built-in configuration: the local engine, and qemu VMs by name.</summary>
     public static BackendConfig BuiltIn { get; } = new()
     {
@@ -60,7 +63,7 @@ public sealed record BackendConfig
 
     /// <summary>The user's file when it exists, else <see cref="BuiltIn"/>.</summary>
     public static BackendConfig Load(string? file) =>
-        file is not null && File.Exists(file) ? Parse(File.ReadAllText(file), file) : BuiltIn;
+        file is not null && File.Exists(file) ? Parse(SpecYaml.ReadFile(file), file) : BuiltIn;
 
     private static readonly string[] TopKeys = ["default", "backends", "routes"];
     private static readonly string[] RouteKeys = ["sizes", "classes"];
@@ -133,12 +136,14 @@ public sealed record BackendConfig
         }
 
         var names = sections.Select(s => s.Name).ToList();
+        var known = names.ToHashSet(StringComparer.Ordinal);
+        var listed = string.Join(", ", names.Take(20)) + (names.Count > 20 ? ", …" : "");
         string? Route(YamlNode node, string path)
         {
             var value = (node as YamlScalarNode)?.Value;
-            if (value is null || !names.Contains(value))
+            if (value is null || !known.Contains(value))
             {
-                Err(node, path, $"'{value}' is not a configured backend{SpecLoader.Suggest(value ?? "", names)} (configured: {string.Join(", ", names)})");
+                Err(node, path, $"'{value}' is not a configured backend{SpecLoader.Suggest(value ?? "", names)} (configured: {listed})");
                 return null;
             }
 
@@ -152,6 +157,7 @@ public sealed record BackendConfig
         }
 
         var sizeRoutes = new Dictionary<string, string>(StringComparer.Ordinal);
+        var sizeRouteAt = new Dictionary<string, SpecError>(StringComparer.Ordinal);
         var classRoutes = new Dictionary<SizeClass, string>();
         if (Child(root, "routes") is { } routesNode)
         {
@@ -167,6 +173,7 @@ public sealed record BackendConfig
                     if (Route(v, $"routes.sizes.{k.Value}") is { } b)
                     {
                         sizeRoutes[k.Value ?? ""] = b;
+                        sizeRouteAt[k.Value ?? ""] = new SpecError(file, (int)k.Start.Line, (int)k.Start.Column, $"routes.sizes.{k.Value}", "");
                     }
                 }
 
@@ -189,7 +196,7 @@ public sealed record BackendConfig
             throw new SpecValidationException(errors);
         }
 
-        return new BackendConfig { Default = defaultName, Backends = sections, SizeRoutes = sizeRoutes, ClassRoutes = classRoutes };
+        return new BackendConfig { Default = defaultName, Backends = sections, SizeRoutes = sizeRoutes, ClassRoutes = classRoutes, SizeRouteLocations = sizeRouteAt };
     }
 
     /// <summary>The type of a configured backend, or null when there is none of that name.</summary>
@@ -198,10 +205,15 @@ public sealed record BackendConfig
     /// <summary>Size routes must name sizes that exist (checked once the catalog is known).</summary>
     public void CheckSizes(SizeCatalog sizes)
     {
-        var unknown = SizeRoutes.Keys.Where(s => !sizes.All.Any(m => m.Name == s)).ToList();
+        var names = sizes.All.Select(m => m.Name).ToList();
+        var unknown = SizeRoutes.Keys.Where(s => !sizes.Contains(s)).ToList();
         if (unknown.Count > 0)
         {
-            throw new SpecValidationException([.. unknown.Select(s => new SpecError(Backends[0].File, 0, 0, $"routes.sizes.{s}", $"no size '{s}' (see `dsvm sizes`)"))]);
+            throw new SpecValidationException([.. unknown.Select(s =>
+                (SizeRouteLocations.TryGetValue(s, out var at) ? at : new SpecError(Backends[0].File, 0, 0, $"routes.sizes.{s}", "")) with
+                {
+                    Message = $"no size '{s}'{SpecLoader.Suggest(s, names)} (see `dsvm sizes`)",
+                })]);
         }
     }
 
