@@ -28,14 +28,14 @@ public class EfWorkspaceStore : IWorkspaceStore
 
     private DsvmDbContext Open() => new(_options);
 
-    public async Task<Workspace?> FindAsync(string owner, string name, CancellationToken ct)
+    public virtual async Task<Workspace?> FindAsync(string owner, string name, CancellationToken ct)
     {
         await using var db = Open();
         var e = await db.Workspaces.AsNoTracking().FirstOrDefaultAsync(w => w.Owner == owner && w.Name == name, ct);
         return e is null ? null : ToModel(e);
     }
 
-    public async Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct)
+    public virtual async Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct)
     {
         await using var db = Open();
         var q = db.Workspaces.AsNoTracking();
@@ -52,7 +52,7 @@ public class EfWorkspaceStore : IWorkspaceStore
     /// only where its stored version still matches (<c>UPDATE … WHERE "Version" = @v</c>), so a reader holding an old
     /// copy can neither overwrite newer state nor re-insert a deleted record.
     /// </summary>
-    public async Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct)
+    public virtual async Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct)
     {
         await using var db = Open();
         WorkspaceEntity e;
@@ -120,7 +120,7 @@ public class EfWorkspaceStore : IWorkspaceStore
     }
 
     /// <summary>Deletes the row only at the version read (<c>DELETE … WHERE "Version" = @v</c>); a row already gone is no error.</summary>
-    public async Task DeleteAsync(Workspace workspace, CancellationToken ct)
+    public virtual async Task DeleteAsync(Workspace workspace, CancellationToken ct)
     {
         await using var db = Open();
         var deleted = await db.Workspaces.Where(w => w.Id == workspace.Id && w.Version == workspace.Version).ExecuteDeleteAsync(ct);
