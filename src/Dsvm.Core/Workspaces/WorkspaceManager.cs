@@ -414,7 +414,7 @@ public sealed class WorkspaceManager(
         var backend = BackendOf(w);
         var handle = w.Handle;
         var status = HasHandle(w) ? await backend.GetStatusAsync(handle, ct) : new WorkspaceStatus(false, false, "no handle recorded");
-        if (!status.Running && await scan.FindAsync(w, ct) is { } found && (found.Running || !status.Exists))
+        if (!status.Running && await scan.FindAsync(w, ct) is { Running: true } found)
         {
             // Found by label: a start killed before it wrote the handle, or a handle that names an older object.
             handle = found.Handle;
