@@ -13,9 +13,18 @@ public static class DoctorCommand
     public static Command Create()
     {
         var format = Output.FormatOption();
-        var cmd = new Command("doctor", "Check the engine, versions, GPUs and driver, disk and OpenDSVM's own state") { format };
+        var repair = new Option<bool>("--repair")
+        {
+            Description = "Reconcile every record with the engine, and rebuild missing records (after a corrupt state file was moved aside) from the engine's labels",
+        };
+        var cmd = new Command("doctor", "Check the engine, versions, GPUs and driver, disk and OpenDSVM's own state") { format, repair };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
+            if (p.GetValue(repair))
+            {
+                return await RepairAsync(Output.IsJson(p, format), ct);
+            }
+
             var findings = await RunAsync(ct);
             if (Output.IsJson(p, format))
             {
@@ -35,6 +44,49 @@ public static class DoctorCommand
             return findings.All(f => f.Ok) ? ExitCodes.Ok : ExitCodes.NotReady;
         }, ct));
         return cmd;
+    }
+
+    /// <summary>
+    /// <c>dsvm doctor --repair</c>: rebuilds records of labelled objects that have none (Stopped, new token, running
+    /// servers stopped, homes kept), then applies the repair rules to every record (docs/workspaces.md).
+    /// </summary>
+    private static async Task<int> RepairAsync(bool json, CancellationToken ct)
+    {
+        var s = new WorkspaceServices();
+        var rebuilt = await s.Manager.RebuildFromLabelsAsync(ct);
+        var report = await s.Manager.ReconcileAsync(ct);
+        if (json)
+        {
+            Output.WriteJson(new
+            {
+                rebuilt = rebuilt.Select(w => new { w.Id, w.Owner, w.Name, w.Environment, w.Size, w.HomeVolume }),
+                repaired = report.Repaired,
+                unknown = report.Unknown.Select(u => new { u.Name, u.WorkspaceId, u.Running }),
+            });
+            return ExitCodes.Ok;
+        }
+
+        foreach (var w in rebuilt)
+        {
+            AnsiConsole.Console.MarkupLine($"[green]✓[/] rebuilt {Markup.Escape(w.Owner)}/{Markup.Escape(w.Name)} ({Markup.Escape(w.Environment)}, {Markup.Escape(w.Size)}) from the engine's labels: stopped, home {Markup.Escape(w.HomeVolume)} kept; `dsvm start {Markup.Escape(w.Name)}`");
+        }
+
+        foreach (var r in report.Repaired)
+        {
+            AnsiConsole.Console.MarkupLine($"[green]✓[/] repaired {Markup.Escape(r)}");
+        }
+
+        foreach (var u in report.Unknown)
+        {
+            AnsiConsole.Console.MarkupLine($"[yellow]note:[/] {Markup.Escape(u.Name)} is labelled for workspace {Markup.Escape(u.WorkspaceId)} but has no owner/name labels: left alone");
+        }
+
+        if (rebuilt.Count == 0 && report.Repaired.Count == 0 && report.Unknown.Count == 0)
+        {
+            AnsiConsole.Console.WriteLine("nothing to repair: every record matches the engine");
+        }
+
+        return ExitCodes.Ok;
     }
 
     /// <summary>One finding per configured backend: its own health line and capacity, each within 15 s.</summary>
@@ -113,9 +165,9 @@ public static class DoctorCommand
             var count = (await store.ListAsync(null, ct)).Count;
             findings.Add(new Finding("state", true, $"{paths.Database} ({count} workspace(s))"));
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or Microsoft.Data.Sqlite.SqliteException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or Microsoft.Data.Sqlite.SqliteException or StateFileException)
         {
-            findings.Add(new Finding("state", false, $"{paths.Database}: {ex.Message}"));
+            findings.Add(new Finding("state", false, ex is StateFileException ? ex.Message : $"{paths.Database}: {ex.Message}"));
         }
 
         findings.AddRange(await BackendFindingsAsync(ct));

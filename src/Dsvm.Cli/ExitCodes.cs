@@ -17,6 +17,7 @@ public static class ExitCodes
     public const int Workspace = 9;
     public const int Conflict = 10;
     public const int Forbidden = 11;
+    public const int State = 12;
     public const int Cancelled = 130;
 
     public static int For(DsvmException ex) => ex.Kind switch
@@ -30,6 +31,7 @@ public static class ExitCodes
         "workspace" => Workspace,
         "conflict" => Conflict,
         "forbidden" => Forbidden,
+        "state" => State,
         "usage" => Usage,
         _ => Error,
     };

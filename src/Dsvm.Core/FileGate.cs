@@ -30,5 +30,19 @@ public sealed class FileGate : IAsyncDisposable
         }
     }
 
+    /// <summary>The lock if nobody holds it now (this process included), else null; never waits.</summary>
+    public static FileGate? TryAcquire(string path)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        try
+        {
+            return new FileGate(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
     public ValueTask DisposeAsync() => _stream.DisposeAsync();
 }

@@ -14,6 +14,9 @@ public static class DatabaseMigrations
     /// <summary>Id of the first migration of every context here.</summary>
     public const string InitialMigration = "20261125000000_Initial";
 
+    /// <summary>Id of the migration that adds the workspaces' version column.</summary>
+    public const string WorkspaceVersionMigration = "20261205000000_WorkspaceVersion";
+
     public static void Migrate(DbContext db, string probeTable)
     {
         BaselineEnsureCreated(db, probeTable);

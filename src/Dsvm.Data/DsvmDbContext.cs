@@ -26,6 +26,9 @@ public sealed class WorkspaceEntity
     public DateTimeOffset? StartedAt { get; set; }
     public DateTimeOffset UpdatedAt { get; set; }
     public string BackendState { get; set; } = "{}";
+
+    /// <summary>Optimistic concurrency: every update compares and increments it (see <see cref="EfWorkspaceStore.SaveAsync"/>).</summary>
+    public long Version { get; set; }
 }
 
 public sealed class DsvmDbContext(DbContextOptions<DsvmDbContext> options) : DbContext(options)
@@ -48,6 +51,7 @@ public sealed class DsvmDbContext(DbContextOptions<DsvmDbContext> options) : DbC
         w.HasKey(x => x.Id);
         w.HasIndex(x => new { x.Owner, x.Name }).IsUnique();
         w.Property(x => x.State).HasConversion<string>();
+        w.Property(x => x.Version).IsConcurrencyToken();
         // SQLite cannot order DateTimeOffset; store UTC ticks-compatible strings consistently.
         w.Property(x => x.CreatedAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
         w.Property(x => x.UpdatedAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));

@@ -28,14 +28,14 @@ public class EfWorkspaceStore : IWorkspaceStore
 
     private DsvmDbContext Open() => new(_options);
 
-    public async Task<Workspace?> FindAsync(string owner, string name, CancellationToken ct)
+    public virtual async Task<Workspace?> FindAsync(string owner, string name, CancellationToken ct)
     {
         await using var db = Open();
         var e = await db.Workspaces.AsNoTracking().FirstOrDefaultAsync(w => w.Owner == owner && w.Name == name, ct);
         return e is null ? null : ToModel(e);
     }
 
-    public async Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct)
+    public virtual async Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct)
     {
         await using var db = Open();
         var q = db.Workspaces.AsNoTracking();
@@ -47,14 +47,30 @@ public class EfWorkspaceStore : IWorkspaceStore
         return (await q.ToListAsync(ct)).Select(ToModel).OrderBy(w => w.Owner, StringComparer.Ordinal).ThenBy(w => w.Name, StringComparer.Ordinal).ToList();
     }
 
-    public async Task SaveAsync(Workspace workspace, CancellationToken ct)
+    /// <summary>
+    /// Version 0 inserts (a record with this id or owner/name exists already: stale); any other version updates the row
+    /// only where its stored version still matches (<c>UPDATE … WHERE "Version" = @v</c>), so a reader holding an old
+    /// copy can neither overwrite newer state nor re-insert a deleted record.
+    /// </summary>
+    public virtual async Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct)
     {
         await using var db = Open();
-        var e = await db.Workspaces.FirstOrDefaultAsync(w => w.Id == workspace.Id, ct);
-        if (e is null)
+        WorkspaceEntity e;
+        if (workspace.Version == 0)
         {
-            e = new WorkspaceEntity { Id = workspace.Id };
+            e = new WorkspaceEntity { Id = workspace.Id, Version = 1 };
             db.Workspaces.Add(e);
+        }
+        else
+        {
+            e = await db.Workspaces.FirstOrDefaultAsync(w => w.Id == workspace.Id, ct)
+                ?? throw new StaleWorkspaceException($"workspace '{workspace.Name}' was deleted meanwhile");
+            if (e.Version != workspace.Version)
+            {
+                throw new StaleWorkspaceException($"workspace '{workspace.Name}' was changed meanwhile (version {e.Version}, not {workspace.Version}); try again");
+            }
+
+            e.Version = workspace.Version + 1;
         }
 
         e.Name = workspace.Name;
@@ -76,13 +92,42 @@ public class EfWorkspaceStore : IWorkspaceStore
         e.StartedAt = workspace.StartedAt?.ToUniversalTime();
         e.UpdatedAt = workspace.UpdatedAt;
         e.BackendState = workspace.BackendState;
-        await db.SaveChangesAsync(ct);
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        catch (DbUpdateConcurrencyException)
+        {
+            throw new StaleWorkspaceException($"workspace '{workspace.Name}' was changed or deleted meanwhile; try again");
+        }
+        catch (DbUpdateException) when (workspace.Version == 0)
+        {
+            if (await ExistsAsync(workspace, ct))
+            {
+                throw new StaleWorkspaceException($"workspace '{workspace.Owner}/{workspace.Name}' exists already");
+            }
+
+            throw;
+        }
+
+        return workspace with { Version = e.Version };
     }
 
-    public async Task DeleteAsync(string id, CancellationToken ct)
+    private async Task<bool> ExistsAsync(Workspace workspace, CancellationToken ct)
     {
         await using var db = Open();
-        await db.Workspaces.Where(w => w.Id == id).ExecuteDeleteAsync(ct);
+        return await db.Workspaces.AnyAsync(w => w.Id == workspace.Id || (w.Owner == workspace.Owner && w.Name == workspace.Name), ct);
+    }
+
+    /// <summary>Deletes the row only at the version read (<c>DELETE … WHERE "Version" = @v</c>); a row already gone is no error.</summary>
+    public virtual async Task DeleteAsync(Workspace workspace, CancellationToken ct)
+    {
+        await using var db = Open();
+        var deleted = await db.Workspaces.Where(w => w.Id == workspace.Id && w.Version == workspace.Version).ExecuteDeleteAsync(ct);
+        if (deleted == 0 && await db.Workspaces.AnyAsync(w => w.Id == workspace.Id, ct))
+        {
+            throw new StaleWorkspaceException($"workspace '{workspace.Name}' was changed meanwhile; it was not deleted, try again");
+        }
     }
 
     private static Workspace ToModel(WorkspaceEntity e) => new()
@@ -106,5 +151,6 @@ public class EfWorkspaceStore : IWorkspaceStore
         StartedAt = e.StartedAt,
         UpdatedAt = e.UpdatedAt,
         BackendState = e.BackendState,
+        Version = e.Version,
     };
 }

@@ -1,11 +1,154 @@
+using System.Text.Json;
+using Dsvm.Core;
+using Dsvm.Core.Workspaces;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 
 namespace Dsvm.Data;
 
-/// <summary>Workspace records in SQLite (the embedded default): the file is created 0600, WAL mode, busy timeout.</summary>
-public sealed class SqliteWorkspaceStore(string databaseFile) : EfWorkspaceStore(WorkspaceStores.SqliteOptions<DsvmDbContext>(databaseFile));
+/// <summary>
+/// Workspace records in SQLite (the embedded default): the file is created 0600, WAL mode, busy timeout. A file that
+/// cannot be used becomes a one-line <see cref="StateFileException"/> naming it and what to do; a corrupt one
+/// (garbage, truncated, a table dropped, a value no version wrote) is first moved aside, never deleted.
+/// </summary>
+public sealed class SqliteWorkspaceStore : EfWorkspaceStore
+{
+    private readonly string _file;
+
+    public SqliteWorkspaceStore(string databaseFile)
+        : base(SqliteStateFile.Open(databaseFile)) => _file = databaseFile;
+
+    public override Task<Workspace?> FindAsync(string owner, string name, CancellationToken ct) =>
+        SqliteStateFile.GuardAsync(_file, async () => SqliteStateFile.Checked(_file, await base.FindAsync(owner, name, ct)));
+
+    public override Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct) =>
+        SqliteStateFile.GuardAsync(_file, async () =>
+        {
+            var list = await base.ListAsync(owner, ct);
+            foreach (var w in list)
+            {
+                SqliteStateFile.Checked(_file, w);
+            }
+
+            return list;
+        });
+
+    public override Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct) =>
+        SqliteStateFile.GuardAsync(_file, () => base.SaveAsync(workspace, ct));
+
+    public override Task DeleteAsync(Workspace workspace, CancellationToken ct) =>
+        SqliteStateFile.GuardAsync(_file, async () =>
+        {
+            await base.DeleteAsync(workspace, ct);
+            return true;
+        });
+}
+
+/// <summary>Turns SQLite state-file faults into <see cref="StateFileException"/>s, moving a corrupt file aside.</summary>
+public static class SqliteStateFile
+{
+    /// <summary>The options for <paramref name="file"/>, once it opens and its schema is up to date.</summary>
+    public static DbContextOptions<DsvmDbContext> Open(string file)
+    {
+        try
+        {
+            if (Directory.Exists(file))
+            {
+                throw new StateFileException($"state file {file} is a directory, not a database: move it away (or set DSVM_DATA to another folder)");
+            }
+
+            var options = WorkspaceStores.SqliteOptions<DsvmDbContext>(file);
+            using var db = new DsvmDbContext(options);
+            DatabaseMigrations.Migrate(db, EfWorkspaceStore.ProbeTable);
+            db.Database.ExecuteSqlRaw("PRAGMA journal_mode=WAL;");
+            // A file whose table was dropped or damaged answers here, not at the first command that needs it.
+            _ = db.Workspaces.AsNoTracking().Select(w => w.Id).FirstOrDefault();
+            return options;
+        }
+        catch (Exception ex) when (Translate(file, ex) is { } mapped)
+        {
+            throw mapped;
+        }
+    }
+
+    public static async Task<T> GuardAsync<T>(string file, Func<Task<T>> op)
+    {
+        try
+        {
+            return await op();
+        }
+        catch (Exception ex) when (Translate(file, ex) is { } mapped)
+        {
+            throw mapped;
+        }
+    }
+
+    /// <summary>A record whose backend state is not JSON is corruption too (every reader would fail on it later).</summary>
+    public static Workspace? Checked(string file, Workspace? w)
+    {
+        if (w is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            using var _ = JsonDocument.Parse(w.BackendState);
+            return w;
+        }
+        catch (JsonException ex)
+        {
+            throw Corrupt(file, $"workspace {w.Owner}/{w.Name} has unreadable backend state: {ex.Message}", ex);
+        }
+    }
+
+    /// <summary>Null for errors that are not the file's (conflicts, cancellation).</summary>
+    public static StateFileException? Translate(string file, Exception ex) => ex switch
+    {
+        StateFileException s => s,
+        DsvmException or OperationCanceledException => null,
+        UnauthorizedAccessException => ReadOnly(file, ex),
+        SqliteException { SqliteErrorCode: 8 or 14 or 23 } => ReadOnly(file, ex), // READONLY, CANTOPEN, AUTH
+        SqliteException { SqliteErrorCode: 5 or 6 } => new StateFileException($"state file {file} stayed locked by another process for 30 s ({First(ex)}); try again", ex),
+        SqliteException { SqliteErrorCode: 26 or 11 } => Corrupt(file, First(ex), ex), // NOTADB, CORRUPT
+        SqliteException { SqliteErrorCode: 1 } when ex.Message.Contains("no such", StringComparison.Ordinal) => Corrupt(file, First(ex), ex), // a dropped table or column
+        DbUpdateException { InnerException: { } inner } => Translate(file, inner),
+        // A value no version of OpenDSVM writes (an unknown state name, a bad date): EF's conversion throws these.
+        ArgumentException or FormatException or InvalidCastException => Corrupt(file, First(ex), ex),
+        InvalidOperationException when ex.Message.Contains("from the database", StringComparison.Ordinal) => Corrupt(file, First(ex), ex),
+        IOException => new StateFileException($"state file {file} cannot be read: {First(ex)}", ex),
+        _ => null,
+    };
+
+    private static string First(Exception ex) => ex.Message.Split('\n')[0].Trim();
+
+    private static StateFileException ReadOnly(string file, Exception ex) =>
+        new($"state file {file} cannot be written ({First(ex)}): give your user write access to it and its folder (chmod u+w), or set DSVM_DATA", ex);
+
+    /// <summary>Moves the file (and its -wal and -shm files) aside to <c>FILE.corrupt-TIMESTAMP</c>; never deletes.</summary>
+    private static StateFileException Corrupt(string file, string why, Exception ex)
+    {
+        SqliteConnection.ClearAllPools();
+        var aside = $"{file}.corrupt-{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}";
+        try
+        {
+            foreach (var suffix in new[] { "", "-wal", "-shm" })
+            {
+                if (File.Exists(file + suffix))
+                {
+                    File.Move(file + suffix, aside + suffix);
+                }
+            }
+        }
+        catch (Exception moveError) when (moveError is IOException or UnauthorizedAccessException)
+        {
+            return new StateFileException($"state file {file} is corrupt ({why}) and could not be moved aside ({moveError.Message}): move it away yourself, then run `dsvm doctor --repair`", ex);
+        }
+
+        return new StateFileException($"state file {file} is corrupt ({why}); moved it to {aside} (kept, not deleted): run `dsvm doctor --repair` to rebuild the workspace records from the engine's labels", ex);
+    }
+}
 
 /// <summary>Factories for the workspace store and the database options of any of this project's contexts.</summary>
 public static class WorkspaceStores

@@ -410,7 +410,10 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
 
             var name = c.Names.FirstOrDefault()?.TrimStart('/') ?? c.ID;
             yield return new ManagedResource(id, name, c.State == "running",
-                new WorkspaceHandle(id, Name, JsonSerializer.SerializeToElement(new { container = c.ID, name })));
+                new WorkspaceHandle(id, Name, JsonSerializer.SerializeToElement(new { container = c.ID, name })))
+            {
+                Labels = c.Labels.ToDictionary(),
+            };
         }
     }
 

@@ -338,7 +338,7 @@ internal sealed class FlakyStore(IWorkspaceStore inner) : IWorkspaceStore
     public Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct) =>
         FailLists ? throw new InvalidOperationException("database is locked") : inner.ListAsync(owner, ct);
 
-    public Task SaveAsync(Workspace workspace, CancellationToken ct) => inner.SaveAsync(workspace, ct);
+    public Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct) => inner.SaveAsync(workspace, ct);
 
-    public Task DeleteAsync(string id, CancellationToken ct) => inner.DeleteAsync(id, ct);
+    public Task DeleteAsync(Workspace workspace, CancellationToken ct) => inner.DeleteAsync(workspace, ct);
 }

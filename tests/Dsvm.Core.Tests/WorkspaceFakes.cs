@@ -51,6 +51,21 @@ internal sealed class FakeBackend : IWorkspaceBackend
     /// <summary>Runs as StartAsync begins (e.g. to cancel the caller mid-start).</summary>
     public Action? OnStart { get; set; }
 
+    /// <summary>Runs inside GetStatusAsync, before it answers (another process acting meanwhile).</summary>
+    public Func<Task>? OnStatus { get; set; }
+
+    /// <summary>When set, every engine call throws it (the engine is unreachable).</summary>
+    public Exception? Unreachable { get; set; }
+
+    /// <summary>A server runs for <paramref name="id"/> that no record knows the handle of (a start killed after the engine call).</summary>
+    public void RunOutside(string id)
+    {
+        lock (_gate)
+        {
+            _running[id] = true;
+        }
+    }
+
     public ConcurrentQueue<WorkspaceStartRequest> Starts { get; } = new();
 
     public ConcurrentQueue<WorkspaceHandle> Stops { get; } = new();
@@ -85,6 +100,7 @@ internal sealed class FakeBackend : IWorkspaceBackend
 
     public async Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
+        ThrowIfUnreachable();
         Calls.Enqueue($"start:{request.Id}");
         Starts.Enqueue(request);
         OnStart?.Invoke();
@@ -114,8 +130,17 @@ internal sealed class FakeBackend : IWorkspaceBackend
         return new WorkspaceLaunch(new WorkspaceHandle(request.Id, Name, state), EndpointFor(request.Id));
     }
 
+    private void ThrowIfUnreachable()
+    {
+        if (Unreachable is { } ex)
+        {
+            throw ex;
+        }
+    }
+
     public Task StopAsync(WorkspaceHandle handle, CancellationToken ct)
     {
+        ThrowIfUnreachable();
         Calls.Enqueue($"stop:{handle.Id}");
         Stops.Enqueue(handle);
         lock (_gate)
@@ -126,21 +151,34 @@ internal sealed class FakeBackend : IWorkspaceBackend
         return Task.CompletedTask;
     }
 
-    public Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct)
+    public async Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct)
     {
+        ThrowIfUnreachable();
         Calls.Enqueue($"status:{handle.Id}");
+        if (OnStatus is { } onStatus)
+        {
+            await onStatus();
+        }
+
+        // Like an engine, the handle names the object: an empty handle finds nothing (a label scan does).
+        if (handle.State.ValueKind != JsonValueKind.Object || !handle.State.TryGetProperty("container", out _))
+        {
+            return new WorkspaceStatus(false, false, "container not found");
+        }
+
         lock (_gate)
         {
-            return Task.FromResult(_running.TryGetValue(handle.Id, out var running)
+            return _running.TryGetValue(handle.Id, out var running)
                 ? running
                     ? new WorkspaceStatus(true, true, "running", EndpointFor(handle.Id))
                     : new WorkspaceStatus(true, false, ExitDetail)
-                : new WorkspaceStatus(false, false, "container not found"));
+                : new WorkspaceStatus(false, false, "container not found");
         }
     }
 
     public Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct)
     {
+        ThrowIfUnreachable();
         Calls.Enqueue($"delete:{handle.Id}");
         Deletes.Enqueue((handle, homeVolume, keepHome));
         lock (_gate)
@@ -159,6 +197,7 @@ internal sealed class FakeBackend : IWorkspaceBackend
 
     public async IAsyncEnumerable<ManagedResource> ListManagedAsync([EnumeratorCancellation] CancellationToken ct)
     {
+        ThrowIfUnreachable();
         Calls.Enqueue("list");
         List<(string Id, bool Running)> running;
         lock (_gate)
@@ -204,22 +243,46 @@ internal sealed class InMemoryWorkspaceStore : IWorkspaceStore
         Task.FromResult<IReadOnlyList<Workspace>>(_byId.Values.Where(w => owner is null || w.Owner == owner)
             .OrderBy(w => w.Owner, StringComparer.Ordinal).ThenBy(w => w.Name, StringComparer.Ordinal).ToList());
 
-    public Task SaveAsync(Workspace workspace, CancellationToken ct)
+    private readonly Lock _writes = new();
+
+    /// <summary>Like the EF store: version 0 inserts, any other version must match the stored one.</summary>
+    public Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
-        if (_byId.Values.Any(w => w.Id != workspace.Id && w.Owner == workspace.Owner && w.Name == workspace.Name))
+        lock (_writes)
         {
-            throw new InvalidOperationException($"duplicate workspace {workspace.Owner}/{workspace.Name}");
-        }
+            if (_byId.Values.Any(w => w.Id != workspace.Id && w.Owner == workspace.Owner && w.Name == workspace.Name))
+            {
+                throw new StaleWorkspaceException($"workspace '{workspace.Name}' exists already");
+            }
 
-        _byId[workspace.Id] = workspace;
-        History.Enqueue(workspace);
-        return Task.CompletedTask;
+            _byId.TryGetValue(workspace.Id, out var current);
+            if ((current?.Version ?? 0) != workspace.Version)
+            {
+                throw new StaleWorkspaceException(current is null
+                    ? $"workspace '{workspace.Name}' was deleted meanwhile"
+                    : $"workspace '{workspace.Name}' was changed meanwhile");
+            }
+
+            var saved = workspace with { Version = workspace.Version + 1 };
+            _byId[workspace.Id] = saved;
+            History.Enqueue(saved);
+            return Task.FromResult(saved);
+        }
     }
 
-    public Task DeleteAsync(string id, CancellationToken ct)
+    public Task DeleteAsync(Workspace workspace, CancellationToken ct)
     {
-        _byId.TryRemove(id, out _);
+        lock (_writes)
+        {
+            if (_byId.TryGetValue(workspace.Id, out var current) && current.Version != workspace.Version)
+            {
+                throw new StaleWorkspaceException($"workspace '{workspace.Name}' was changed meanwhile");
+            }
+
+            _byId.TryRemove(workspace.Id, out _);
+        }
+
         return Task.CompletedTask;
     }
 }

@@ -26,9 +26,13 @@ public sealed class EnsureCreatedCompatibilityTests : IDisposable
                 CreatedAt = DateTimeOffset.UnixEpoch, UpdatedAt = DateTimeOffset.UnixEpoch,
             });
             await old.SaveChangesAsync();
+            // The first versions' schema: before the version column (its migration must then apply).
+            await old.Database.ExecuteSqlRawAsync("ALTER TABLE workspaces DROP COLUMN \"Version\";");
         }
 
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         var store = WorkspaceStores.Sqlite(_db.File);
+        Assert.Equal(1, (await store.FindAsync("alice", "legacy", CancellationToken.None))?.Version);
         Assert.Equal("ws-old", (await store.FindAsync("alice", "legacy", CancellationToken.None))?.Id);
         await store.SaveAsync(new Workspace
         {
@@ -38,7 +42,7 @@ public sealed class EnsureCreatedCompatibilityTests : IDisposable
         Assert.Equal(2, (await WorkspaceStores.Sqlite(_db.File).ListAsync(null, CancellationToken.None)).Count);
 
         await using var db = new DsvmDbContext(_db.Options<DsvmDbContext>());
-        Assert.Equal([DatabaseMigrations.InitialMigration], await db.Database.GetAppliedMigrationsAsync());
+        Assert.Equal([DatabaseMigrations.InitialMigration, DatabaseMigrations.WorkspaceVersionMigration], await db.Database.GetAppliedMigrationsAsync());
     }
 
     [Fact]

@@ -55,14 +55,14 @@ public abstract class WorkspaceStoreContract<TDatabase> : IDisposable where TDat
         _ = Db.CreateStore();
         await using (var db = new DsvmDbContext(Db.Options<DsvmDbContext>()))
         {
-            Assert.Equal([DatabaseMigrations.InitialMigration], await db.Database.GetAppliedMigrationsAsync(Ct));
+            Assert.Equal([DatabaseMigrations.InitialMigration, DatabaseMigrations.WorkspaceVersionMigration], await db.Database.GetAppliedMigrationsAsync(Ct));
             Assert.Empty(await db.Database.GetPendingMigrationsAsync(Ct));
             Assert.False(DatabaseMigrations.BaselineEnsureCreated(db, EfWorkspaceStore.ProbeTable));
 
             // A second migrate (and a second store on the same database) changes nothing.
             await DatabaseMigrations.MigrateAsync(db, EfWorkspaceStore.ProbeTable, Ct);
             await db.Database.MigrateAsync(Ct);
-            Assert.Equal([DatabaseMigrations.InitialMigration], await db.Database.GetAppliedMigrationsAsync(Ct));
+            Assert.Equal([DatabaseMigrations.InitialMigration, DatabaseMigrations.WorkspaceVersionMigration], await db.Database.GetAppliedMigrationsAsync(Ct));
         }
 
         var again = Db.CreateStore();
@@ -72,9 +72,8 @@ public abstract class WorkspaceStoreContract<TDatabase> : IDisposable where TDat
     protected async Task SaveFindListDeleteRoundTripsEveryField()
     {
         var store = Db.CreateStore();
-        var ws = Sample();
-
-        await store.SaveAsync(ws, Ct);
+        var ws = await store.SaveAsync(Sample(), Ct);
+        Assert.Equal(1, ws.Version);
         var found = await Db.CreateStore().FindAsync("alice", "proj", Ct);
 
         Assert.NotNull(found);
@@ -95,16 +94,59 @@ public abstract class WorkspaceStoreContract<TDatabase> : IDisposable where TDat
             State = WorkspaceState.Stopped, ContainerId = null, Endpoint = null, LastError = null, StartedAt = null,
             GpuEnabled = false, UpdatedAt = ws.UpdatedAt.AddMinutes(5),
         };
-        await store.SaveAsync(stopped, Ct);
+        stopped = await store.SaveAsync(stopped, Ct);
+        Assert.Equal(2, stopped.Version);
         Assert.Equal([stopped], await store.ListAsync(null, Ct));
         var reread = await store.FindAsync("alice", "proj", Ct);
         Assert.Null(reread!.StartedAt);
         Assert.Null(reread.ContainerId);
 
-        await store.DeleteAsync(ws.Id, Ct);
+        await store.DeleteAsync(stopped, Ct);
         Assert.Null(await store.FindAsync("alice", "proj", Ct));
         Assert.Empty(await store.ListAsync(null, Ct));
-        await store.DeleteAsync(ws.Id, Ct);
+        await store.DeleteAsync(stopped, Ct);
+    }
+
+    protected async Task WritesCompareTheVersion_SoStaleCopiesNeitherOverwriteNorResurrect()
+    {
+        var store = Db.CreateStore();
+        var v1 = await store.SaveAsync(Sample(), Ct);
+        var v2 = await Db.CreateStore().SaveAsync(v1 with { Size = "large" }, Ct);
+
+        // A reader still holding version 1 cannot overwrite version 2.
+        await Assert.ThrowsAsync<StaleWorkspaceException>(() => store.SaveAsync(v1 with { State = WorkspaceState.Stopped }, Ct));
+        Assert.Equal(v2, await store.FindAsync("alice", "proj", Ct));
+        // ...nor delete it.
+        await Assert.ThrowsAsync<StaleWorkspaceException>(() => store.DeleteAsync(v1, Ct));
+        Assert.NotNull(await store.FindAsync("alice", "proj", Ct));
+        // Inserting a record that exists is refused.
+        await Assert.ThrowsAsync<StaleWorkspaceException>(() => store.SaveAsync(v1 with { Version = 0 }, Ct));
+
+        // Once deleted, no copy of any version comes back.
+        await store.DeleteAsync(v2, Ct);
+        await Assert.ThrowsAsync<StaleWorkspaceException>(() => store.SaveAsync(v2, Ct));
+        await Assert.ThrowsAsync<StaleWorkspaceException>(() => store.SaveAsync(v1, Ct));
+        Assert.Empty(await store.ListAsync(null, Ct));
+    }
+
+    protected async Task ConcurrentWritersOfOneVersion_ExactlyOneWins()
+    {
+        var v1 = await Db.CreateStore().SaveAsync(Sample(), Ct);
+        var results = await Task.WhenAll(Enumerable.Range(0, 8).Select(async i =>
+        {
+            try
+            {
+                await Db.CreateStore().SaveAsync(v1 with { LastError = $"writer {i}" }, Ct);
+                return true;
+            }
+            catch (StaleWorkspaceException)
+            {
+                return false;
+            }
+        }));
+
+        Assert.Equal(1, results.Count(r => r));
+        Assert.Equal(2, (await Db.CreateStore().FindAsync("alice", "proj", Ct))!.Version);
     }
 
     protected async Task ListIsOrderedByOwnerThenName()
@@ -123,7 +165,7 @@ public abstract class WorkspaceStoreContract<TDatabase> : IDisposable where TDat
     {
         var store = Db.CreateStore();
         await store.SaveAsync(Sample(id: "ws-000000000001"), Ct);
-        await Assert.ThrowsAnyAsync<DbUpdateException>(() => store.SaveAsync(Sample(id: "ws-000000000002"), Ct));
+        await Assert.ThrowsAsync<StaleWorkspaceException>(() => store.SaveAsync(Sample(id: "ws-000000000002"), Ct));
         await store.SaveAsync(Sample(owner: "bob", id: "ws-000000000003"), Ct);
 
         Assert.Equal("ws-000000000001", (await store.FindAsync("alice", "proj", Ct))?.Id);
@@ -186,6 +228,12 @@ public sealed class SqliteWorkspaceStoreContractTests : WorkspaceStoreContract<S
     public Task List_IsOrderedByOwnerThenName() => ListIsOrderedByOwnerThenName();
 
     [Fact]
+    public Task Writes_CompareTheVersion() => WritesCompareTheVersion_SoStaleCopiesNeitherOverwriteNorResurrect();
+
+    [Fact]
+    public Task ConcurrentWriters_ExactlyOneWins() => ConcurrentWritersOfOneVersion_ExactlyOneWins();
+
+    [Fact]
     public Task OwnerAndName_AreUnique() => OwnerAndNameAreUnique();
 
     [Fact]
@@ -217,6 +265,12 @@ public sealed class PostgresWorkspaceStoreContractTests : WorkspaceStoreContract
     public Task List_IsOrderedByOwnerThenName() => ListIsOrderedByOwnerThenName();
 
     [PostgresFact]
+    public Task Writes_CompareTheVersion() => WritesCompareTheVersion_SoStaleCopiesNeitherOverwriteNorResurrect();
+
+    [PostgresFact]
+    public Task ConcurrentWriters_ExactlyOneWins() => ConcurrentWritersOfOneVersion_ExactlyOneWins();
+
+    [PostgresFact]
     public Task OwnerAndName_AreUnique() => OwnerAndNameAreUnique();
 
     [PostgresFact]
@@ -235,6 +289,7 @@ public sealed class PostgresWorkspaceStoreContractTests : WorkspaceStoreContract
         Assert.Contains("workspaces.StartedAt timestamp with time zone", types);
         Assert.Contains("workspaces.GpuEnabled boolean", types);
         Assert.Contains("workspaces.State text", types);
+        Assert.Contains("workspaces.Version bigint", types);
         Assert.Contains("users.MaxVcpus double precision", types);
         Assert.Contains("users.ExternalSubject text", types);
         Assert.Contains("api_tokens.ExpiresAt timestamp with time zone", types);

@@ -221,8 +221,8 @@ public sealed class IdleCullerTests
         public async Task<IReadOnlyList<Workspace>> ListAsync(string? o, CancellationToken ct) =>
             (await inner.ListAsync(owner, ct)).Where(w => w.Name == name).ToList();
 
-        public Task SaveAsync(Workspace workspace, CancellationToken ct) => inner.SaveAsync(workspace, ct);
+        public Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct) => inner.SaveAsync(workspace, ct);
 
-        public Task DeleteAsync(string id, CancellationToken ct) => inner.DeleteAsync(id, ct);
+        public Task DeleteAsync(Workspace workspace, CancellationToken ct) => inner.DeleteAsync(workspace, ct);
     }
 }

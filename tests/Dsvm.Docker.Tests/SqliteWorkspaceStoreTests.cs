@@ -52,9 +52,7 @@ public sealed class SqliteWorkspaceStoreTests : IDisposable
     public async Task SaveFindListDelete_RoundTripsEveryField()
     {
         var store = new SqliteWorkspaceStore(DatabaseFile);
-        var ws = Sample();
-
-        await store.SaveAsync(ws, CancellationToken.None);
+        var ws = await store.SaveAsync(Sample(), CancellationToken.None);
         var found = await store.FindAsync("alice", "proj", CancellationToken.None);
 
         Assert.NotNull(found);
@@ -71,7 +69,7 @@ public sealed class SqliteWorkspaceStoreTests : IDisposable
         Assert.Equal([ws], await store.ListAsync("alice", CancellationToken.None));
         Assert.Empty(await store.ListAsync("bob", CancellationToken.None));
 
-        await store.DeleteAsync(ws.Id, CancellationToken.None);
+        await store.DeleteAsync(ws, CancellationToken.None);
 
         Assert.Null(await store.FindAsync("alice", "proj", CancellationToken.None));
         Assert.Empty(await store.ListAsync(null, CancellationToken.None));
@@ -87,7 +85,7 @@ public sealed class SqliteWorkspaceStoreTests : IDisposable
             GpuEnabled = false, CpuFallback = false, BackendState = "{}",
         };
 
-        await store.SaveAsync(ws, CancellationToken.None);
+        ws = await store.SaveAsync(ws, CancellationToken.None);
 
         Assert.Equal(ws, await store.FindAsync("alice", "proj", CancellationToken.None));
     }
@@ -96,11 +94,10 @@ public sealed class SqliteWorkspaceStoreTests : IDisposable
     public async Task Save_SameId_UpdatesInPlace()
     {
         var store = new SqliteWorkspaceStore(DatabaseFile);
-        var ws = Sample();
-        await store.SaveAsync(ws, CancellationToken.None);
+        var ws = await store.SaveAsync(Sample(), CancellationToken.None);
         var stopped = ws with { State = WorkspaceState.Stopped, ContainerId = null, Endpoint = null, Size = "large", UpdatedAt = ws.UpdatedAt.AddMinutes(1) };
 
-        await store.SaveAsync(stopped, CancellationToken.None);
+        stopped = await store.SaveAsync(stopped, CancellationToken.None);
 
         Assert.Equal([stopped], await store.ListAsync(null, CancellationToken.None));
     }
@@ -108,8 +105,7 @@ public sealed class SqliteWorkspaceStoreTests : IDisposable
     [Fact]
     public async Task Records_SurviveANewStoreOnTheSameFile()
     {
-        var ws = Sample();
-        await new SqliteWorkspaceStore(DatabaseFile).SaveAsync(ws, CancellationToken.None);
+        var ws = await new SqliteWorkspaceStore(DatabaseFile).SaveAsync(Sample(), CancellationToken.None);
 
         var reopened = new SqliteWorkspaceStore(DatabaseFile);
 
@@ -138,7 +134,7 @@ public sealed class SqliteWorkspaceStoreTests : IDisposable
         var store = new SqliteWorkspaceStore(DatabaseFile);
         await store.SaveAsync(Sample(id: "ws-000000000001"), CancellationToken.None);
 
-        await Assert.ThrowsAsync<DbUpdateException>(() => store.SaveAsync(Sample(id: "ws-000000000002"), CancellationToken.None));
+        await Assert.ThrowsAsync<StaleWorkspaceException>(() => store.SaveAsync(Sample(id: "ws-000000000002"), CancellationToken.None));
 
         // The same name under another owner, or another name for the same owner, is fine.
         await store.SaveAsync(Sample(owner: "bob", id: "ws-000000000003"), CancellationToken.None);
@@ -199,7 +195,7 @@ public sealed class SqliteWorkspaceStoreTests : IDisposable
     {
         var store = new SqliteWorkspaceStore(DatabaseFile);
 
-        await store.DeleteAsync("ws-nothing", CancellationToken.None);
+        await store.DeleteAsync(Sample(id: "ws-nothing") with { Version = 1 }, CancellationToken.None);
 
         Assert.Empty(await store.ListAsync(null, CancellationToken.None));
     }

@@ -1,4 +1,8 @@
 using System.Net;
+using System.Net.Http.Json;
+using Dsvm.Core.Workspaces;
+using Dsvm.Hub.Services;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Dsvm.Hub.Tests;
 
@@ -49,5 +53,50 @@ public sealed class RestartTests : HubTestBase
         var after = await (await c.GetAsync("api/v1/workspaces/alice/ws1").Expect(HttpStatusCode.OK)).JsonAsync();
         Assert.Equal("stopped", after.Str("state"));
         Assert.Equal("ws1", w.Str("name"));
+    }
+}
+
+public sealed class AcceptedStartTests : HubTestBase
+{
+    [Fact]
+    public async Task An_accepted_start_is_recorded_before_the_202()
+    {
+        var alice = await UserAsync("alice");
+        World.Backend.StartGate = new TaskCompletionSource();
+        var r = await alice.Http.PostAsJsonAsync("api/v1/workspaces", new { name = "ws1", environment = "minimal", size = "small" }).Expect(HttpStatusCode.Accepted);
+
+        // The start is still held in the engine, and the record is there already.
+        var record = await World.Store.FindAsync("alice", "ws1", CancellationToken.None);
+        Assert.NotNull(record);
+        Assert.Contains(record.State, new[] { WorkspaceState.Pending, WorkspaceState.Starting });
+        Assert.Equal("ws1", (await r.JsonAsync()).Str("name"));
+        World.Backend.StartGate.SetResult();
+    }
+
+    [Fact]
+    public async Task A_hub_killed_after_the_202_leaves_a_pending_record_that_reconcile_fails_after_its_deadline()
+    {
+        var alice = await UserAsync("alice");
+        var secret = (await CreateTokenAsync(alice)).Str("token");
+        await Hub.DisposeAsync();
+        // What a hub killed right after the 202 leaves: the accepted record, nothing in the engine, no lock holder.
+        var now = World.Time.GetUtcNow();
+        await World.Store.SaveAsync(new Workspace
+        {
+            Id = "ws-00000000abcd", Name = "ws1", Owner = "alice", Environment = "minimal", Image = "dsvm/minimal:test", Size = "small",
+            Backend = World.Backend.Name, HomeVolume = "dsvm-home-alice-ws1", Token = "t", State = WorkspaceState.Pending, CreatedAt = now, UpdatedAt = now,
+        }, CancellationToken.None);
+
+        var hubB = await World.StartHubAsync();
+        var c = hubB.TokenClient(secret);
+        var pending = await (await c.GetAsync("api/v1/workspaces/alice/ws1").Expect(HttpStatusCode.OK)).JsonAsync();
+        Assert.Equal("pending", pending.Str("state"));
+
+        World.Time.Advance(TimeSpan.FromMinutes(10));
+        await hubB.App.Services.GetRequiredService<ReconcileService>().RunOnceAsync(CancellationToken.None);
+
+        var failed = await (await c.GetAsync("api/v1/workspaces/alice/ws1").Expect(HttpStatusCode.OK)).JsonAsync();
+        Assert.Equal("failed", failed.Str("state"));
+        Assert.Empty(World.Backend.Starts);
     }
 }

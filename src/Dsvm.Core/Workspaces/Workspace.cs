@@ -43,6 +43,12 @@ public sealed record Workspace
     /// <summary>The backend's own state (container id, node, ...), opaque to the manager.</summary>
     public string BackendState { get; init; } = "{}";
 
+    /// <summary>
+    /// The stored version this copy was read at (0: never stored). A save succeeds only if the stored record is still
+    /// at this version and returns the copy at the next one, so a stale reader can neither overwrite nor re-insert.
+    /// </summary>
+    public long Version { get; init; }
+
     /// <summary>Path prefix Jupyter serves under (the hub proxies <c>/user/OWNER/NAME/</c>).</summary>
     public string BaseUrl => $"/user/{Owner}/{Name}/";
 
@@ -91,7 +97,11 @@ public sealed record WorkspaceProgress(string Message);
 public sealed record WorkspaceStatus(bool Exists, bool Running, string Detail, Uri? Endpoint = null);
 
 /// <summary>A managed resource found by a label scan.</summary>
-public sealed record ManagedResource(string WorkspaceId, string Name, bool Running, WorkspaceHandle Handle);
+public sealed record ManagedResource(string WorkspaceId, string Name, bool Running, WorkspaceHandle Handle)
+{
+    /// <summary>The object's labels (owner, name, environment, size, image), where the backend reads them: <c>dsvm doctor --repair</c> rebuilds records from them.</summary>
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+}
 
 /// <summary>One engine that runs workspaces (Docker, Swarm, Kubernetes...). Stateless: state lives in the handle.</summary>
 public interface IWorkspaceBackend
@@ -124,16 +134,22 @@ public interface IWorkspaceBackend
     Task<HostCapacity> GetCapacityAsync(CancellationToken ct);
 }
 
-/// <summary>Where workspace records live (SQLite by default).</summary>
+/// <summary>Where workspace records live (SQLite by default). Writes are versioned (optimistic concurrency).</summary>
 public interface IWorkspaceStore
 {
     Task<Workspace?> FindAsync(string owner, string name, CancellationToken ct);
 
     Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct);
 
-    Task SaveAsync(Workspace workspace, CancellationToken ct);
+    /// <summary>
+    /// Inserts a record at <see cref="Workspace.Version"/> 0, or updates the stored record if it is still at
+    /// <see cref="Workspace.Version"/>; returns the stored copy (at the next version). Throws
+    /// <see cref="StaleWorkspaceException"/> when the record changed, was deleted, or (on insert) exists already.
+    /// </summary>
+    Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct);
 
-    Task DeleteAsync(string id, CancellationToken ct);
+    /// <summary>Deletes the record if it is still at <see cref="Workspace.Version"/> (gone already: nothing to do); else <see cref="StaleWorkspaceException"/>.</summary>
+    Task DeleteAsync(Workspace workspace, CancellationToken ct);
 }
 
 /// <summary>Reads the host's GPUs.</summary>

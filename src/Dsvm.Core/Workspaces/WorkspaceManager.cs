@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Text.Json;
 using Dsvm.Core.Sizes;
 using Dsvm.Core.Specs;
 
@@ -66,8 +67,10 @@ public sealed class WorkspaceManager(
 
     private static string HomeVolumeFor(string owner, string name) => $"dsvm-home-{owner}-{name}";
 
+    private string LockPath(string owner, string name) => Path.Combine(paths.Data, "locks", $"{owner}-{name}.lock");
+
     private Task<FileGate> LockAsync(string owner, string name, IProgress<WorkspaceProgress>? progress, CancellationToken ct) =>
-        FileGate.AcquireAsync(Path.Combine(paths.Data, "locks", $"{owner}-{name}.lock"), ct,
+        FileGate.AcquireAsync(LockPath(owner, name), ct,
             () => progress?.Report(new WorkspaceProgress($"waiting: another command is working on {name}")));
 
     public async Task<Workspace> GetAsync(string owner, string name, CancellationToken ct) =>
@@ -108,10 +111,43 @@ public sealed class WorkspaceManager(
                 throw new ConflictException($"workspace '{request.Name}' exists with size '{existing.Size}'; use `dsvm resize {request.Name} --size {size.Name}`");
             }
 
-            existing = await RefreshAsync(existing, ct);
+            existing = await RefreshLockedAsync(existing, new LabelScan(this), ct);
             return existing.State == WorkspaceState.Running ? existing : await StartLockedAsync(existing with { Image = request.Image }, request.GpuMode, size, progress, ct);
         }
 
+        var workspace = await NewRecordLockedAsync(request, size, ct);
+        FaultPoints.Hit("up.after-pending");
+        return await StartLockedAsync(workspace, request.GpuMode, size, progress, ct);
+    }
+
+    /// <summary>
+    /// Records a new workspace as Pending (checked as <see cref="UpAsync"/> checks it) without starting anything: the
+    /// hub persists an accepted start before it answers 202. An existing record is returned as it is.
+    /// </summary>
+    public async Task<Workspace> AcceptAsync(CreateWorkspaceRequest request, CancellationToken ct)
+    {
+        WorkspaceNames.Validate(request.Name);
+        WorkspaceNames.Validate(request.Owner, "owner name");
+        var size = sizes.Get(request.Size);
+        // No lock needed (the answer must not wait for another command): the insert is versioned (version 0) and
+        // (owner, name) is unique, so of two racing inserts one wins and the other finds its record.
+        if (await store.FindAsync(request.Owner, request.Name, ct) is { } existing)
+        {
+            return existing;
+        }
+
+        try
+        {
+            return await NewRecordLockedAsync(request, size, ct);
+        }
+        catch (StaleWorkspaceException)
+        {
+            return await GetAsync(request.Owner, request.Name, ct);
+        }
+    }
+
+    private async Task<Workspace> NewRecordLockedAsync(CreateWorkspaceRequest request, MachineSize size, CancellationToken ct)
+    {
         // Refuse what cannot start before anything is recorded or created.
         var backendName = backends.Select(request.Backend, size);
         var host = await CapacityAsync(backends.Get(backendName), ct);
@@ -133,15 +169,15 @@ public sealed class WorkspaceManager(
             CreatedAt = now,
             UpdatedAt = now,
         };
-        await store.SaveAsync(workspace, ct);
-        return await StartLockedAsync(workspace, request.GpuMode, size, progress, ct);
+        return await store.SaveAsync(workspace, ct);
     }
 
     /// <summary>Starts a stopped workspace, optionally with a new size (resize keeps the same home).</summary>
     public async Task<Workspace> StartAsync(string owner, string name, GpuMode gpuMode, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
         await using var gate = await LockAsync(owner, name, progress, ct);
-        var workspace = await RefreshAsync(await GetAsync(owner, name, ct), ct);
+        var workspace = await GetAsync(owner, name, ct);
+        workspace = await RefreshLockedAsync(workspace, new LabelScan(this), ct);
         return workspace.State == WorkspaceState.Running
             ? workspace
             : await StartLockedAsync(workspace, gpuMode, sizes.Get(workspace.Size), progress, ct);
@@ -152,7 +188,8 @@ public sealed class WorkspaceManager(
     {
         var size = sizes.Get(newSize);
         await using var gate = await LockAsync(owner, name, progress, ct);
-        var workspace = await RefreshAsync(await GetAsync(owner, name, ct), ct);
+        var workspace = await GetAsync(owner, name, ct);
+        workspace = await RefreshLockedAsync(workspace, new LabelScan(this), ct);
         // Refuse before stopping anything: a resize that cannot start must not take the workspace down.
         // It stays on its backend (its home lives there), whatever the routing says for the new size.
         var host = await CapacityAsync(BackendOf(workspace), ct);
@@ -163,10 +200,11 @@ public sealed class WorkspaceManager(
         {
             progress?.Report(new WorkspaceProgress($"stopping {name} (size {workspace.Size})"));
             workspace = await StopLockedAsync(workspace, ct);
+            FaultPoints.Hit("resize.after-stop");
         }
 
-        workspace = workspace with { Size = size.Name, UpdatedAt = time.GetUtcNow() };
-        await store.SaveAsync(workspace, ct);
+        workspace = await store.SaveAsync(workspace with { Size = size.Name, UpdatedAt = time.GetUtcNow() }, ct);
+        FaultPoints.Hit("resize.after-size");
         return wasRunning ? await StartLockedAsync(workspace, gpuMode, size, progress, ct) : workspace;
     }
 
@@ -181,8 +219,9 @@ public sealed class WorkspaceManager(
     {
         await using var gate = await LockAsync(owner, name, progress, ct);
         var workspace = await GetAsync(owner, name, ct);
-        await BackendOf(workspace).DeleteAsync(workspace.Handle, workspace.HomeVolume, keepHome: !deleteHome, ct);
-        await store.DeleteAsync(workspace.Id, ct);
+        await BackendOf(workspace).DeleteAsync(await HandleOfAsync(workspace, ct), workspace.HomeVolume, keepHome: !deleteHome, ct);
+        FaultPoints.Hit("rm.after-engine");
+        await store.DeleteAsync(workspace, ct);
     }
 
     public async Task<string> LogsAsync(string owner, string name, int tail, CancellationToken ct)
@@ -194,32 +233,37 @@ public sealed class WorkspaceManager(
     /// <summary>The backend a workspace lives on.</summary>
     public IWorkspaceBackend BackendOf(Workspace workspace) => backends.Get(workspace.Backend);
 
-    /// <summary>Lists workspaces with their states checked against the engine.</summary>
+    /// <summary>Lists workspaces with their states checked against the engine (records deleted meanwhile are left out).</summary>
     public async Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct)
     {
         var list = new List<Workspace>();
+        var scan = new LabelScan(this);
         foreach (var w in await store.ListAsync(owner, ct))
         {
-            list.Add(await RefreshAsync(w, ct));
+            if (await RefreshAsync(w, scan, ct) is { } refreshed)
+            {
+                list.Add(refreshed);
+            }
         }
 
         return list;
     }
 
     /// <summary>
-    /// Repairs records from the engine: a record whose server is gone or stopped becomes Stopped (a crash or an
-    /// outside <c>docker rm -f</c>); labelled resources with no record are reported, never deleted.
+    /// Repairs records from the engine's labelled objects (see docs/workspaces.md, "Repair rules"); labelled resources
+    /// with no record are reported, never deleted.
     /// </summary>
     public async Task<ReconcileReport> ReconcileAsync(CancellationToken ct)
     {
         var repaired = new List<string>();
+        var scan = new LabelScan(this);
         var records = await store.ListAsync(null, ct);
         foreach (var w in records)
         {
-            var refreshed = await RefreshAsync(w, ct);
-            if (refreshed.State != w.State)
+            var refreshed = await RefreshAsync(w, scan, ct);
+            if (refreshed?.State != w.State)
             {
-                repaired.Add($"{w.Owner}/{w.Name}: {w.State} -> {refreshed.State}");
+                repaired.Add($"{w.Owner}/{w.Name}: {w.State} -> {refreshed?.State.ToString() ?? "deleted"}");
             }
         }
 
@@ -228,7 +272,7 @@ public sealed class WorkspaceManager(
         // The default backend and those the records above used: configured clusters nobody uses are not contacted.
         foreach (var backend in backends.Created.Append(backends.Default).Distinct())
         {
-            await foreach (var r in backend.ListManagedAsync(ct))
+            foreach (var r in await scan.AllAsync(backend, ct))
             {
                 if (!known.Contains(r.WorkspaceId))
                 {
@@ -240,41 +284,203 @@ public sealed class WorkspaceManager(
         return new ReconcileReport(repaired, unknown);
     }
 
-    /// <summary>Brings one record in line with the engine (without waiting on locks: a read can't corrupt).</summary>
-    private async Task<Workspace> RefreshAsync(Workspace w, CancellationToken ct)
+    /// <summary>
+    /// Rebuilds the records of labelled objects that have none (after a corrupt state file was moved aside), from
+    /// their labels: each becomes a Stopped record with a new token; a running server is stopped first (the lost
+    /// token is in no record, so nothing could reach it), its home is kept. Objects without owner and name labels are skipped.
+    /// </summary>
+    public async Task<IReadOnlyList<Workspace>> RebuildFromLabelsAsync(CancellationToken ct)
     {
-        if (w.State is WorkspaceState.Stopped or WorkspaceState.Pending && w.ContainerId is null)
+        var rebuilt = new List<Workspace>();
+        var known = (await store.ListAsync(null, ct)).Select(r => r.Id).ToHashSet(StringComparer.Ordinal);
+        var scan = new LabelScan(this);
+        foreach (var backend in backends.Created.Append(backends.Default).Distinct())
+        {
+            foreach (var group in (await scan.AllAsync(backend, ct)).Where(r => !known.Contains(r.WorkspaceId)).GroupBy(r => r.WorkspaceId, StringComparer.Ordinal))
+            {
+                var r = group.OrderByDescending(x => x.Running).First();
+                if (!r.Labels.TryGetValue("io.opendsvm.owner", out var owner) || !r.Labels.TryGetValue("io.opendsvm.name", out var name))
+                {
+                    continue;
+                }
+
+                await using var gate = await LockAsync(owner, name, null, ct);
+                if (await store.FindAsync(owner, name, ct) is not null)
+                {
+                    continue;
+                }
+
+                foreach (var running in group.Where(x => x.Running))
+                {
+                    await backend.StopAsync(running.Handle, ct);
+                }
+
+                var now = time.GetUtcNow();
+                rebuilt.Add(await store.SaveAsync(new Workspace
+                {
+                    Id = r.WorkspaceId,
+                    Name = name,
+                    Owner = owner,
+                    Environment = r.Labels.GetValueOrDefault("io.opendsvm.environment", "unknown"),
+                    Image = r.Labels.GetValueOrDefault("io.opendsvm.image", ""),
+                    Size = r.Labels.TryGetValue("io.opendsvm.size", out var size) && sizes.Contains(size) ? size : SizeCatalog.DefaultSize,
+                    Backend = backend.Name,
+                    HomeVolume = r.Labels.GetValueOrDefault("io.opendsvm.home-volume", HomeVolumeFor(owner, name)),
+                    Token = NewToken(),
+                    State = WorkspaceState.Stopped,
+                    LastError = $"rebuilt from the engine's labels at {now:u} (`dsvm doctor --repair`)",
+                    CreatedAt = now,
+                    UpdatedAt = now,
+                }, ct));
+            }
+        }
+
+        return rebuilt;
+    }
+
+    /// <summary>The engine's labelled objects, listed once per backend per pass.</summary>
+    private sealed class LabelScan(WorkspaceManager manager)
+    {
+        private readonly Dictionary<string, IReadOnlyList<ManagedResource>> _byBackend = new(StringComparer.Ordinal);
+
+        public async Task<IReadOnlyList<ManagedResource>> AllAsync(IWorkspaceBackend backend, CancellationToken ct)
+        {
+            if (!_byBackend.TryGetValue(backend.Name, out var all))
+            {
+                var list = new List<ManagedResource>();
+                await foreach (var r in backend.ListManagedAsync(ct))
+                {
+                    list.Add(r);
+                }
+
+                _byBackend[backend.Name] = all = list;
+            }
+
+            return all;
+        }
+
+        /// <summary>The workspace's object (a running one first), found by its workspace label.</summary>
+        public async Task<ManagedResource?> FindAsync(Workspace w, CancellationToken ct) =>
+            (await AllAsync(manager.BackendOf(w), ct)).Where(r => r.WorkspaceId == w.Id).OrderByDescending(r => r.Running).FirstOrDefault();
+    }
+
+    private static bool HasHandle(Workspace w) => w.BackendState is { Length: > 2 } && w.BackendState != "{}";
+
+    /// <summary>The record's handle, or when it has none (a start killed before the handle was written), the one found by label.</summary>
+    private async Task<WorkspaceHandle> HandleOfAsync(Workspace w, CancellationToken ct) =>
+        HasHandle(w) ? w.Handle : (await new LabelScan(this).FindAsync(w, ct))?.Handle ?? w.Handle;
+
+    private TimeSpan StartTimeoutOf(IWorkspaceBackend backend) =>
+        backend.MinimumStartTimeout is { } least && least > _options.StartTimeout ? least : _options.StartTimeout;
+
+    /// <summary>
+    /// A reader's refresh: repairs the record only under its lock, taken without waiting. When another command holds
+    /// the lock, the record is returned as it is (that command writes the truth). Null: deleted meanwhile.
+    /// </summary>
+    private async Task<Workspace?> RefreshAsync(Workspace w, LabelScan scan, CancellationToken ct)
+    {
+        if (w.State is WorkspaceState.Stopped or WorkspaceState.Failed && w.ContainerId is null && await scan.FindAsync(w, ct) is not { Running: true })
+        {
+            // Nothing of it runs: nothing to repair, no lock needed.
+            return w;
+        }
+
+        await using var gate = FileGate.TryAcquire(LockPath(w.Owner, w.Name));
+        if (gate is null)
         {
             return w;
         }
 
-        var status = await BackendOf(w).GetStatusAsync(w.Handle, ct);
-        WorkspaceState? next = w.State switch
+        var fresh = await store.FindAsync(w.Owner, w.Name, ct);
+        if (fresh is null || fresh.Id != w.Id)
         {
-            WorkspaceState.Running when !status.Running => WorkspaceState.Stopped,
-            WorkspaceState.Starting or WorkspaceState.Stopping or WorkspaceState.Pending or WorkspaceState.Building when !status.Running => WorkspaceState.Stopped,
-            WorkspaceState.Starting when status.Running && status.Endpoint is not null
-                && await probe.IsReadyAsync(status.Endpoint, w.BaseUrl, w.Token, ct) => WorkspaceState.Running,
-            WorkspaceState.Stopped or WorkspaceState.Failed when status.Running => WorkspaceState.Running,
-            _ => null,
-        };
-        if (next is null)
-        {
-            return w;
+            return fresh;
         }
 
-        var error = next == WorkspaceState.Stopped && w.State == WorkspaceState.Running
-            ? $"found stopped at {time.GetUtcNow():u} ({status.Detail})"
-            : w.LastError;
-        var updated = w with
+        try
         {
-            State = next.Value,
-            Endpoint = status.Endpoint?.ToString() ?? (next == WorkspaceState.Stopped ? null : w.Endpoint),
-            LastError = error,
-            UpdatedAt = time.GetUtcNow(),
-        };
-        await store.SaveAsync(updated, ct);
-        return updated;
+            return await RefreshLockedAsync(fresh, scan, ct);
+        }
+        catch (StaleWorkspaceException)
+        {
+            // Written meanwhile by a process that did not take the lock: its copy is newer.
+            return await store.FindAsync(w.Owner, w.Name, ct);
+        }
+    }
+
+    /// <summary>Brings one record in line with the engine; the caller holds the workspace's lock. Rules: docs/workspaces.md.</summary>
+    private async Task<Workspace> RefreshLockedAsync(Workspace w, LabelScan scan, CancellationToken ct)
+    {
+        var backend = BackendOf(w);
+        var handle = w.Handle;
+        var status = HasHandle(w) ? await backend.GetStatusAsync(handle, ct) : new WorkspaceStatus(false, false, "no handle recorded");
+        if (!status.Running && await scan.FindAsync(w, ct) is { Running: true } found)
+        {
+            // Found by label: a start killed before it wrote the handle, or a handle that names an older object.
+            handle = found.Handle;
+            status = await backend.GetStatusAsync(handle, ct);
+        }
+
+        var now = time.GetUtcNow();
+        var pastDeadline = now - w.UpdatedAt > StartTimeoutOf(backend);
+        Workspace? next;
+        if (status.Running)
+        {
+            var ready = status.Endpoint is not null && await probe.IsReadyAsync(status.Endpoint, w.BaseUrl, w.Token, ct);
+            next = w.State switch
+            {
+                // The stop was interrupted (killed, engine gone): finish it.
+                WorkspaceState.Stopping => await StoppedAsync(backend, handle, w, "stop finished after an interruption", ct),
+                WorkspaceState.Running when HandleChanged(w, handle) => Adopt(w, handle, status, WorkspaceState.Running, now),
+                WorkspaceState.Running => null,
+                _ when ready => Adopt(w, handle, status, WorkspaceState.Running, now) with { StartedAt = w.StartedAt ?? now },
+                // Started but not answering yet: it has until the start deadline (from its last write).
+                WorkspaceState.Starting or WorkspaceState.Pending or WorkspaceState.Building when !pastDeadline =>
+                    HandleChanged(w, handle) ? Adopt(w, handle, status, w.State, w.UpdatedAt) : null,
+                WorkspaceState.Stopped or WorkspaceState.Failed => Adopt(w, handle, status, WorkspaceState.Starting, now),
+                _ => await StoppedAsync(backend, handle, w, null, ct) with
+                {
+                    State = WorkspaceState.Failed,
+                    LastError = $"workspace '{w.Name}' did not answer within {StartTimeoutOf(backend).TotalSeconds:0} s of its start (interrupted at {w.UpdatedAt:u}); stopped it, home kept: `dsvm start {w.Name}`",
+                },
+            };
+        }
+        else
+        {
+            next = w.State switch
+            {
+                WorkspaceState.Running => Gone(w, $"found stopped at {now:u} ({status.Detail})"),
+                WorkspaceState.Starting or WorkspaceState.Building => Gone(w, $"start interrupted at {w.UpdatedAt:u} ({status.Detail}); `dsvm start {w.Name}` starts it again"),
+                WorkspaceState.Stopping => Gone(w, w.LastError),
+                // Accepted, nothing created yet: the start has until its deadline to begin.
+                WorkspaceState.Pending when status.Exists || pastDeadline => Gone(w,
+                    $"start interrupted before anything was started (accepted at {w.UpdatedAt:u}); start it again") with { State = WorkspaceState.Failed },
+                _ => null,
+            };
+        }
+
+        // A state change is dated now; an adoption within the deadline keeps the date the deadline runs from.
+        return next is null ? w : await store.SaveAsync(next.State == w.State ? next : next with { UpdatedAt = now }, ct);
+    }
+
+    private static bool HandleChanged(Workspace w, WorkspaceHandle handle) => handle.State.GetRawText() != w.BackendState;
+
+    private static Workspace Adopt(Workspace w, WorkspaceHandle handle, WorkspaceStatus status, WorkspaceState state, DateTimeOffset updatedAt) => w with
+    {
+        State = state,
+        BackendState = handle.State.GetRawText(),
+        ContainerId = handle.State.ValueKind == JsonValueKind.Object && handle.State.TryGetProperty("container", out var c) ? c.GetString() : w.ContainerId,
+        Endpoint = status.Endpoint?.ToString() ?? w.Endpoint,
+        LastError = state == WorkspaceState.Running ? null : w.LastError,
+        UpdatedAt = updatedAt,
+    };
+
+    private static Workspace Gone(Workspace w, string? error) => w with { State = WorkspaceState.Stopped, Endpoint = null, LastError = error };
+
+    private static async Task<Workspace> StoppedAsync(IWorkspaceBackend backend, WorkspaceHandle handle, Workspace w, string? error, CancellationToken ct)
+    {
+        await backend.StopAsync(handle, ct);
+        return w with { State = WorkspaceState.Stopped, Endpoint = null, ContainerId = null, LastError = error ?? w.LastError };
     }
 
     private async Task<HostCapacity> CapacityAsync(IWorkspaceBackend backend, CancellationToken ct)
@@ -317,10 +523,11 @@ public sealed class WorkspaceManager(
             State = WorkspaceState.Starting, GpuEnabled = gpu.UseGpu, CpuFallback = gpu.CpuFallback, LastError = null,
             UpdatedAt = started,
         };
-        await store.SaveAsync(workspace, ct);
+        workspace = await store.SaveAsync(workspace, ct);
         progress?.Report(new WorkspaceProgress($"starting {workspace.Name} ({size.Name}: {size.Vcpus:0.##} vCPU, {size.MemoryGiB:0.##} GiB{(gpu.UseGpu ? $", {size.Gpus} GPU" : "")})"));
 
-        var startTimeout = backend.MinimumStartTimeout is { } least && least > _options.StartTimeout ? least : _options.StartTimeout;
+        var startTimeout = StartTimeoutOf(backend);
+        FaultPoints.Hit("start.before-engine");
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(startTimeout);
         WorkspaceLaunch? launch = null;
@@ -343,17 +550,22 @@ public sealed class WorkspaceManager(
                     ["io.opendsvm.name"] = workspace.Name,
                     ["io.opendsvm.environment"] = workspace.Environment,
                     ["io.opendsvm.size"] = size.Name,
+                    ["io.opendsvm.image"] = workspace.Image,
+                    ["io.opendsvm.home-volume"] = workspace.HomeVolume,
                 },
             }, progress, timeout.Token);
+            FaultPoints.Hit("start.after-engine");
             workspace = workspace with
             {
                 BackendState = launch.Handle.State.GetRawText(),
                 ContainerId = launch.Handle.State.TryGetProperty("container", out var c) ? c.GetString() : null,
                 Endpoint = launch.Endpoint.ToString(),
             };
-            await store.SaveAsync(workspace, ct);
+            workspace = await store.SaveAsync(workspace, ct);
+            FaultPoints.Hit("start.after-handle");
             progress?.Report(new WorkspaceProgress("waiting for Jupyter to answer"));
             await WaitReadyAsync(workspace, launch, timeout.Token);
+            FaultPoints.Hit("start.after-ready");
         }
         catch (Exception ex) when (ex is WorkspaceStartException or OperationCanceledException or DsvmException)
         {
@@ -390,9 +602,7 @@ public sealed class WorkspaceManager(
                 : new WorkspaceStartException(reason, message);
         }
 
-        workspace = workspace with { State = WorkspaceState.Running, StartedAt = time.GetUtcNow(), UpdatedAt = time.GetUtcNow() };
-        await store.SaveAsync(workspace, ct);
-        return workspace;
+        return await store.SaveAsync(workspace with { State = WorkspaceState.Running, StartedAt = time.GetUtcNow(), UpdatedAt = time.GetUtcNow() }, ct);
     }
 
     private async Task WaitReadyAsync(Workspace workspace, WorkspaceLaunch launch, CancellationToken ct)
@@ -409,6 +619,7 @@ public sealed class WorkspaceManager(
             // Every few polls, make sure the server is still alive: a crash fails now, not at the timeout.
             if (++polls % 10 == 0)
             {
+                FaultPoints.Hit("start.readiness");
                 var status = await backend.GetStatusAsync(launch.Handle, ct);
                 if (!status.Running)
                 {
@@ -432,17 +643,22 @@ public sealed class WorkspaceManager(
         }
     }
 
+    /// <summary>
+    /// Records Stopping, stops, records Stopped. A stop that fails midway (engine unreachable, process killed) leaves
+    /// Stopping, which the next command or reconcile finishes (see <see cref="RefreshLockedAsync"/>).
+    /// </summary>
     private async Task<Workspace> StopLockedAsync(Workspace workspace, CancellationToken ct)
     {
         if (workspace.ContainerId is not null || workspace.State != WorkspaceState.Stopped)
         {
-            await store.SaveAsync(workspace with { State = WorkspaceState.Stopping, UpdatedAt = time.GetUtcNow() }, ct);
-            await BackendOf(workspace).StopAsync(workspace.Handle, ct);
+            var handle = await HandleOfAsync(workspace, ct);
+            workspace = await store.SaveAsync(workspace with { State = WorkspaceState.Stopping, UpdatedAt = time.GetUtcNow() }, ct);
+            FaultPoints.Hit("stop.after-stopping");
+            await BackendOf(workspace).StopAsync(handle, ct);
+            FaultPoints.Hit("stop.after-engine");
         }
 
-        var stopped = workspace with { State = WorkspaceState.Stopped, Endpoint = null, ContainerId = null, UpdatedAt = time.GetUtcNow() };
-        await store.SaveAsync(stopped, ct);
-        return stopped;
+        return await store.SaveAsync(workspace with { State = WorkspaceState.Stopped, Endpoint = null, ContainerId = null, UpdatedAt = time.GetUtcNow() }, ct);
     }
 
     private static string NewToken() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));

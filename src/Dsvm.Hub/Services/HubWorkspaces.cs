@@ -77,7 +77,20 @@ public sealed partial class HubWorkspaces(
             await CheckQuotaAsync(user, size, name, isNew: existing is null && !_accepted.ContainsKey((user.Name, name)), ct);
             await manager.CheckStartableAsync(env.Name, env.Gpu, size, ct);
             EnterStart();
-            accepted = existing is null ? Pending(user.Name, name, env, size) : existing with { State = WorkspaceState.Starting, LastError = null };
+            try
+            {
+                // Persisted before the 202: a hub killed now leaves a Pending record that reconcile fails (or the
+                // background start below finishes), never a client whose accepted workspace is a 404.
+                accepted = existing is null
+                    ? await manager.AcceptAsync(request, ct)
+                    : existing with { State = WorkspaceState.Starting, LastError = null };
+            }
+            catch
+            {
+                LeaveStart();
+                throw;
+            }
+
             _accepted[(user.Name, name)] = accepted;
         }
         finally
@@ -289,12 +302,6 @@ public sealed partial class HubWorkspaces(
             throw new ForbiddenException($"quota: at most {maxGpu} GPUs running per user; this start would make {gpus}");
         }
     }
-
-    private Workspace Pending(string owner, string name, HubEnvironment env, MachineSize size) => new()
-    {
-        Id = "", Name = name, Owner = owner, Environment = env.Name, Image = env.Image, Size = size.Name, Backend = manager.Backends.RouteOf(size),
-        HomeVolume = "", Token = "", State = WorkspaceState.Pending, CreatedAt = time.GetUtcNow(), UpdatedAt = time.GetUtcNow(),
-    };
 
     private void Publish(string owner, string name, WorkspaceState state, string message) =>
         events.Publish(new WorkspaceEvent(owner, name, state, message, time.GetUtcNow()));
