@@ -20,12 +20,15 @@ public sealed class EnsureCreatedCompatibilityTests : IDisposable
         await using (var old = new DsvmDbContext(options))
         {
             Assert.True(await old.Database.EnsureCreatedAsync());
-            old.Workspaces.Add(new WorkspaceEntity
-            {
-                Id = "ws-old", Name = "legacy", Owner = "alice", Environment = "datascience", State = WorkspaceState.Stopped,
-                CreatedAt = DateTimeOffset.UnixEpoch, UpdatedAt = DateTimeOffset.UnixEpoch,
-            });
-            await old.SaveChangesAsync();
+            // The first versions' schema: before homes and IDs (the later migration must then apply).
+            await old.Database.ExecuteSqlRawAsync("DROP TABLE homes; ALTER TABLE workspaces DROP COLUMN \"OwnerId\"; ALTER TABLE workspaces DROP COLUMN \"HomeId\";");
+        }
+
+        await using (var old = new DsvmDbContext(options))
+        {
+            await old.Database.ExecuteSqlRawAsync(
+                "INSERT INTO workspaces (\"Id\", \"Name\", \"Owner\", \"Environment\", \"Image\", \"Size\", \"Backend\", \"HomeVolume\", \"Token\", \"State\", " +
+                "\"GpuEnabled\", \"CpuFallback\", \"CreatedAt\", \"UpdatedAt\", \"BackendState\") VALUES ('ws-old', 'legacy', 'alice', 'datascience', '', '', '', '', '', 'Stopped', 0, 0, '1970-01-01 00:00:00', '1970-01-01 00:00:00', '{{}}')");
         }
 
         var store = WorkspaceStores.Sqlite(_db.File);
@@ -38,7 +41,7 @@ public sealed class EnsureCreatedCompatibilityTests : IDisposable
         Assert.Equal(2, (await WorkspaceStores.Sqlite(_db.File).ListAsync(null, CancellationToken.None)).Count);
 
         await using var db = new DsvmDbContext(_db.Options<DsvmDbContext>());
-        Assert.Equal([DatabaseMigrations.InitialMigration], await db.Database.GetAppliedMigrationsAsync());
+        Assert.Equal([DatabaseMigrations.InitialMigration, SqliteWorkspaceStoreContractTests.HomesMigration], await db.Database.GetAppliedMigrationsAsync());
     }
 
     [Fact]
