@@ -106,7 +106,7 @@ internal sealed class SwarmSuite(BenchOptions options, BenchHome home, ImageServ
                 {
                     await manager.UpAsync(new CreateWorkspaceRequest
                     {
-                        Name = $"s{i:00}", Owner = Owner, Environment = "minimal", Image = image, GpuMode = GpuMode.None, Size = Tiny.Name,
+                        Name = $"s{i:00}", Owner = Owner, OwnerId = WorkspaceIds.LocalOwnerId, Environment = "minimal", Image = image, GpuMode = GpuMode.None, Size = Tiny.Name,
                     }, null, token);
                     lock (each)
                     {

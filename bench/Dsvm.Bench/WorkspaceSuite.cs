@@ -118,7 +118,7 @@ internal sealed partial class WorkspaceSuite
 
     private static CreateWorkspaceRequest Request(string name, string image) => new()
     {
-        Name = name, Owner = Owner, Environment = Environment, Image = image, GpuMode = GpuMode.None, Size = Size,
+        Name = name, Owner = Owner, OwnerId = WorkspaceIds.LocalOwnerId, Environment = Environment, Image = image, GpuMode = GpuMode.None, Size = Size,
     };
 
     private async Task<(TimingRow Sequential, TimingRow Cli)> SequentialAsync(string image, CancellationToken ct)

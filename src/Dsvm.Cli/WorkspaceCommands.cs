@@ -81,7 +81,7 @@ public static class WorkspaceCommands
                 var record = await s.Images.Builder.BuildAsync(spec, new BuildOptions(), new BuildProgressAdapter(say), ct);
                 return await s.Manager.UpAsync(new CreateWorkspaceRequest
                 {
-                    Name = wsName, Owner = Owner, Environment = spec.Name, Image = record.Image, GpuMode = spec.Gpu, Size = p.GetValue(size)!,
+                    Name = wsName, Owner = Owner, OwnerId = WorkspaceIds.LocalOwnerId, Environment = spec.Name, Image = record.Image, GpuMode = spec.Gpu, Size = p.GetValue(size)!,
                     Backend = chosen,
                 }, new Progress(say), ct);
             });

@@ -29,11 +29,27 @@ public sealed class WorkspaceEntity
 
     /// <summary>Optimistic concurrency: every update compares and increments it (see <see cref="EfWorkspaceStore.SaveAsync"/>).</summary>
     public long Version { get; set; }
+    public string OwnerId { get; set; } = "";
+    public string HomeId { get; set; } = "";
+}
+
+/// <summary>Row of the homes table: a home belongs to an owner ID and attaches to one of their workspace names.</summary>
+public sealed class HomeEntity
+{
+    public string Id { get; set; } = "";
+    public string OwnerId { get; set; } = "";
+    public string Owner { get; set; } = "";
+    public string Name { get; set; } = "";
+    public string Backend { get; set; } = "";
+    public string Volume { get; set; } = "";
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset? OrphanedAt { get; set; }
 }
 
 public sealed class DsvmDbContext(DbContextOptions<DsvmDbContext> options) : DbContext(options)
 {
     public DbSet<WorkspaceEntity> Workspaces => Set<WorkspaceEntity>();
+    public DbSet<HomeEntity> Homes => Set<HomeEntity>();
 
     protected override void OnConfiguring(DbContextOptionsBuilder optionsBuilder) => IgnoreMissingSnapshot(optionsBuilder);
 
@@ -55,5 +71,13 @@ public sealed class DsvmDbContext(DbContextOptions<DsvmDbContext> options) : DbC
         // SQLite cannot order DateTimeOffset; store UTC ticks-compatible strings consistently.
         w.Property(x => x.CreatedAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
         w.Property(x => x.UpdatedAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
+        var h = modelBuilder.Entity<HomeEntity>();
+        h.ToTable("homes");
+        h.HasKey(x => x.Id);
+        h.HasIndex(x => new { x.OwnerId, x.Name });
+        h.Property(x => x.CreatedAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
+        h.Property(x => x.OrphanedAt).HasConversion(
+            v => v.HasValue ? v.Value.UtcDateTime : (DateTime?)null,
+            v => v.HasValue ? new DateTimeOffset(DateTime.SpecifyKind(v.Value, DateTimeKind.Utc)) : null);
     }
 }

@@ -92,6 +92,8 @@ public class EfWorkspaceStore : IWorkspaceStore
         e.StartedAt = workspace.StartedAt?.ToUniversalTime();
         e.UpdatedAt = workspace.UpdatedAt;
         e.BackendState = workspace.BackendState;
+        e.OwnerId = workspace.OwnerId;
+        e.HomeId = workspace.HomeId;
         try
         {
             await db.SaveChangesAsync(ct);
@@ -152,5 +154,73 @@ public class EfWorkspaceStore : IWorkspaceStore
         UpdatedAt = e.UpdatedAt,
         BackendState = e.BackendState,
         Version = e.Version,
+        OwnerId = e.OwnerId,
+        HomeId = e.HomeId,
+    };
+
+    public async Task<Home?> FindHomeAsync(string ownerId, string name, CancellationToken ct)
+    {
+        await using var db = Open();
+        var e = await db.Homes.AsNoTracking().Where(h => h.OwnerId == ownerId && h.Name == name && h.OrphanedAt == null)
+            .OrderBy(h => h.Id).FirstOrDefaultAsync(ct);
+        return e is null ? null : ToModel(e);
+    }
+
+    public async Task<Home?> GetHomeAsync(string homeId, CancellationToken ct)
+    {
+        await using var db = Open();
+        var e = await db.Homes.AsNoTracking().FirstOrDefaultAsync(h => h.Id == homeId, ct);
+        return e is null ? null : ToModel(e);
+    }
+
+    public async Task<IReadOnlyList<Home>> ListHomesAsync(string? ownerId, CancellationToken ct)
+    {
+        await using var db = Open();
+        var q = db.Homes.AsNoTracking();
+        if (ownerId is not null)
+        {
+            q = q.Where(h => h.OwnerId == ownerId);
+        }
+
+        return (await q.ToListAsync(ct)).Select(ToModel).OrderBy(h => h.Owner, StringComparer.Ordinal).ThenBy(h => h.Name, StringComparer.Ordinal)
+            .ThenBy(h => h.Id, StringComparer.Ordinal).ToList();
+    }
+
+    public async Task SaveHomeAsync(Home home, CancellationToken ct)
+    {
+        await using var db = Open();
+        var e = await db.Homes.FirstOrDefaultAsync(h => h.Id == home.Id, ct);
+        if (e is null)
+        {
+            e = new HomeEntity { Id = home.Id };
+            db.Homes.Add(e);
+        }
+
+        e.OwnerId = home.OwnerId;
+        e.Owner = home.Owner;
+        e.Name = home.Name;
+        e.Backend = home.Backend;
+        e.Volume = home.Volume;
+        e.CreatedAt = home.CreatedAt;
+        e.OrphanedAt = home.OrphanedAt;
+        await db.SaveChangesAsync(ct);
+    }
+
+    public async Task DeleteHomeAsync(string homeId, CancellationToken ct)
+    {
+        await using var db = Open();
+        await db.Homes.Where(h => h.Id == homeId).ExecuteDeleteAsync(ct);
+    }
+
+    private static Home ToModel(HomeEntity e) => new()
+    {
+        Id = e.Id,
+        OwnerId = e.OwnerId,
+        Owner = e.Owner,
+        Name = e.Name,
+        Backend = e.Backend,
+        Volume = e.Volume,
+        CreatedAt = e.CreatedAt,
+        OrphanedAt = e.OrphanedAt,
     };
 }

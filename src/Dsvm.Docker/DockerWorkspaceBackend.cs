@@ -36,25 +36,38 @@ public sealed record DockerBackendOptions
 public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOptions options, IGpuDetector gpus)
     : IWorkspaceBackend, IDescribableBackend, IWorkspaceExec
 {
-    public const string ManagedLabel = "io.opendsvm.managed";
-    public const string WorkspaceLabel = "io.opendsvm.workspace";
+    public const string ManagedLabel = WorkspaceLabels.Managed;
+    public const string WorkspaceLabel = WorkspaceLabels.Workspace;
 
     public DockerWorkspaceBackend(DockerBackendOptions options, IGpuDetector gpus)
         : this(new DockerClientConfiguration(options.Endpoint).CreateClient(), options, gpus) { }
 
     public string Name => "docker";
 
-    private static string ContainerName(WorkspaceStartRequest r) => $"dsvm-{r.Owner}-{r.Name}";
+    /// <summary>From the workspace's ID only (<c>dsvm-ws-…</c>): two owners' names can never meet here.</summary>
+    internal static string ContainerName(WorkspaceStartRequest r) => WorkspaceIds.ObjectName(r.Id);
 
-    private static string ContainerRef(WorkspaceHandle handle) =>
-        handle.State.ValueKind == JsonValueKind.Object && handle.State.TryGetProperty("name", out var n) && n.GetString() is { } s ? s : handle.Id;
+    /// <summary>
+    /// The container by the engine's own ID recorded at start (never by a name: a name can be taken over by another
+    /// container), else by the ID-derived name.
+    /// </summary>
+    internal static string ContainerRef(WorkspaceHandle handle) =>
+        handle.State.ValueKind == JsonValueKind.Object && handle.State.TryGetProperty("container", out var c) && c.GetString() is { Length: > 0 } id
+            ? id
+            : WorkspaceIds.ObjectName(handle.Id);
 
     public async Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
         await EnsureImageAsync(request.Image, ct);
         await EnsureHomeAsync(request, ct);
         var name = ContainerName(request);
-        // A container left by a crash or a killed command: the home is separate, so it is safe to replace.
+        // A container left by a crash or a killed command (found by its workspace label, whatever it was named):
+        // the home is separate, so it is safe to replace.
+        foreach (var leftover in await ContainersOfAsync(request.Id, ct))
+        {
+            await RemoveContainerAsync(leftover, ct);
+        }
+
         await RemoveContainerAsync(name, ct);
 
         var parameters = CreateParameters(request, name, await NvidiaRuntimeAsync(ct));
@@ -141,6 +154,16 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
             [ManagedLabel] = "true",
             [WorkspaceLabel] = request.Id,
         };
+        if (request.OwnerId.Length > 0)
+        {
+            labels[WorkspaceLabels.OwnerId] = request.OwnerId;
+        }
+
+        if (request.HomeId.Length > 0)
+        {
+            labels[WorkspaceLabels.Home] = request.HomeId;
+        }
+
         return new CreateContainerParameters
         {
             Name = name,
@@ -180,15 +203,27 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         await client.Volumes.CreateAsync(new VolumesCreateParameters
         {
             Name = request.HomeVolume,
-            Labels = new Dictionary<string, string>
-            {
-                [ManagedLabel] = "true",
-                [WorkspaceLabel] = request.Id,
-                ["io.opendsvm.home"] = "true",
-                ["io.opendsvm.owner"] = request.Owner,
-                ["io.opendsvm.name"] = request.Name,
-            },
+            Labels = HomeLabels(request),
         }, ct);
+    }
+
+    /// <summary>A home's labels: its ID and owner ID (for lookups), the workspace that made it and readable names.</summary>
+    internal static Dictionary<string, string> HomeLabels(WorkspaceStartRequest request)
+    {
+        var labels = new Dictionary<string, string>
+        {
+            [ManagedLabel] = "true",
+            [WorkspaceLabel] = request.Id,
+            [WorkspaceLabels.Home] = request.HomeId.Length > 0 ? request.HomeId : "true",
+            [WorkspaceLabels.Owner] = request.Owner,
+            [WorkspaceLabels.Name] = request.Name,
+        };
+        if (request.OwnerId.Length > 0)
+        {
+            labels[WorkspaceLabels.OwnerId] = request.OwnerId;
+        }
+
+        return labels;
     }
 
     public async Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct)
@@ -246,12 +281,14 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
     }
 
     /// <summary>The workspace's containers: found by its label, so a half-recorded start is cleaned up too.</summary>
-    private async Task<IReadOnlyList<string>> ContainersOfAsync(WorkspaceHandle handle, CancellationToken ct)
+    private Task<IReadOnlyList<string>> ContainersOfAsync(WorkspaceHandle handle, CancellationToken ct) => ContainersOfAsync(handle.Id, ct);
+
+    private async Task<IReadOnlyList<string>> ContainersOfAsync(string workspaceId, CancellationToken ct)
     {
         var containers = await client.Containers.ListContainersAsync(new ContainersListParameters
         {
             All = true,
-            Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [$"{WorkspaceLabel}={handle.Id}"] = true } },
+            Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [$"{WorkspaceLabel}={workspaceId}"] = true } },
         }, ct);
         return containers.Select(c => c.ID).ToList();
     }
@@ -298,17 +335,22 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
 
         if (!keepHome)
         {
-            try
-            {
-                await client.Volumes.RemoveAsync(homeVolume, force: false, ct);
-            }
-            catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
-            {
-            }
-            catch (DockerApiException ex)
-            {
-                throw new DsvmException($"the home volume {homeVolume} could not be removed: {Message(ex)}");
-            }
+            await DeleteHomeAsync(homeVolume, ct);
+        }
+    }
+
+    public async Task DeleteHomeAsync(string homeVolume, CancellationToken ct)
+    {
+        try
+        {
+            await client.Volumes.RemoveAsync(homeVolume, force: false, ct);
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+        }
+        catch (DockerApiException ex)
+        {
+            throw new DsvmException($"the home volume {homeVolume} could not be removed: {Message(ex)}");
         }
     }
 

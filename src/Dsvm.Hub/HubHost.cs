@@ -169,6 +169,9 @@ public static class HubHost
         var accounts = app.Services.GetRequiredService<Accounts>();
         await accounts.InitializeAsync(ct);
         var password = await accounts.EnsureAdminAsync(ct);
+        // Records made before IDs: each gets its owner's user ID and a home record that keeps its old volume.
+        var ids = (await accounts.ListUsersAsync(ct)).ToDictionary(u => u.Name, u => u.Id, StringComparer.Ordinal);
+        await app.Services.GetRequiredService<WorkspaceManager>().AdoptLegacyRecordsAsync(owner => ids.GetValueOrDefault(owner), ct);
         await app.Services.GetRequiredService<ReconcileService>().RunOnceAsync(ct);
         return password;
     }

@@ -124,7 +124,7 @@ public sealed class WorkspaceBackendsTests : IDisposable
 
     private static CreateWorkspaceRequest Request(string name, string size, string? backend = null) => new()
     {
-        Name = name, Owner = "alice", Environment = "datascience", Image = "dsvm/datascience:latest", GpuMode = GpuMode.Optional, Size = size, Backend = backend,
+        Name = name, Owner = "alice", OwnerId = "u-alice", Environment = "datascience", Image = "dsvm/datascience:latest", GpuMode = GpuMode.Optional, Size = size, Backend = backend,
     };
 
     [Fact]

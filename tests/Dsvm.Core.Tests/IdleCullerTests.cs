@@ -47,7 +47,7 @@ public sealed class IdleCullerTests : IDisposable
 
     private Task<Workspace> UpAsync(string name) => _manager.UpAsync(new CreateWorkspaceRequest
     {
-        Name = name, Owner = Owner, Environment = "minimal", Image = "dsvm/minimal:latest", GpuMode = GpuMode.None, Size = "small",
+        Name = name, Owner = Owner, OwnerId = WorkspaceIds.LocalOwnerId, Environment = "minimal", Image = "dsvm/minimal:latest", GpuMode = GpuMode.None, Size = "small",
     }, null, Ct);
 
     private async Task<Workspace> StoredAsync(string name) => (await _store.FindAsync(Owner, name, Ct))!;
@@ -341,4 +341,14 @@ internal sealed class FlakyStore(IWorkspaceStore inner) : IWorkspaceStore
     public Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct) => inner.SaveAsync(workspace, ct);
 
     public Task DeleteAsync(Workspace workspace, CancellationToken ct) => inner.DeleteAsync(workspace, ct);
+
+    public Task<Home?> FindHomeAsync(string ownerId, string name, CancellationToken ct) => inner.FindHomeAsync(ownerId, name, ct);
+
+    public Task<Home?> GetHomeAsync(string homeId, CancellationToken ct) => inner.GetHomeAsync(homeId, ct);
+
+    public Task<IReadOnlyList<Home>> ListHomesAsync(string? ownerId, CancellationToken ct) => inner.ListHomesAsync(ownerId, ct);
+
+    public Task SaveHomeAsync(Home home, CancellationToken ct) => inner.SaveHomeAsync(home, ct);
+
+    public Task DeleteHomeAsync(string homeId, CancellationToken ct) => inner.DeleteHomeAsync(homeId, ct);
 }

@@ -285,6 +285,30 @@ internal sealed class InMemoryWorkspaceStore : IWorkspaceStore
 
         return Task.CompletedTask;
     }
+
+    private readonly ConcurrentDictionary<string, Home> _homes = new(StringComparer.Ordinal);
+
+    public IReadOnlyCollection<Home> Homes => _homes.Values.ToList();
+
+    public Task<Home?> FindHomeAsync(string ownerId, string name, CancellationToken ct) =>
+        Task.FromResult(_homes.Values.Where(h => h.OwnerId == ownerId && h.Name == name && h.OrphanedAt is null).OrderBy(h => h.Id, StringComparer.Ordinal).FirstOrDefault());
+
+    public Task<Home?> GetHomeAsync(string homeId, CancellationToken ct) => Task.FromResult(_homes.GetValueOrDefault(homeId));
+
+    public Task<IReadOnlyList<Home>> ListHomesAsync(string? ownerId, CancellationToken ct) =>
+        Task.FromResult<IReadOnlyList<Home>>(_homes.Values.Where(h => ownerId is null || h.OwnerId == ownerId).OrderBy(h => h.Id, StringComparer.Ordinal).ToList());
+
+    public Task SaveHomeAsync(Home home, CancellationToken ct)
+    {
+        _homes[home.Id] = home;
+        return Task.CompletedTask;
+    }
+
+    public Task DeleteHomeAsync(string homeId, CancellationToken ct)
+    {
+        _homes.TryRemove(homeId, out _);
+        return Task.CompletedTask;
+    }
 }
 
 /// <summary>Answers "ready" from the <see cref="ReadyAfter"/>-th call on; never when it is null.</summary>

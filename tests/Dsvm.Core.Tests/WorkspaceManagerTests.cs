@@ -11,6 +11,7 @@ public sealed class WorkspaceManagerTests : IDisposable
 {
     private const string Owner = "alice";
     private const string Name = "proj";
+    private const string OwnerId = "u-a11ce0000000";
     private const long GiB = 1024L * 1024 * 1024;
 
     private readonly TempDir _dir = new();
@@ -38,10 +39,11 @@ public sealed class WorkspaceManagerTests : IDisposable
             new WorkspaceOptions { StartTimeout = startTimeout ?? TimeSpan.FromMilliseconds(300), PollInterval = TimeSpan.FromMilliseconds(5) });
 
     private static CreateWorkspaceRequest Request(string name = Name, string environment = "datascience", GpuMode gpu = GpuMode.None,
-        string size = "medium", string owner = Owner) => new()
+        string size = "medium", string owner = Owner, string ownerId = OwnerId) => new()
     {
         Name = name,
         Owner = owner,
+        OwnerId = ownerId,
         Environment = environment,
         Image = $"dsvm/{environment}:latest",
         GpuMode = gpu,
@@ -73,7 +75,11 @@ public sealed class WorkspaceManagerTests : IDisposable
         Assert.Equal(WorkspaceState.Running, ws.State);
         Assert.Matches("^[0-9a-f]{64}$", ws.Token);
         Assert.Matches("^ws-[0-9a-f]{12}$", ws.Id);
-        Assert.Equal("dsvm-home-alice-proj", ws.HomeVolume);
+        Assert.Matches("^h-[0-9a-f]{12}$", ws.HomeId);
+        Assert.Equal($"dsvm-home-{ws.HomeId}", ws.HomeVolume);
+        Assert.Equal(OwnerId, ws.OwnerId);
+        var home = Assert.Single(_store.Homes);
+        Assert.Equal((ws.HomeId, OwnerId, Name, ws.HomeVolume, "fake"), (home.Id, home.OwnerId, home.Name, home.Volume, home.Backend));
         Assert.Equal(Name, ws.Name);
         Assert.Equal(Owner, ws.Owner);
         Assert.Equal("datascience", ws.Environment);
@@ -103,6 +109,9 @@ public sealed class WorkspaceManagerTests : IDisposable
         Assert.Equal(Name, start.Labels["io.opendsvm.name"]);
         Assert.Equal("datascience", start.Labels["io.opendsvm.environment"]);
         Assert.Equal("medium", start.Labels["io.opendsvm.size"]);
+        Assert.Equal(OwnerId, start.Labels[WorkspaceLabels.OwnerId]);
+        Assert.Equal(ws.HomeId, start.Labels[WorkspaceLabels.Home]);
+        Assert.Equal((OwnerId, ws.HomeId), (start.OwnerId, start.HomeId));
 
         // Readiness is asked of the server itself, with its token, under its base URL.
         var asked = Assert.Single(_probe.Asked);
@@ -112,7 +121,7 @@ public sealed class WorkspaceManagerTests : IDisposable
         Assert.Equal(
             [WorkspaceState.Pending, WorkspaceState.Starting, WorkspaceState.Starting, WorkspaceState.Running],
             _store.History.Select(w => w.State));
-        Assert.True(File.Exists(Path.Combine(Paths.Data, "locks", "alice-proj.lock")));
+        Assert.True(File.Exists(Path.Combine(Paths.Data, "locks", "alice.proj.lock")));
     }
 
     [Fact]
@@ -123,7 +132,8 @@ public sealed class WorkspaceManagerTests : IDisposable
 
         Assert.NotEqual(a.Id, b.Id);
         Assert.NotEqual(a.Token, b.Token);
-        Assert.Equal("dsvm-home-alice-two", b.HomeVolume);
+        Assert.Equal($"dsvm-home-{b.HomeId}", b.HomeVolume);
+        Assert.NotEqual(a.HomeId, b.HomeId);
         Assert.Equal(2, _store.All.Count);
     }
 
@@ -638,7 +648,8 @@ public sealed class WorkspaceManagerTests : IDisposable
         var (handle, home, keepHome) = Assert.Single(_backend.Deletes);
         Assert.Equal(ws.Id, handle.Id);
         Assert.Equal("c-1", handle.State.GetProperty("container").GetString());
-        Assert.Equal("dsvm-home-alice-proj", home);
+        Assert.Equal(ws.HomeVolume, home);
+        Assert.Equal(deleteHome ? 0 : 1, _store.Homes.Count);
         Assert.Equal(!deleteHome, keepHome);
         Assert.Empty(_store.All);
         await Assert.ThrowsAsync<NotFoundException>(() => manager.GetAsync(Owner, Name, Ct));
@@ -735,5 +746,120 @@ public sealed class WorkspaceManagerTests : IDisposable
         Assert.Equal(["other", "proj"], list.Select(w => w.Name));
         Assert.Equal([WorkspaceState.Running, WorkspaceState.Stopped], list.Select(w => w.State));
         Assert.Empty(await manager.ListAsync("bob", Ct));
+    }
+
+    // ---- identity (issue 9) ----
+
+    [Fact]
+    public async Task NamesThatConcatenateAlike_GetTheirOwnHomesAndLocks()
+    {
+        var manager = Manager();
+        var a = await UpAsync(Request("x-data", owner: "alice", ownerId: "u-a11ce0000001"), manager);
+        var b = await UpAsync(Request("data", owner: "alice-x", ownerId: "u-a11ce0000002"), manager);
+
+        Assert.NotEqual(a.HomeVolume, b.HomeVolume);
+        Assert.NotEqual(a.HomeId, b.HomeId);
+        Assert.True(File.Exists(Path.Combine(Paths.Data, "locks", "alice.x-data.lock")));
+        Assert.True(File.Exists(Path.Combine(Paths.Data, "locks", "alice-x.data.lock")));
+
+        await manager.DeleteAsync("alice-x", "data", deleteHome: true, _progress, Ct);
+        Assert.Equal(b.HomeVolume, Assert.Single(_backend.Deletes).HomeVolume);
+        Assert.Equal(a.HomeId, Assert.Single(_store.Homes).Id);
+    }
+
+    [Theory]
+    [InlineData("..", "x")]
+    [InlineData("alice", "../../etc")]
+    [InlineData("alice", "proj\n")]
+    public async Task NamesThatCouldLeaveTheLocksFolder_AreRefused(string owner, string name)
+    {
+        await Assert.ThrowsAsync<UsageException>(() => Manager().StopAsync(owner, name, _progress, Ct));
+        Assert.False(Directory.Exists(Path.Combine(Paths.Data, "locks")) && Directory.EnumerateFiles(Path.Combine(Paths.Data, "locks")).Any());
+    }
+
+    [Fact]
+    public async Task AKeptHome_IsFoundAgainByOwnerId_NeverByOwnerName()
+    {
+        var manager = Manager();
+        var first = await UpAsync(manager: manager);
+        await manager.DeleteAsync(Owner, Name, deleteHome: false, _progress, Ct);
+
+        var again = await UpAsync(manager: manager);
+        Assert.Equal(first.HomeId, again.HomeId);
+        Assert.Equal(first.HomeVolume, again.HomeVolume);
+        await manager.DeleteAsync(Owner, Name, deleteHome: false, _progress, Ct);
+
+        // Same user name, another account (another ID): a fresh home.
+        var stranger = await UpAsync(Request(ownerId: "u-0ther0000000"), manager);
+        Assert.NotEqual(first.HomeId, stranger.HomeId);
+        Assert.Equal(2, _store.Homes.Count);
+    }
+
+    [Fact]
+    public async Task RemovingAnOwner_DeletesTheirWorkspaces_AndOrphansTheirHomes_ThenReassignOrPurge()
+    {
+        var manager = Manager();
+        var ws = await UpAsync(manager: manager);
+        var other = await UpAsync(Request("keep", owner: "bob", ownerId: "u-b0b000000000"), manager);
+
+        Assert.Equal(1, await manager.RemoveOwnerAsync(Owner, OwnerId, Ct));
+
+        Assert.True(Assert.Single(_backend.Deletes).KeepHome);
+        Assert.Equal(other.Id, Assert.Single(_store.All).Id);
+        var orphan = Assert.Single(_store.Homes, h => h.Id == ws.HomeId);
+        Assert.NotNull(orphan.OrphanedAt);
+        Assert.Null(Assert.Single(_store.Homes, h => h.Id == other.HomeId).OrphanedAt);
+
+        // A new account with the reused name (new ID) gets a fresh home.
+        var reborn = await UpAsync(Request(ownerId: "u-a11ce0000009"), manager);
+        Assert.NotEqual(ws.HomeId, reborn.HomeId);
+        await manager.DeleteAsync(Owner, Name, deleteHome: true, _progress, Ct);
+
+        // An admin gives the orphaned home to bob, attached to his workspace 'old-proj'.
+        await Assert.ThrowsAsync<ConflictException>(() => manager.ReassignHomeAsync(ws.HomeId, "bob", "u-b0b000000000", "keep", Ct));
+        var moved = await manager.ReassignHomeAsync(ws.HomeId, "bob", "u-b0b000000000", "old-proj", Ct);
+        Assert.Null(moved.OrphanedAt);
+        var bobs = await UpAsync(Request("old-proj", owner: "bob", ownerId: "u-b0b000000000"), manager);
+        Assert.Equal(ws.HomeVolume, bobs.HomeVolume);
+
+        // Purging a home in use is refused; once unused it goes, with its volume.
+        await Assert.ThrowsAsync<ConflictException>(() => manager.PurgeHomeAsync(ws.HomeId, Ct));
+        await manager.DeleteAsync("bob", "old-proj", deleteHome: false, _progress, Ct);
+        await manager.PurgeHomeAsync(ws.HomeId, Ct);
+        Assert.DoesNotContain(_store.Homes, h => h.Id == ws.HomeId);
+        var purge = _backend.Deletes.Last();
+        Assert.Equal((IWorkspaceBackend.NoWorkspaceId, ws.HomeVolume, false), (purge.Handle.Id, purge.HomeVolume, purge.KeepHome));
+        await Assert.ThrowsAsync<NotFoundException>(() => manager.PurgeHomeAsync(ws.HomeId, Ct));
+    }
+
+    [Fact]
+    public async Task LegacyRecords_AreAdoptedWithTheirOldVolumeAsTheirHome()
+    {
+        var now = DateTimeOffset.UtcNow;
+        Workspace Legacy(string owner, string name) => new()
+        {
+            Id = "ws-0000000000" + (owner == "alice" ? "a1" : "b1"), Name = name, Owner = owner, Environment = "datascience", Image = "dsvm/datascience:latest",
+            Size = "medium", Backend = "fake", HomeVolume = $"dsvm-home-{owner}-{name}", Token = "t", State = WorkspaceState.Stopped, CreatedAt = now, UpdatedAt = now,
+        };
+        await _store.SaveAsync(Legacy("alice", "proj"), Ct);
+        await _store.SaveAsync(Legacy("gone", "proj"), Ct);
+        var manager = Manager();
+
+        Assert.Equal(2, await manager.AdoptLegacyRecordsAsync(o => o == "alice" ? OwnerId : null, Ct));
+
+        var w = Assert.Single(_store.All);
+        Assert.Equal(OwnerId, w.OwnerId);
+        var home = Assert.Single(_store.Homes, h => h.Id == w.HomeId);
+        Assert.Equal(("dsvm-home-alice-proj", OwnerId, "proj", (DateTimeOffset?)null), (home.Volume, home.OwnerId, home.Name, home.OrphanedAt));
+        var orphan = Assert.Single(_store.Homes, h => h.Id != w.HomeId);
+        Assert.Equal("dsvm-home-gone-proj", orphan.Volume);
+        Assert.NotNull(orphan.OrphanedAt);
+        Assert.True(Assert.Single(_backend.Deletes).KeepHome);
+
+        // Idempotent; and the adopted home is what the next start mounts.
+        Assert.Equal(0, await manager.AdoptLegacyRecordsAsync(_ => OwnerId, Ct));
+        var started = await manager.StartAsync(Owner, Name, GpuMode.None, _progress, Ct);
+        Assert.Equal("dsvm-home-alice-proj", Assert.Single(_backend.Starts).HomeVolume);
+        Assert.Equal(home.Id, started.HomeId);
     }
 }

@@ -36,7 +36,7 @@ public sealed class WorkspaceRepairTests : IDisposable
 
     private static CreateWorkspaceRequest Request(string name = Name) => new()
     {
-        Name = name, Owner = Owner, Environment = "datascience", Image = "dsvm/datascience:latest", GpuMode = GpuMode.None, Size = "medium",
+        Name = name, Owner = Owner, OwnerId = WorkspaceIds.LocalOwnerId, Environment = "datascience", Image = "dsvm/datascience:latest", GpuMode = GpuMode.None, Size = "medium",
     };
 
     /// <summary>A record as a process killed at some step leaves it (written straight to the store).</summary>
@@ -95,7 +95,7 @@ public sealed class WorkspaceRepairTests : IDisposable
         var ws = await manager.UpAsync(Request(), null, Ct);
         _backend.StopOutside(ws.Id);
         var saves = _store.History.Count;
-        await using (await FileGate.AcquireAsync(Path.Combine(_dir.Path, "data", "locks", $"{Owner}-{Name}.lock"), Ct))
+        await using (await FileGate.AcquireAsync(Path.Combine(_dir.Path, "data", "locks", $"{Owner}.{Name}.lock"), Ct))
         {
             var listed = Assert.Single(await manager.ListAsync(Owner, Ct));
             Assert.Equal(WorkspaceState.Running, listed.State);

@@ -20,14 +20,16 @@ public sealed class EnsureCreatedCompatibilityTests : IDisposable
         await using (var old = new DsvmDbContext(options))
         {
             Assert.True(await old.Database.EnsureCreatedAsync());
-            old.Workspaces.Add(new WorkspaceEntity
-            {
-                Id = "ws-old", Name = "legacy", Owner = "alice", Environment = "datascience", State = WorkspaceState.Stopped,
-                CreatedAt = DateTimeOffset.UnixEpoch, UpdatedAt = DateTimeOffset.UnixEpoch,
-            });
-            await old.SaveChangesAsync();
-            // The first versions' schema: before the version column (its migration must then apply).
-            await old.Database.ExecuteSqlRawAsync("ALTER TABLE workspaces DROP COLUMN \"Version\";");
+            // The first versions' schema: before the version column, homes and IDs (the later migrations must then apply).
+            await old.Database.ExecuteSqlRawAsync(
+                "DROP TABLE homes; ALTER TABLE workspaces DROP COLUMN \"OwnerId\"; ALTER TABLE workspaces DROP COLUMN \"HomeId\"; ALTER TABLE workspaces DROP COLUMN \"Version\";");
+        }
+
+        await using (var old = new DsvmDbContext(options))
+        {
+            await old.Database.ExecuteSqlRawAsync(
+                "INSERT INTO workspaces (\"Id\", \"Name\", \"Owner\", \"Environment\", \"Image\", \"Size\", \"Backend\", \"HomeVolume\", \"Token\", \"State\", " +
+                "\"GpuEnabled\", \"CpuFallback\", \"CreatedAt\", \"UpdatedAt\", \"BackendState\") VALUES ('ws-old', 'legacy', 'alice', 'datascience', '', '', '', '', '', 'Stopped', 0, 0, '1970-01-01 00:00:00', '1970-01-01 00:00:00', '{{}}')");
         }
 
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
@@ -42,7 +44,9 @@ public sealed class EnsureCreatedCompatibilityTests : IDisposable
         Assert.Equal(2, (await WorkspaceStores.Sqlite(_db.File).ListAsync(null, CancellationToken.None)).Count);
 
         await using var db = new DsvmDbContext(_db.Options<DsvmDbContext>());
-        Assert.Equal([DatabaseMigrations.InitialMigration, DatabaseMigrations.WorkspaceVersionMigration], await db.Database.GetAppliedMigrationsAsync());
+        Assert.Equal(
+            [DatabaseMigrations.InitialMigration, DatabaseMigrations.WorkspaceVersionMigration, SqliteWorkspaceStoreContractTests.HomesMigration],
+            await db.Database.GetAppliedMigrationsAsync());
     }
 
     [Fact]

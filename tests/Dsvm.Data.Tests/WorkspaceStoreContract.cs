@@ -2,6 +2,7 @@ using Dsvm.Core.Workspaces;
 using Dsvm.Hub;
 using Dsvm.Hub.Data;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 
 namespace Dsvm.Data.Tests;
 
@@ -16,6 +17,8 @@ public abstract class WorkspaceStoreContract<TDatabase> : IDisposable where TDat
     protected TDatabase Db => _db.Value;
 
     private static readonly CancellationToken Ct = CancellationToken.None;
+
+    public const string HomesMigration = "20261205000001_Homes";
 
     public void Dispose()
     {
@@ -36,7 +39,9 @@ public abstract class WorkspaceStoreContract<TDatabase> : IDisposable where TDat
         Image = "dsvm/datascience:sha256-0123",
         Size = "gpu-small",
         Backend = "docker",
-        HomeVolume = $"dsvm-home-{owner}-{name}",
+        HomeVolume = "dsvm-home-h-0123456789ab",
+        OwnerId = "u-" + owner,
+        HomeId = "h-0123456789ab",
         Token = new string('a', 32) + new string('f', 32),
         State = WorkspaceState.Running,
         ContainerId = "3f2a9c0d1b7e",
@@ -55,14 +60,14 @@ public abstract class WorkspaceStoreContract<TDatabase> : IDisposable where TDat
         _ = Db.CreateStore();
         await using (var db = new DsvmDbContext(Db.Options<DsvmDbContext>()))
         {
-            Assert.Equal([DatabaseMigrations.InitialMigration, DatabaseMigrations.WorkspaceVersionMigration], await db.Database.GetAppliedMigrationsAsync(Ct));
+            Assert.Equal([DatabaseMigrations.InitialMigration, DatabaseMigrations.WorkspaceVersionMigration, HomesMigration], await db.Database.GetAppliedMigrationsAsync(Ct));
             Assert.Empty(await db.Database.GetPendingMigrationsAsync(Ct));
             Assert.False(DatabaseMigrations.BaselineEnsureCreated(db, EfWorkspaceStore.ProbeTable));
 
             // A second migrate (and a second store on the same database) changes nothing.
             await DatabaseMigrations.MigrateAsync(db, EfWorkspaceStore.ProbeTable, Ct);
             await db.Database.MigrateAsync(Ct);
-            Assert.Equal([DatabaseMigrations.InitialMigration, DatabaseMigrations.WorkspaceVersionMigration], await db.Database.GetAppliedMigrationsAsync(Ct));
+            Assert.Equal([DatabaseMigrations.InitialMigration, DatabaseMigrations.WorkspaceVersionMigration, HomesMigration], await db.Database.GetAppliedMigrationsAsync(Ct));
         }
 
         var again = Db.CreateStore();
@@ -147,6 +152,51 @@ public abstract class WorkspaceStoreContract<TDatabase> : IDisposable where TDat
 
         Assert.Equal(1, results.Count(r => r));
         Assert.Equal(2, (await Db.CreateStore().FindAsync("alice", "proj", Ct))!.Version);
+    }
+
+    protected async Task HomesRoundTrip_AndAreFoundByOwnerIdNotOrphaned()
+    {
+        var store = Db.CreateStore();
+        var home = new Home
+        {
+            Id = "h-0000000000a1", OwnerId = "u-a11ce0000000", Owner = "alice", Name = "proj", Backend = "docker", Volume = "dsvm-home-h-0000000000a1",
+            CreatedAt = new DateTimeOffset(2025, 1, 2, 3, 4, 5, 678, TimeSpan.FromHours(2)),
+        };
+        await store.SaveHomeAsync(home, Ct);
+        await store.SaveHomeAsync(home with { Id = "h-0000000000b1", OwnerId = "u-b0b000000000", Owner = "bob", Volume = "v-b" }, Ct);
+
+        Assert.Equal(home, await Db.CreateStore().FindHomeAsync("u-a11ce0000000", "proj", Ct));
+        Assert.Equal(home, await store.GetHomeAsync(home.Id, Ct));
+        Assert.Null(await store.FindHomeAsync("u-someone-else", "proj", Ct));
+        Assert.Null(await store.FindHomeAsync("u-a11ce0000000", "other", Ct));
+        Assert.Equal(["h-0000000000a1"], (await store.ListHomesAsync("u-a11ce0000000", Ct)).Select(h => h.Id));
+        Assert.Equal(2, (await store.ListHomesAsync(null, Ct)).Count);
+
+        var orphaned = home with { OrphanedAt = new DateTimeOffset(2025, 2, 3, 4, 5, 6, TimeSpan.Zero) };
+        await store.SaveHomeAsync(orphaned, Ct);
+        Assert.Null(await store.FindHomeAsync("u-a11ce0000000", "proj", Ct));
+        Assert.Equal(orphaned.OrphanedAt, (await store.GetHomeAsync(home.Id, Ct))!.OrphanedAt);
+
+        await store.DeleteHomeAsync(home.Id, Ct);
+        Assert.Null(await store.GetHomeAsync(home.Id, Ct));
+        Assert.Single(await store.ListHomesAsync(null, Ct));
+    }
+
+    protected async Task ADatabaseOfTheFirstSchema_IsMigrated_AndItsRecordsReadWithEmptyIds()
+    {
+        await using (var db = new DsvmDbContext(Db.Options<DsvmDbContext>()))
+        {
+            await db.GetService<Microsoft.EntityFrameworkCore.Migrations.IMigrator>().MigrateAsync(DatabaseMigrations.InitialMigration, Ct);
+            await db.Database.ExecuteSqlRawAsync(
+                "INSERT INTO workspaces (\"Id\", \"Name\", \"Owner\", \"Environment\", \"Image\", \"Size\", \"Backend\", \"HomeVolume\", \"Token\", \"State\", " +
+                "\"GpuEnabled\", \"CpuFallback\", \"CreatedAt\", \"UpdatedAt\", \"BackendState\") VALUES ('ws-00000000old1', 'data', 'alice-x', 'minimal', 'i', 'small', " +
+                "'docker', 'dsvm-home-alice-x-data', 't', 'Stopped', false, false, '2025-01-01 00:00:00', '2025-01-01 00:00:00', '{{}}')", Ct);
+        }
+
+        var store = Db.CreateStore();
+        var w = await store.FindAsync("alice-x", "data", Ct);
+        Assert.Equal(("", "", "dsvm-home-alice-x-data"), (w!.OwnerId, w.HomeId, w.HomeVolume));
+        Assert.Empty(await store.ListHomesAsync(null, Ct));
     }
 
     protected async Task ListIsOrderedByOwnerThenName()
@@ -234,6 +284,12 @@ public sealed class SqliteWorkspaceStoreContractTests : WorkspaceStoreContract<S
     public Task ConcurrentWriters_ExactlyOneWins() => ConcurrentWritersOfOneVersion_ExactlyOneWins();
 
     [Fact]
+    public Task Homes_RoundTrip_AndAreFoundByOwnerId_NotOrphaned() => HomesRoundTrip_AndAreFoundByOwnerIdNotOrphaned();
+
+    [Fact]
+    public Task FirstSchema_IsMigrated_RecordsReadWithEmptyIds() => ADatabaseOfTheFirstSchema_IsMigrated_AndItsRecordsReadWithEmptyIds();
+
+    [Fact]
     public Task OwnerAndName_AreUnique() => OwnerAndNameAreUnique();
 
     [Fact]
@@ -271,6 +327,12 @@ public sealed class PostgresWorkspaceStoreContractTests : WorkspaceStoreContract
     public Task ConcurrentWriters_ExactlyOneWins() => ConcurrentWritersOfOneVersion_ExactlyOneWins();
 
     [PostgresFact]
+    public Task Homes_RoundTrip_AndAreFoundByOwnerId_NotOrphaned() => HomesRoundTrip_AndAreFoundByOwnerIdNotOrphaned();
+
+    [PostgresFact]
+    public Task FirstSchema_IsMigrated_RecordsReadWithEmptyIds() => ADatabaseOfTheFirstSchema_IsMigrated_AndItsRecordsReadWithEmptyIds();
+
+    [PostgresFact]
     public Task OwnerAndName_AreUnique() => OwnerAndNameAreUnique();
 
     [PostgresFact]
@@ -290,6 +352,8 @@ public sealed class PostgresWorkspaceStoreContractTests : WorkspaceStoreContract
         Assert.Contains("workspaces.GpuEnabled boolean", types);
         Assert.Contains("workspaces.State text", types);
         Assert.Contains("workspaces.Version bigint", types);
+        Assert.Contains("workspaces.OwnerId text", types);
+        Assert.Contains("homes.OrphanedAt timestamp with time zone", types);
         Assert.Contains("users.MaxVcpus double precision", types);
         Assert.Contains("users.ExternalSubject text", types);
         Assert.Contains("api_tokens.ExpiresAt timestamp with time zone", types);

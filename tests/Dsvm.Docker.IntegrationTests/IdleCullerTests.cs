@@ -224,5 +224,15 @@ public sealed class IdleCullerTests
         public Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct) => inner.SaveAsync(workspace, ct);
 
         public Task DeleteAsync(Workspace workspace, CancellationToken ct) => inner.DeleteAsync(workspace, ct);
+
+        public Task<Home?> FindHomeAsync(string ownerId, string n, CancellationToken ct) => inner.FindHomeAsync(ownerId, n, ct);
+
+        public Task<Home?> GetHomeAsync(string homeId, CancellationToken ct) => inner.GetHomeAsync(homeId, ct);
+
+        public Task<IReadOnlyList<Home>> ListHomesAsync(string? ownerId, CancellationToken ct) => inner.ListHomesAsync(ownerId, ct);
+
+        public Task SaveHomeAsync(Home home, CancellationToken ct) => inner.SaveHomeAsync(home, ct);
+
+        public Task DeleteHomeAsync(string homeId, CancellationToken ct) => inner.DeleteHomeAsync(homeId, ct);
     }
 }

@@ -38,7 +38,7 @@ public sealed class WorkspaceStack
         var (_, record) = await BuiltEnvironment.GetAsync("minimal");
         return await Manager.UpAsync(new CreateWorkspaceRequest
         {
-            Name = name, Owner = Owner, Environment = "minimal", Image = image ?? record.Image, GpuMode = gpu, Size = size,
+            Name = name, Owner = Owner, OwnerId = WorkspaceIds.LocalOwnerId, Environment = "minimal", Image = image ?? record.Image, GpuMode = gpu, Size = size,
         }, null, default);
     }
 

@@ -278,7 +278,7 @@ public sealed class WorkspaceTests
             using var cts = new CancellationTokenSource();
             var up = _stack.Manager.UpAsync(new CreateWorkspaceRequest
             {
-                Name = name, Owner = WorkspaceStack.Owner, Environment = "minimal", Image = record.Image, GpuMode = GpuMode.None, Size = "small",
+                Name = name, Owner = WorkspaceStack.Owner, OwnerId = WorkspaceIds.LocalOwnerId, Environment = "minimal", Image = record.Image, GpuMode = GpuMode.None, Size = "small",
             }, new CancelOn("waiting for Jupyter", cts), cts.Token);
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() => up);
 

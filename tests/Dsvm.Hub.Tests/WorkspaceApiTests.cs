@@ -30,7 +30,7 @@ public sealed class WorkspaceApiTests : HubTestBase
     {
         var alice = await UserTokenClientAsync("alice");
         // Another command (a CLI on the same host) is working on alice/ws1: the start queues behind it.
-        var gate = await FileGate.AcquireAsync(Path.Combine(World.Paths.Data, "locks", "alice-ws1.lock"), CancellationToken.None);
+        var gate = await FileGate.AcquireAsync(Path.Combine(World.Paths.Data, "locks", "alice.ws1.lock"), CancellationToken.None);
         HttpResponseMessage r;
         try
         {

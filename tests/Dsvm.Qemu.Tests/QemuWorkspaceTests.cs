@@ -146,7 +146,7 @@ public sealed class QemuWorkspaceTests(ITestOutputHelper output)
             var started = DateTimeOffset.UtcNow;
             w = await manager.UpAsync(new CreateWorkspaceRequest
             {
-                Name = Name, Owner = VmStack.Owner, Environment = "minimal", Image = image, Size = "medium", GpuMode = GpuMode.None,
+                Name = Name, Owner = VmStack.Owner, OwnerId = WorkspaceIds.LocalOwnerId, Environment = "minimal", Image = image, Size = "medium", GpuMode = GpuMode.None,
             }, progress, default);
             output.WriteLine($"up in {(DateTimeOffset.UtcNow - started).TotalSeconds:F0} s ({(await VmStack.Backend.AcceleratorAsync(default)).Detail})");
             Assert.Equal(WorkspaceState.Running, w.State);

@@ -107,7 +107,7 @@ public sealed class SwarmFixture : IAsyncLifetime
     public Task<Workspace> UpAsync(string name, CancellationToken ct = default) =>
         Manager.UpAsync(new CreateWorkspaceRequest
         {
-            Name = name, Owner = Owner, Environment = "minimal", Image = Image, GpuMode = GpuMode.None, Size = Tiny.Name,
+            Name = name, Owner = Owner, OwnerId = WorkspaceIds.LocalOwnerId, Environment = "minimal", Image = Image, GpuMode = GpuMode.None, Size = Tiny.Name,
         }, null, ct);
 
     /// <summary>Starts <paramref name="count"/> workspaces, <paramref name="parallel"/> at a time, timing each.</summary>

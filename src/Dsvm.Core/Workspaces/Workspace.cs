@@ -23,11 +23,21 @@ public sealed record Workspace
     public required string Id { get; init; }
     public required string Name { get; init; }
     public required string Owner { get; init; }
+
+    /// <summary>The owner's immutable ID (<see cref="WorkspaceIds.LocalOwnerId"/> for the CLI); empty only on records made before IDs, until adopted.</summary>
+    public string OwnerId { get; init; } = "";
+
     public required string Environment { get; init; }
     public required string Image { get; init; }
     public required string Size { get; init; }
     public required string Backend { get; init; }
+
+    /// <summary>The home's engine object (a copy of its <see cref="Home.Volume"/>).</summary>
     public required string HomeVolume { get; init; }
+
+    /// <summary>The <see cref="Home"/> record this workspace mounts; empty only on records made before IDs, until adopted.</summary>
+    public string HomeId { get; init; } = "";
+
     [JsonIgnore]
     public required string Token { get; init; }
     public WorkspaceState State { get; init; } = WorkspaceState.Pending;
@@ -58,15 +68,17 @@ public sealed record Workspace
 public static partial class WorkspaceNames
 {
     /// <summary>Docker-, DNS- and URL-safe: lowercase letters, digits, '-', starting with a letter.</summary>
+    public static bool IsValid(string name) => Pattern().IsMatch(name);
+
     public static void Validate(string name, string what = "workspace name")
     {
-        if (!Pattern().IsMatch(name))
+        if (!IsValid(name))
         {
             throw new UsageException($"'{name}' is not a valid {what}: use 1-40 lowercase letters, digits and '-', starting with a letter");
         }
     }
 
-    [GeneratedRegex("^[a-z][a-z0-9-]{0,39}$")]
+    [GeneratedRegex(@"\A[a-z][a-z0-9-]{0,39}\z")]
     private static partial Regex Pattern();
 }
 
@@ -79,6 +91,13 @@ public sealed record WorkspaceStartRequest
     public required string Id { get; init; }
     public required string Name { get; init; }
     public required string Owner { get; init; }
+
+    /// <summary>The owner's immutable ID (label <see cref="WorkspaceLabels.OwnerId"/>).</summary>
+    public string OwnerId { get; init; } = "";
+
+    /// <summary>The home's ID (label <see cref="WorkspaceLabels.Home"/> on the home and on what mounts it).</summary>
+    public string HomeId { get; init; } = "";
+
     public required string Image { get; init; }
     public required MachineSize Size { get; init; }
     public required string Token { get; init; }
@@ -131,6 +150,16 @@ public interface IWorkspaceBackend
 
     Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct);
 
+    /// <summary>
+    /// Removes a home that no workspace uses (an admin's purge). By default through <see cref="DeleteAsync"/> with a
+    /// handle no object carries, so only the home goes.
+    /// </summary>
+    Task DeleteHomeAsync(string homeVolume, CancellationToken ct) =>
+        DeleteAsync(new WorkspaceHandle(NoWorkspaceId, Name, JsonDocument.Parse("{}").RootElement.Clone()), homeVolume, keepHome: false, ct);
+
+    /// <summary>A workspace ID that no object carries.</summary>
+    public const string NoWorkspaceId = "ws-000000000000";
+
     Task<HostCapacity> GetCapacityAsync(CancellationToken ct);
 }
 
@@ -150,6 +179,18 @@ public interface IWorkspaceStore
 
     /// <summary>Deletes the record if it is still at <see cref="Workspace.Version"/> (gone already: nothing to do); else <see cref="StaleWorkspaceException"/>.</summary>
     Task DeleteAsync(Workspace workspace, CancellationToken ct);
+
+    /// <summary>The live (not orphaned) home of <paramref name="ownerId"/> that attaches to workspace <paramref name="name"/>.</summary>
+    Task<Home?> FindHomeAsync(string ownerId, string name, CancellationToken ct);
+
+    Task<Home?> GetHomeAsync(string homeId, CancellationToken ct);
+
+    /// <summary>Every home, or one owner's (orphaned ones included: they keep their last owner's ID).</summary>
+    Task<IReadOnlyList<Home>> ListHomesAsync(string? ownerId, CancellationToken ct);
+
+    Task SaveHomeAsync(Home home, CancellationToken ct);
+
+    Task DeleteHomeAsync(string homeId, CancellationToken ct);
 }
 
 /// <summary>Reads the host's GPUs.</summary>

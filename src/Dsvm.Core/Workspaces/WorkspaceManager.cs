@@ -23,6 +23,10 @@ public sealed record CreateWorkspaceRequest
 {
     public required string Name { get; init; }
     public required string Owner { get; init; }
+
+    /// <summary>The owner's immutable ID: homes belong to it (<see cref="WorkspaceIds.LocalOwnerId"/> for the CLI).</summary>
+    public required string OwnerId { get; init; }
+
     public required string Environment { get; init; }
     public required string Image { get; init; }
     public required GpuMode GpuMode { get; init; }
@@ -65,9 +69,16 @@ public sealed class WorkspaceManager(
 
     public SizeCatalog Sizes => sizes;
 
-    private static string HomeVolumeFor(string owner, string name) => $"dsvm-home-{owner}-{name}";
-
-    private string LockPath(string owner, string name) => Path.Combine(paths.Data, "locks", $"{owner}-{name}.lock");
+    /// <summary>
+    /// The per-workspace lock file. Keyed by owner and workspace name joined with '.', which no name may contain (both
+    /// are validated here, so a name can neither collide with another pair nor leave the locks folder).
+    /// </summary>
+    private string LockPath(string owner, string name)
+    {
+        WorkspaceNames.Validate(owner, "owner name");
+        WorkspaceNames.Validate(name);
+        return Path.Combine(paths.Data, "locks", $"{owner}.{name}.lock");
+    }
 
     private Task<FileGate> LockAsync(string owner, string name, IProgress<WorkspaceProgress>? progress, CancellationToken ct) =>
         FileGate.AcquireAsync(LockPath(owner, name), ct,
@@ -89,6 +100,11 @@ public sealed class WorkspaceManager(
     {
         WorkspaceNames.Validate(request.Name);
         WorkspaceNames.Validate(request.Owner, "owner name");
+        if (!WorkspaceIds.IsValid(request.OwnerId))
+        {
+            throw new UsageException($"'{request.OwnerId}' is not a valid owner ID");
+        }
+
         var size = sizes.Get(request.Size);
         await using var gate = await LockAsync(request.Owner, request.Name, progress, ct);
         var existing = await store.FindAsync(request.Owner, request.Name, ct);
@@ -128,6 +144,11 @@ public sealed class WorkspaceManager(
     {
         WorkspaceNames.Validate(request.Name);
         WorkspaceNames.Validate(request.Owner, "owner name");
+        if (!WorkspaceIds.IsValid(request.OwnerId))
+        {
+            throw new UsageException($"'{request.OwnerId}' is not a valid owner ID");
+        }
+
         var size = sizes.Get(request.Size);
         // No lock needed (the answer must not wait for another command): the insert is versioned (version 0) and
         // (owner, name) is unique, so of two racing inserts one wins and the other finds its record.
@@ -148,22 +169,44 @@ public sealed class WorkspaceManager(
 
     private async Task<Workspace> NewRecordLockedAsync(CreateWorkspaceRequest request, MachineSize size, CancellationToken ct)
     {
+        // The owner's kept home of this name (found by owner ID: a reused user name never finds it) decides the
+        // backend, since the home lives there.
+        var home = await store.FindHomeAsync(request.OwnerId, request.Name, ct);
+        if (home is not null && request.Backend is { Length: > 0 } wanted && wanted != home.Backend)
+        {
+            throw new ConflictException(
+                $"the home of '{request.Name}' is on backend '{home.Backend}'; start it there, or delete that home first");
+        }
+
         // Refuse what cannot start before anything is recorded or created.
-        var backendName = backends.Select(request.Backend, size);
+        var backendName = home?.Backend ?? backends.Select(request.Backend, size);
         var host = await CapacityAsync(backends.Get(backendName), ct);
         GpuPolicy.Decide(request.Environment, request.GpuMode, size, host.Gpus);
         CheckCapacity(size, host, request.GpuMode);
         var now = time.GetUtcNow();
+        if (home is null)
+        {
+            var homeId = WorkspaceIds.NewHomeId();
+            home = new Home
+            {
+                Id = homeId, OwnerId = request.OwnerId, Owner = request.Owner, Name = request.Name, Backend = backendName,
+                Volume = WorkspaceIds.HomeObjectName(homeId), CreatedAt = now,
+            };
+            await store.SaveHomeAsync(home, ct);
+        }
+
         var workspace = new Workspace
         {
-            Id = "ws-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)),
+            Id = WorkspaceIds.NewWorkspaceId(),
             Name = request.Name,
             Owner = request.Owner,
+            OwnerId = request.OwnerId,
             Environment = request.Environment,
             Image = request.Image,
             Size = size.Name,
             Backend = backendName,
-            HomeVolume = HomeVolumeFor(request.Owner, request.Name),
+            HomeVolume = home.Volume,
+            HomeId = home.Id,
             Token = NewToken(),
             State = WorkspaceState.Pending,
             CreatedAt = now,
@@ -222,6 +265,126 @@ public sealed class WorkspaceManager(
         await BackendOf(workspace).DeleteAsync(await HandleOfAsync(workspace, ct), workspace.HomeVolume, keepHome: !deleteHome, ct);
         FaultPoints.Hit("rm.after-engine");
         await store.DeleteAsync(workspace, ct);
+        if (deleteHome && workspace.HomeId.Length > 0)
+        {
+            await store.DeleteHomeAsync(workspace.HomeId, ct);
+        }
+    }
+
+    /// <summary>
+    /// Deletes every workspace of a user that is being deleted (servers stop and go) and keeps their homes as
+    /// orphaned homes: attached to nobody until an admin reassigns or purges them.
+    /// </summary>
+    public async Task<int> RemoveOwnerAsync(string owner, string ownerId, CancellationToken ct)
+    {
+        var removed = 0;
+        foreach (var w in await store.ListAsync(owner, ct))
+        {
+            if (w.OwnerId.Length > 0 && w.OwnerId != ownerId)
+            {
+                continue;
+            }
+
+            await DeleteAsync(w.Owner, w.Name, deleteHome: false, null, ct);
+            removed++;
+        }
+
+        var now = time.GetUtcNow();
+        foreach (var h in await store.ListHomesAsync(ownerId, ct))
+        {
+            if (h.OrphanedAt is null)
+            {
+                await store.SaveHomeAsync(h with { OrphanedAt = now }, ct);
+            }
+        }
+
+        return removed;
+    }
+
+    /// <summary>Gives a home (usually an orphaned one) to another user, attached to their workspace <paramref name="name"/>.</summary>
+    public async Task<Home> ReassignHomeAsync(string homeId, string owner, string ownerId, string name, CancellationToken ct)
+    {
+        WorkspaceNames.Validate(name);
+        WorkspaceNames.Validate(owner, "owner name");
+        await using var gate = await LockAsync(owner, name, null, ct);
+        var home = await store.GetHomeAsync(homeId, ct) ?? throw new NotFoundException($"no home '{homeId}'");
+        if (await store.FindHomeAsync(ownerId, name, ct) is { } taken && taken.Id != home.Id)
+        {
+            throw new ConflictException($"user '{owner}' already has a home for '{name}' ({taken.Id}); purge or reassign that one first");
+        }
+
+        if ((await store.ListAsync(null, ct)).FirstOrDefault(w => w.HomeId == home.Id || (w.Owner == owner && w.Name == name)) is { } user)
+        {
+            throw new ConflictException($"workspace '{user.Owner}/{user.Name}' exists; delete it (keeping its home) before its home changes hands");
+        }
+
+        var moved = home with { OwnerId = ownerId, Owner = owner, Name = name, OrphanedAt = null };
+        await store.SaveHomeAsync(moved, ct);
+        return moved;
+    }
+
+    /// <summary>Deletes a home that no workspace uses, with its data (an admin's explicit purge).</summary>
+    public async Task PurgeHomeAsync(string homeId, CancellationToken ct)
+    {
+        var home = await store.GetHomeAsync(homeId, ct) ?? throw new NotFoundException($"no home '{homeId}'");
+        if ((await store.ListAsync(null, ct)).FirstOrDefault(w => w.HomeId == home.Id) is { } user)
+        {
+            throw new ConflictException($"home '{homeId}' is used by workspace '{user.Owner}/{user.Name}'; delete the workspace first");
+        }
+
+        await backends.Get(home.Backend).DeleteHomeAsync(home.Volume, ct);
+        await store.DeleteHomeAsync(home.Id, ct);
+    }
+
+    /// <summary>
+    /// Upgrade from names to IDs: every record made before IDs gets its owner's ID and a home record that keeps the
+    /// old volume (<c>dsvm-home-OWNER-NAME</c>) as its object, so the files stay where they are, with that owner. A
+    /// record whose owner has no ID any more (<paramref name="ownerIdOf"/> answers null) keeps its home orphaned.
+    /// </summary>
+    public async Task<int> AdoptLegacyRecordsAsync(Func<string, string?> ownerIdOf, CancellationToken ct)
+    {
+        var adopted = 0;
+        foreach (var w in await store.ListAsync(null, ct))
+        {
+            if (w.HomeId.Length > 0 && w.OwnerId.Length > 0)
+            {
+                continue;
+            }
+
+            await using var gate = await LockAsync(w.Owner, w.Name, null, ct);
+            var current = await store.FindAsync(w.Owner, w.Name, ct);
+            if (current is null || (current.HomeId.Length > 0 && current.OwnerId.Length > 0))
+            {
+                continue;
+            }
+
+            var ownerId = current.OwnerId.Length > 0 ? current.OwnerId : ownerIdOf(current.Owner);
+            var home = current.HomeId.Length > 0 ? await store.GetHomeAsync(current.HomeId, ct) : null;
+            if (home is null)
+            {
+                home = new Home
+                {
+                    Id = WorkspaceIds.NewHomeId(), OwnerId = ownerId ?? "", Owner = current.Owner, Name = current.Name, Backend = current.Backend,
+                    Volume = current.HomeVolume, CreatedAt = current.CreatedAt, OrphanedAt = ownerId is null ? time.GetUtcNow() : null,
+                };
+                await store.SaveHomeAsync(home, ct);
+            }
+
+            if (ownerId is null)
+            {
+                // Its owner is gone: the record goes (its server is stopped and removed), the home stays orphaned.
+                await BackendOf(current).DeleteAsync(await HandleOfAsync(current, ct), current.HomeVolume, keepHome: true, ct);
+                await store.DeleteAsync(current, ct);
+            }
+            else
+            {
+                await store.SaveAsync(current with { OwnerId = ownerId, HomeId = home.Id }, ct);
+            }
+
+            adopted++;
+        }
+
+        return adopted;
     }
 
     public async Task<string> LogsAsync(string owner, string name, int tail, CancellationToken ct)
@@ -299,7 +462,8 @@ public sealed class WorkspaceManager(
             foreach (var group in (await scan.AllAsync(backend, ct)).Where(r => !known.Contains(r.WorkspaceId)).GroupBy(r => r.WorkspaceId, StringComparer.Ordinal))
             {
                 var r = group.OrderByDescending(x => x.Running).First();
-                if (!r.Labels.TryGetValue("io.opendsvm.owner", out var owner) || !r.Labels.TryGetValue("io.opendsvm.name", out var name))
+                if (!r.Labels.TryGetValue(WorkspaceLabels.Owner, out var owner) || !r.Labels.TryGetValue(WorkspaceLabels.Name, out var name)
+                    || !WorkspaceNames.IsValid(owner) || !WorkspaceNames.IsValid(name))
                 {
                     continue;
                 }
@@ -316,16 +480,30 @@ public sealed class WorkspaceManager(
                 }
 
                 var now = time.GetUtcNow();
+                var ownerId = r.Labels.TryGetValue(WorkspaceLabels.OwnerId, out var oid) && WorkspaceIds.IsValid(oid) ? oid : "";
+                var homeId = r.Labels.TryGetValue(WorkspaceLabels.Home, out var hid) && WorkspaceIds.IsValid(hid) ? hid : "";
+                var homeVolume = r.Labels.GetValueOrDefault(WorkspaceLabels.HomeVolume)
+                    ?? (homeId.Length > 0 ? WorkspaceIds.HomeObjectName(homeId) : $"dsvm-home-{owner}-{name}");
+                if (homeId.Length > 0 && ownerId.Length > 0 && await store.GetHomeAsync(homeId, ct) is null)
+                {
+                    await store.SaveHomeAsync(new Home
+                    {
+                        Id = homeId, OwnerId = ownerId, Owner = owner, Name = name, Backend = backend.Name, Volume = homeVolume, CreatedAt = now,
+                    }, ct);
+                }
+
                 rebuilt.Add(await store.SaveAsync(new Workspace
                 {
                     Id = r.WorkspaceId,
                     Name = name,
                     Owner = owner,
-                    Environment = r.Labels.GetValueOrDefault("io.opendsvm.environment", "unknown"),
-                    Image = r.Labels.GetValueOrDefault("io.opendsvm.image", ""),
-                    Size = r.Labels.TryGetValue("io.opendsvm.size", out var size) && sizes.Contains(size) ? size : SizeCatalog.DefaultSize,
+                    OwnerId = ownerId,
+                    HomeId = homeId,
+                    Environment = r.Labels.GetValueOrDefault(WorkspaceLabels.Environment, "unknown"),
+                    Image = r.Labels.GetValueOrDefault(WorkspaceLabels.Image, ""),
+                    Size = r.Labels.TryGetValue(WorkspaceLabels.Size, out var size) && sizes.Contains(size) ? size : SizeCatalog.DefaultSize,
                     Backend = backend.Name,
-                    HomeVolume = r.Labels.GetValueOrDefault("io.opendsvm.home-volume", HomeVolumeFor(owner, name)),
+                    HomeVolume = homeVolume,
                     Token = NewToken(),
                     State = WorkspaceState.Stopped,
                     LastError = $"rebuilt from the engine's labels at {now:u} (`dsvm doctor --repair`)",
@@ -538,21 +716,15 @@ public sealed class WorkspaceManager(
                 Id = workspace.Id,
                 Name = workspace.Name,
                 Owner = workspace.Owner,
+                OwnerId = workspace.OwnerId,
+                HomeId = workspace.HomeId,
                 Image = workspace.Image,
                 Size = size,
                 Token = workspace.Token,
                 HomeVolume = workspace.HomeVolume,
                 BaseUrl = workspace.BaseUrl,
                 Gpu = gpu.UseGpu,
-                Labels = new Dictionary<string, string>
-                {
-                    ["io.opendsvm.owner"] = workspace.Owner,
-                    ["io.opendsvm.name"] = workspace.Name,
-                    ["io.opendsvm.environment"] = workspace.Environment,
-                    ["io.opendsvm.size"] = size.Name,
-                    ["io.opendsvm.image"] = workspace.Image,
-                    ["io.opendsvm.home-volume"] = workspace.HomeVolume,
-                },
+                Labels = Labels(workspace, size),
             }, progress, timeout.Token);
             FaultPoints.Hit("start.after-engine");
             workspace = workspace with
@@ -659,6 +831,31 @@ public sealed class WorkspaceManager(
         }
 
         return await store.SaveAsync(workspace with { State = WorkspaceState.Stopped, Endpoint = null, ContainerId = null, UpdatedAt = time.GetUtcNow() }, ct);
+    }
+
+    /// <summary>The labels of a workspace's objects: IDs for lookups, names for people.</summary>
+    private static Dictionary<string, string> Labels(Workspace workspace, MachineSize size)
+    {
+        var labels = new Dictionary<string, string>
+        {
+            [WorkspaceLabels.Owner] = workspace.Owner,
+            [WorkspaceLabels.Name] = workspace.Name,
+            [WorkspaceLabels.Environment] = workspace.Environment,
+            [WorkspaceLabels.Size] = size.Name,
+            [WorkspaceLabels.Image] = workspace.Image,
+            [WorkspaceLabels.HomeVolume] = workspace.HomeVolume,
+        };
+        if (workspace.OwnerId.Length > 0)
+        {
+            labels[WorkspaceLabels.OwnerId] = workspace.OwnerId;
+        }
+
+        if (workspace.HomeId.Length > 0)
+        {
+            labels[WorkspaceLabels.Home] = workspace.HomeId;
+        }
+
+        return labels;
     }
 
     private static string NewToken() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));

@@ -27,6 +27,38 @@ public static class ApiEndpoints
         MapCatalog(api);
         MapWorkspaces(api);
         MapClasses(api);
+        MapHomes(api);
+    }
+
+    /// <summary>Homes (admins only): orphaned homes of deleted users are listed, reassigned or purged explicitly.</summary>
+    private static void MapHomes(RouteGroupBuilder api)
+    {
+        var homes = api.MapGroup("/homes").RequireAuthorization(AdminPolicy);
+        homes.MapGet("/", async (bool? orphaned, IWorkspaceStore store, Accounts accounts, CancellationToken ct) =>
+        {
+            var users = (await accounts.ListUsersAsync(ct)).ToDictionary(u => u.Id, u => u.Name, StringComparer.Ordinal);
+            var inUse = (await store.ListAsync(null, ct)).Where(w => w.HomeId.Length > 0).ToDictionary(w => w.HomeId, w => w.Name, StringComparer.Ordinal);
+            return (await store.ListHomesAsync(null, ct))
+                .Where(h => orphaned is null || (h.OrphanedAt is not null) == orphaned)
+                .Select(h => HomeDto.From(h, users.GetValueOrDefault(h.OwnerId), inUse.GetValueOrDefault(h.Id)));
+        }).WithSummary("Every home, or only the orphaned ones (?orphaned=true): homes of deleted users, attached to nobody");
+        homes.MapPost("/{id}/reassign", async (string id, ReassignHomeRequest body, Accounts accounts, WorkspaceManager manager, IWorkspaceStore store, CancellationToken ct) =>
+        {
+            if (string.IsNullOrEmpty(body.User))
+            {
+                throw new UsageException("user: the user to give the home to is required");
+            }
+
+            var user = await accounts.FindUserAsync(body.User, ct) ?? throw new NotFoundException($"no user '{body.User}'");
+            var home = await store.GetHomeAsync(id, ct) ?? throw new NotFoundException($"no home '{id}'");
+            var moved = await manager.ReassignHomeAsync(home.Id, user.Name, user.Id, body.Workspace ?? home.Name, ct);
+            return HomeDto.From(moved, user.Name, null);
+        }).WithSummary("Give a home to a user, attached to their workspace of that name (default: the home's old name)");
+        homes.MapDelete("/{id}", async (string id, WorkspaceManager manager, CancellationToken ct) =>
+        {
+            await manager.PurgeHomeAsync(id, ct);
+            return Results.NoContent();
+        }).WithSummary("Delete a home that no workspace uses, with all its files");
     }
 
     private static async Task<HubUser> CurrentAsync(ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
@@ -87,11 +119,13 @@ public static class ApiEndpoints
             var u = await accounts.CreateUserAsync(body.Name, body.Password, body.Admin, null, ct);
             return Results.Created($"/api/v1/users/{u.Name}", UserDto.From(u));
         });
-        users.MapDelete("/{name}", async (string name, Accounts accounts, CancellationToken ct) =>
+        users.MapDelete("/{name}", async (string name, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
         {
+            var user = await accounts.FindUserAsync(name, ct) ?? throw new NotFoundException($"no user '{name}'");
+            await hub.RemoveUserAsync(user, purgeHomes: false, ct);
             await accounts.DeleteUserAsync(name, ct);
             return Results.NoContent();
-        });
+        }).WithSummary("Delete a user: their workspaces stop and go; their homes are kept as orphaned homes (see /homes)");
         users.MapPut("/{name}/quota", async (string name, JsonElement body, Accounts accounts, CancellationToken ct) =>
             UserDto.From(await accounts.SetQuotaAsync(name, QuotaJson.Parse(body, patch: false), ct)))
             .WithSummary("Set a user's whole quota: a field left out goes back to the hub's default; null or \"unlimited\" is unlimited");

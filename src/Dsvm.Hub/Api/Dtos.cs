@@ -18,6 +18,18 @@ public sealed record UserDto(string Name, bool Admin, DateTimeOffset CreatedAt, 
     public static UserDto From(HubUser u) => new(u.Name, u.IsAdmin, u.CreatedAt, u.Quota, u.Group);
 }
 
+/// <summary>A home as admins see it: whose it is (its owner's current name, or the last one known once orphaned) and which workspace uses it.</summary>
+public sealed record HomeDto(
+    string Id, string? Owner, string OwnerId, string Name, string Backend, string Volume, bool Orphaned, string? UsedBy,
+    DateTimeOffset CreatedAt, DateTimeOffset? OrphanedAt)
+{
+    public static HomeDto From(Home h, string? owner, string? usedBy) =>
+        new(h.Id, owner ?? h.Owner, h.OwnerId, h.Name, h.Backend, h.Volume, h.OrphanedAt is not null, usedBy, h.CreatedAt, h.OrphanedAt);
+}
+
+/// <summary>Reassign a home to <see cref="User"/>, attached to their workspace <see cref="Workspace"/> (default: the home's name).</summary>
+public sealed record ReassignHomeRequest(string? User, string? Workspace);
+
 public sealed record LoginRequest(string Name, string Password);
 
 public sealed record CreateUserRequest(string Name, string Password, bool Admin = false);

@@ -169,7 +169,7 @@ public sealed partial class HubClasses(
     public static string ToCsv(IEnumerable<ClassCredential> credentials) =>
         "user,password,url\n" + string.Concat(credentials.Select(c => $"{c.Name},{c.Password},{c.Url}\n"));
 
-    /// <summary>Deletes every member's workspaces (homes kept unless asked) and then the members.</summary>
+    /// <summary>Deletes every member's workspaces (homes kept as orphaned homes unless asked) and then the members.</summary>
     public async Task<ClassTeardown> DeleteAsync(string name, bool deleteHomes, CancellationToken ct)
     {
         var members = await MembersAsync(name, ct);
@@ -190,14 +190,9 @@ public sealed partial class HubClasses(
         var deleted = 0;
         foreach (var u in members)
         {
-            foreach (var w in await workspaces.ListAsync(u.Name, ct))
-            {
-                // A start under way finishes first; then the workspace goes.
-                await workspaces.WaitAsync(u.Name, w.Name);
-                await workspaces.DeleteAsync(u.Name, w.Name, deleteHomes, ct);
-                deleted++;
-            }
-
+            // Starts under way finish first; then the workspaces go. Kept homes become orphaned homes: a class made
+            // again with the same name has new users (new IDs) and so fresh homes, unless an admin reassigns them.
+            deleted += await workspaces.RemoveUserAsync(u, purgeHomes: deleteHomes, ct);
             await accounts.DeleteUserAsync(u.Name, ct);
         }
 

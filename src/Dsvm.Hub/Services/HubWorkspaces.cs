@@ -59,7 +59,7 @@ public sealed partial class HubWorkspaces(
         var size = manager.Sizes.Get(sizeName);
         var env = (await environments.ListAsync(ct)).FirstOrDefault(e => e.Name == environment)
             ?? throw new NotFoundException($"unknown environment '{environment}' (see /api/v1/environments)");
-        var request = new CreateWorkspaceRequest { Name = name, Owner = user.Name, Environment = env.Name, Image = env.Image, GpuMode = env.Gpu, Size = size.Name };
+        var request = new CreateWorkspaceRequest { Name = name, Owner = user.Name, OwnerId = user.Id, Environment = env.Name, Image = env.Image, GpuMode = env.Gpu, Size = size.Name };
         Workspace accepted;
         var gate = _ownerGates.GetOrAdd(user.Name, _ => new SemaphoreSlim(1, 1));
         await gate.WaitAsync(ct);
@@ -157,6 +157,36 @@ public sealed partial class HubWorkspaces(
         routes.Remove(owner, name);
         await manager.DeleteAsync(owner, name, deleteHome, Progress(owner, name), ct);
         Publish(owner, name, WorkspaceState.Stopped, deleteHome ? "deleted with its home" : "deleted; home kept");
+    }
+
+    /// <summary>
+    /// Before a user is deleted: their workspaces stop and go (starts under way finish first), their homes stay as
+    /// orphaned homes for an admin to reassign or purge (or are purged now with <paramref name="purgeHomes"/>).
+    /// </summary>
+    public async Task<int> RemoveUserAsync(HubUser user, bool purgeHomes, CancellationToken ct)
+    {
+        var mine = await store.ListAsync(user.Name, ct);
+        foreach (var w in mine)
+        {
+            await WaitAsync(w.Owner, w.Name);
+            routes.Remove(w.Owner, w.Name);
+        }
+
+        var removed = await manager.RemoveOwnerAsync(user.Name, user.Id, ct);
+        foreach (var w in mine)
+        {
+            Publish(w.Owner, w.Name, WorkspaceState.Stopped, "deleted with its owner; home kept as an orphaned home");
+        }
+
+        if (purgeHomes)
+        {
+            foreach (var h in await store.ListHomesAsync(user.Id, ct))
+            {
+                await manager.PurgeHomeAsync(h.Id, ct);
+            }
+        }
+
+        return removed;
     }
 
     /// <summary>Waits for background work on one workspace (tests, and <c>?wait=true</c>).</summary>
