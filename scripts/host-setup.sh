@@ -63,3 +63,22 @@ if ! engine_up; then
   fi
 fi
 log "docker engine $(docker version --format '{{.Server.Version}}') is running"
+
+# Workspace network isolation (docs/security-network.md): workspaces on the dsvm-ws* bridges reach neither the
+# host (any address, the hub included) nor each other nor link-local addresses (cloud metadata). Idempotent: the
+# chains are replaced atomically, the jumps added only when missing. dockerd keeps INPUT and DOCKER-USER across
+# restarts; run this again after a reboot. Kept equal to HostFirewall in src/Dsvm.Docker/DockerNetworks.cs by a test.
+iptables -w -N DOCKER-USER 2>/dev/null || true
+iptables-restore -w --noflush <<'RULES'
+*filter
+:DSVM-INPUT - [0:0]
+:DSVM-FORWARD - [0:0]
+-A DSVM-INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A DSVM-INPUT -j REJECT --reject-with icmp-admin-prohibited
+-A DSVM-FORWARD -o dsvm-ws+ -j REJECT --reject-with icmp-admin-prohibited
+-A DSVM-FORWARD -d 169.254.0.0/16 -j REJECT --reject-with icmp-admin-prohibited
+COMMIT
+RULES
+iptables -w -C INPUT -i dsvm-ws+ -j DSVM-INPUT 2>/dev/null || iptables -w -I INPUT 1 -i dsvm-ws+ -j DSVM-INPUT
+iptables -w -C DOCKER-USER -i dsvm-ws+ -j DSVM-FORWARD 2>/dev/null || iptables -w -I DOCKER-USER 1 -i dsvm-ws+ -j DSVM-FORWARD
+log "workspace network rules installed (DSVM-INPUT, DSVM-FORWARD)"

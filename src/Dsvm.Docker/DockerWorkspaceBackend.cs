@@ -20,6 +20,14 @@ public sealed record DockerBackendOptions
 
     public long PidsLimit { get; init; } = 1024;
 
+    /// <summary>
+    /// Install the host rules that keep workspaces off the host (<see cref="HostFirewall"/>) at the first start, when
+    /// running as root; otherwise <c>scripts/host-setup.sh</c> must have installed them.
+    /// </summary>
+    public bool ManageHostFirewall { get; init; } = true;
+
+    public string Iptables { get; init; } = "iptables";
+
     public const int JupyterPort = 8888;
     public const string HomePath = "/home/dsvm";
     public const string User = "1000:1000";
@@ -42,6 +50,8 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
     public DockerWorkspaceBackend(DockerBackendOptions options, IGpuDetector gpus)
         : this(new DockerClientConfiguration(options.Endpoint).CreateClient(), options, gpus) { }
 
+    private readonly DockerNetworks _networks = new(client);
+
     public string Name => "docker";
 
     /// <summary>From the workspace's ID only (<c>dsvm-ws-…</c>): two owners' names can never meet here.</summary>
@@ -60,6 +70,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
     {
         await EnsureImageAsync(request.Image, ct);
         await EnsureHomeAsync(request, ct);
+        await EnsureNetworkAsync(request.Size.Network, ct);
         var name = ContainerName(request);
         // A container left by a crash or a killed command (found by its workspace label, whatever it was named):
         // the home is separate, so it is safe to replace.
@@ -129,7 +140,10 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
             ShmSize = Math.Min(memory / 4, 2L << 30),
             CapDrop = ["ALL"],
             SecurityOpt = ["no-new-privileges"],
-            PortBindings = new Dictionary<string, IList<PortBinding>>
+            // Peers and the host are out of reach on either network (DockerNetworks, HostFirewall). The engine publishes
+            // no port from an internal network: the host reaches an isolated workspace at its own address.
+            NetworkMode = DockerNetworks.NameOf(request.Size.Network),
+            PortBindings = request.Size.Network == WorkspaceNetwork.Isolated ? null : new Dictionary<string, IList<PortBinding>>
             {
                 [$"{DockerBackendOptions.JupyterPort}/tcp"] = [new PortBinding { HostIP = options.BindAddress, HostPort = "" }],
             },
@@ -175,6 +189,27 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
             ExposedPorts = new Dictionary<string, EmptyStruct> { [$"{DockerBackendOptions.JupyterPort}/tcp"] = default },
             HostConfig = host,
         };
+    }
+
+    /// <summary>The workspace's network and, when this process may, the host rules that keep it off the host.</summary>
+    private async Task EnsureNetworkAsync(WorkspaceNetwork network, CancellationToken ct)
+    {
+        try
+        {
+            await _networks.EnsureAsync(network, ct);
+            if (options.ManageHostFirewall)
+            {
+                await HostFirewall.EnsureAsync(options.Iptables, ct);
+            }
+        }
+        catch (DockerApiException ex)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the engine refused the workspace network: {Message(ex)}");
+        }
+        catch (DsvmException ex) when (ex is not WorkspaceStartException)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Backend, ex.Message);
+        }
     }
 
     private async Task EnsureImageAsync(string image, CancellationToken ct)
@@ -494,6 +529,12 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
             && bindings?.FirstOrDefault() is { } b && !string.IsNullOrEmpty(b.HostPort))
         {
             return new Uri($"http://{options.BindAddress}:{b.HostPort}/");
+        }
+
+        if (c.NetworkSettings?.Networks is { } networks && networks.TryGetValue(DockerNetworks.IsolatedNetwork, out var isolated)
+            && IPAddress.TryParse(isolated.IPAddress, out var ip))
+        {
+            return new Uri($"http://{ip}:{DockerBackendOptions.JupyterPort}/");
         }
 
         return null;

@@ -310,4 +310,16 @@ public sealed class SizeCatalogTests
 
         Assert.Equal(file, Assert.Single(ex.Errors).File);
     }
+
+    [Fact]
+    public void NetworkIsInternetByDefaultIsolatedOnRequestAndAnythingElseNamesTheKey()
+    {
+        var sizes = SizeCatalog.Parse("a:\n  vcpus: 1\n  memory: 2\nb:\n  vcpus: 1\n  memory: 2\n  network: isolated\n", SizesFile).ToDictionary(s => s.Name);
+        Assert.Equal(WorkspaceNetwork.Internet, sizes["a"].Network);
+        Assert.Equal(WorkspaceNetwork.Isolated, sizes["b"].Network);
+        var e = Assert.Single(Errors("c:\n  vcpus: 1\n  memory: 2\n  network: host\n"));
+        Assert.Equal("c.network", e.Path);
+        Assert.Equal(4, e.Line);
+        Assert.Single(Errors("c:\n  vcpus: 1\n  memory: 2\n  network: 1\n"));
+    }
 }

@@ -16,12 +16,12 @@ public sealed class WorkspaceStack
 
     private static readonly HttpClient Http = HttpReadinessProbe.CreateClient();
 
-    public WorkspaceStack(TimeSpan? startTimeout = null)
+    public WorkspaceStack(TimeSpan? startTimeout = null, SizeCatalog? sizes = null)
     {
         Paths = TestEnvironment.Paths;
         Store = new SqliteWorkspaceStore(Paths.Database);
         Backend = new DockerWorkspaceBackend(new DockerBackendOptions(), new NvidiaGpuDetector());
-        Manager = new WorkspaceManager(Backend, Store, SizeCatalog.Load(null), new NvidiaGpuDetector(), new HttpReadinessProbe(Http), Paths,
+        Manager = new WorkspaceManager(Backend, Store, sizes ?? SizeCatalog.Load(null), new NvidiaGpuDetector(), new HttpReadinessProbe(Http), Paths,
             TimeProvider.System, new WorkspaceOptions { StartTimeout = startTimeout ?? TimeSpan.FromSeconds(90) });
     }
 

@@ -14,8 +14,20 @@ public enum SizeClass
     Gpu,
 }
 
+/// <summary>
+/// What a workspace's network reaches. Both never reach another workspace nor the host (hub included);
+/// <see cref="Internet"/> (the default) reaches the outside, <see cref="Isolated"/> has no route out at all.
+/// </summary>
+[JsonConverter(typeof(JsonStringEnumConverter<WorkspaceNetwork>))]
+public enum WorkspaceNetwork
+{
+    Internet,
+    Isolated,
+}
+
 /// <summary>A machine size: data, mapped by each backend to its own limits.</summary>
-public sealed record MachineSize(string Name, double Vcpus, double MemoryGiB, int Gpus, SizeClass Class, string Description = "")
+public sealed record MachineSize(string Name, double Vcpus, double MemoryGiB, int Gpus, SizeClass Class, string Description = "",
+    WorkspaceNetwork Network = WorkspaceNetwork.Internet)
 {
     public long MemoryBytes => (long)(MemoryGiB * 1024 * 1024 * 1024);
     public long NanoCpus => (long)(Vcpus * 1_000_000_000);
@@ -92,10 +104,11 @@ public sealed partial class SizeCatalog
         return new SizeCatalog(sizes.Values);
     }
 
-    private static readonly string[] Keys = ["vcpus", "memory", "gpus", "class", "description"];
+    private static readonly string[] Keys = ["vcpus", "memory", "gpus", "class", "description", "network"];
 
     /// <summary>
-    /// Parses <c>sizes.yaml</c>: a mapping of name to {vcpus, memory (GiB, or "16Gi"/"512Mi"), gpus, class, description}.
+    /// Parses <c>sizes.yaml</c>: a mapping of name to {vcpus, memory (GiB, or "16Gi"/"512Mi"), gpus, class, description,
+    /// network (internet | isolated)}.
     /// Every problem is reported with its line and key.
     /// </summary>
     public static IReadOnlyList<MachineSize> Parse(string text, string file)
@@ -172,9 +185,16 @@ public sealed partial class SizeCatalog
                 }
             }
 
+            var network = WorkspaceNetwork.Internet;
+            if (Get("network") is { } net && !(Enum.TryParse(net, ignoreCase: true, out network) && Enum.IsDefined(network) && !int.TryParse(net, out _)))
+            {
+                Err(NodeOf("network"), $"{name}.network", $"'{net}' is not a network mode (internet, isolated)");
+                ok = false;
+            }
+
             if (ok)
             {
-                result.Add(new MachineSize(name, vcpus, memory, gpus, cls, Get("description") ?? ""));
+                result.Add(new MachineSize(name, vcpus, memory, gpus, cls, Get("description") ?? "", network));
             }
         }
 
