@@ -60,7 +60,7 @@ public static partial class WorkspaceNames
         }
     }
 
-    [GeneratedRegex("^[a-z][a-z0-9-]{0,39}$")]
+    [GeneratedRegex("^[a-z][a-z0-9-]{0,39}\\z")]
     private static partial Regex Pattern();
 }
 
