@@ -39,9 +39,14 @@ public sealed class HubClient : IDisposable
     /// Logs in with a password (session cookie + CSRF header), creates an API token for the CLI (with the admin scope
     /// when the user is an admin) and ends the session. Returns what <see cref="RemoteConfig.Save"/> keeps.
     /// </summary>
-    public static async Task<RemoteLogin> LoginWithPasswordAsync(string url, string user, string password, CancellationToken ct)
+    public static Task<RemoteLogin> LoginWithPasswordAsync(string url, string user, string password, CancellationToken ct) =>
+        LoginWithPasswordAsync(url, user, password, insecure: false, ct);
+
+    /// <summary>As above; <paramref name="insecure"/> allows plain http to another machine.</summary>
+    public static async Task<RemoteLogin> LoginWithPasswordAsync(string url, string user, string password, bool insecure, CancellationToken ct)
     {
         var hub = NormalizeUrl(url);
+        RequireSecureTransport(hub, insecure);
         var cookies = new CookieContainer();
         using var http = new HttpClient(new SocketsHttpHandler { CookieContainer = cookies, UseCookies = true, AllowAutoRedirect = false })
         {
@@ -58,7 +63,7 @@ public sealed class HubClient : IDisposable
         var csrf = cookies.GetCookies(new Uri(hub + "/")).FirstOrDefault(c => c.Name == CsrfCookie)?.Value ?? "";
         http.DefaultRequestHeaders.Add(CsrfHeader, csrf);
         string[] scopes = me.Admin ? ["read", "workspaces", "admin"] : ["read", "workspaces"];
-        var created = await ReadAsync<CreatedToken>(await SendAsync(hub, () => http.PostAsJsonAsync("api/v1/tokens", new { name = TokenName, scopes }, ct)), ct);
+        var created = await ReadAsync<CreatedToken>(await SendAsync(hub, () => http.PostAsJsonAsync("api/v1/tokens", new { name = TokenName, scopes, password }, ct)), ct);
         try
         {
             await http.PostAsync("api/v1/logout", null, ct);
@@ -72,11 +77,32 @@ public sealed class HubClient : IDisposable
     }
 
     /// <summary>Checks a token (GET /api/v1/me) and returns the login to keep.</summary>
-    public static async Task<RemoteLogin> LoginWithTokenAsync(string url, string token, CancellationToken ct)
+    public static Task<RemoteLogin> LoginWithTokenAsync(string url, string token, CancellationToken ct) =>
+        LoginWithTokenAsync(url, token, insecure: false, ct);
+
+    /// <summary>As above; <paramref name="insecure"/> allows plain http to another machine.</summary>
+    public static async Task<RemoteLogin> LoginWithTokenAsync(string url, string token, bool insecure, CancellationToken ct)
     {
+        RequireSecureTransport(NormalizeUrl(url), insecure);
         using var client = new HubClient(new RemoteLogin(NormalizeUrl(url), null, token));
         var me = await client.MeAsync(ct);
         return client.Login with { User = me.Name };
+    }
+
+    /// <summary>
+    /// A password or token sent over plain http can be read by anyone on the way: only to this machine (loopback), to
+    /// an https hub, or when the user says <c>--insecure</c>.
+    /// </summary>
+    public static void RequireSecureTransport(string url, bool insecure)
+    {
+        var uri = new Uri(NormalizeUrl(url));
+        if (insecure || uri.Scheme == Uri.UriSchemeHttps || uri.IsLoopback)
+        {
+            return;
+        }
+
+        throw new UsageException(
+            $"refusing to send credentials in clear text to {uri.Host}: use https://{uri.Authority} (a TLS proxy in front of the hub), or --insecure if the network is trusted");
     }
 
     public static string NormalizeUrl(string url)

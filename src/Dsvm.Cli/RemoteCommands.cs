@@ -44,20 +44,22 @@ public static class RemoteCommands
         var url = new Argument<string>("url") { Description = "The hub's address, e.g. https://hub.example.org" };
         var user = new Option<string?>("--user", "-u") { Description = "User name (default: $USER)" };
         var token = new Option<string?>("--token") { Description = "An API token made in the hub (instead of a password)" };
-        var cmd = new Command("login", "Log in to a hub: later up/ls/stop/start/resize/rm act there (--local forces this machine)") { url, user, token };
+        var insecure = new Option<bool>("--insecure") { Description = "Allow plain http to a hub on another machine (the password or token crosses the network in clear text)" };
+        var cmd = new Command("login", "Log in to a hub: later up/ls/stop/start/resize/rm act there (--local forces this machine)") { url, user, token, insecure };
         cmd.SetAction((p, ct) => Output.RunAsync(p, null, async ct =>
         {
             var config = RemoteConfig.FromEnvironment();
             RemoteLogin login;
             if (p.GetValue(token) is { Length: > 0 } t)
             {
-                login = await HubClient.LoginWithTokenAsync(p.GetValue(url)!, t, ct);
+                login = await HubClient.LoginWithTokenAsync(p.GetValue(url)!, t, p.GetValue(insecure), ct);
             }
             else
             {
                 var name = p.GetValue(user) ?? Environment.UserName;
+                HubClient.RequireSecureTransport(p.GetValue(url)!, p.GetValue(insecure)); // before asking for the password
                 var password = ReadPassword($"password for {name}: ");
-                login = await HubClient.LoginWithPasswordAsync(p.GetValue(url)!, name, password, ct);
+                login = await HubClient.LoginWithPasswordAsync(p.GetValue(url)!, name, password, p.GetValue(insecure), ct);
             }
 
             config.Save(login);

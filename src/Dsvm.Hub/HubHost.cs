@@ -70,6 +70,7 @@ public static class HubHost
         s.AddSingleton<Accounts>();
         s.AddSingleton<LoginThrottle>();
         s.AddSingleton<WorkspaceEvents>();
+        s.AddSingleton<UserActions>();
         s.AddSingleton<RouteTable>();
         s.AddSingleton<HubWorkspaces>();
         s.AddSingleton<HubClasses>();
@@ -83,6 +84,9 @@ public static class HubHost
 
         s.AddHttpForwarder();
         s.AddProblemDetails();
+        // Binding failures (malformed JSON, wrong types, unparsable query values) become exceptions that ErrorMapping
+        // turns into 400 ProblemDetails naming the field, instead of an empty 400.
+        s.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         s.AddExceptionHandler<ErrorMapping>();
         s.AddOpenApi();
         s.AddAntiforgery(o => o.Cookie.Name = "dsvm-antiforgery");
@@ -114,17 +118,20 @@ public static class HubHost
             .AddPolicy(ApiEndpoints.AdminPolicy, p => p.RequireAuthenticatedUser().RequireRole(HubClaims.AdminRole).RequireClaim(HubClaims.Scope, Scopes.Admin));
 
         var app = builder.Build();
+        app.UseSecurityHeaders();
         UseTrustedProxies(app, options);
         app.UseExceptionHandler();
         app.UseStatusCodePages();
 
         // The proxy runs first: its requests skip routing, antiforgery and the API's middleware entirely.
         var proxy = app.Services.GetRequiredService<WorkspaceProxy>();
+        var actions = app.Services.GetRequiredService<UserActions>();
         app.Use(async (ctx, next) =>
         {
             if (ctx.Request.Path.StartsWithSegments("/user", StringComparison.Ordinal))
             {
                 await proxy.HandleAsync(ctx);
+                actions.RecordIfAction(ctx); // for the idle culler: changes count, polling does not
                 return;
             }
 
@@ -179,11 +186,6 @@ public static class HubHost
     /// <summary>Believes X-Forwarded-For/-Proto from the configured proxies only (none by default).</summary>
     private static void UseTrustedProxies(WebApplication app, HubOptions options)
     {
-        if (options.TrustedProxies.Count == 0)
-        {
-            return;
-        }
-
         var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto };
         forwarded.KnownProxies.Clear();
         forwarded.KnownIPNetworks.Clear();
@@ -203,7 +205,11 @@ public static class HubHost
             }
         }
 
-        app.UseForwardedHeaders(forwarded);
+        app.UseUntrustedForwardedWarning([.. forwarded.KnownProxies], [.. forwarded.KnownIPNetworks]);
+        if (options.TrustedProxies.Count > 0)
+        {
+            app.UseForwardedHeaders(forwarded);
+        }
     }
 
     private static Task Deny(HttpContext ctx, int status)

@@ -122,9 +122,9 @@ public static partial class CheckScript
 
     private static string Truncate(string s, int max) => s.Length <= max ? s : s[..max] + "…";
 
-    [GeneratedRegex(@"^@@dsvm-begin (\S+)$")]
+    [GeneratedRegex(@"^@@dsvm-begin (\S+)\z")]
     private static partial Regex BeginMarker();
 
-    [GeneratedRegex(@"^@@dsvm-end (\S+) (\d+) (\d+)$")]
+    [GeneratedRegex(@"^@@dsvm-end (\S+) (\d+) (\d+)\z")]
     private static partial Regex EndMarker();
 }

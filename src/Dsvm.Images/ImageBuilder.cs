@@ -208,7 +208,7 @@ public sealed partial class ImageBuilder(
         return $"docker build failed at {(step.Length > 0 ? step : "the start")}:\n  " + string.Join("\n  ", lines);
     }
 
-    [GeneratedRegex(@"^Step (\d+)/(\d+) : (.*)$")]
+    [GeneratedRegex(@"^Step (\d+)/(\d+) : (.*)\z")]
     private static partial Regex StepLine();
 
     [GeneratedRegex(@"Version '([^']+)' for '([^']+)' was not found")]

@@ -489,7 +489,7 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
     [GeneratedRegex("[^A-Za-z0-9._-]")]
     private static partial Regex UnsafeChars();
 
-    [GeneratedRegex("^[a-z_][a-z0-9_-]{0,31}$")]
+    [GeneratedRegex("^[a-z_][a-z0-9_-]{0,31}\\z")]
     private static partial Regex UserPattern();
 
     [GeneratedRegex(@"\x1b\[[0-9;:?]*[A-Za-z]|\x1b[()][0-9A-Za-z]")]

@@ -52,7 +52,8 @@ public sealed class JupyterActivityClientTests
         Assert.Equal(1, a.Connections);
 
         Assert.Equal(
-            ["http://127.0.0.1:49153/user/alice/proj/api/status", "http://127.0.0.1:49153/user/alice/proj/api/kernels?no_track_activity=1"],
+            ["http://127.0.0.1:49153/user/alice/proj/api/status", "http://127.0.0.1:49153/user/alice/proj/api/kernels?no_track_activity=1",
+                "http://127.0.0.1:49153/user/alice/proj/api/terminals?no_track_activity=1"],
             stub.Requests.Select(r => r.Uri));
         Assert.All(stub.Requests, r =>
         {
@@ -63,24 +64,35 @@ public sealed class JupyterActivityClientTests
     }
 
     [Fact]
-    public async Task WithoutKernelsTheServersOwnLastActivityCounts()
+    public async Task WithoutKernelsOrTerminalsTheServersStartCountsNotItsApiActivity()
     {
+        // last_activity moves with every API request (a tab polling api/sessions): not the user's activity.
         var a = await GetAsync(new StubHandler(
             """{"connections": 0, "kernels": 0, "last_activity": "2025-01-31T08:41:07.123456Z", "started": "2025-01-31T08:00:01.654321Z"}""",
             "[]"));
 
-        Assert.Equal(new JupyterActivity(new DateTimeOffset(2025, 1, 31, 8, 41, 7, TimeSpan.Zero).AddTicks(1234560), 0, 0, 0), a);
+        Assert.Equal(new JupyterActivity(new DateTimeOffset(2025, 1, 31, 8, 0, 1, TimeSpan.Zero).AddTicks(6543210), 0, 0, 0), a);
     }
 
     [Fact]
-    public async Task TheServersActivityWinsWhenItIsNewerThanEveryKernels()
+    public async Task TheServersApiActivityNeverWinsOverItsKernels()
     {
         var a = await GetAsync(new StubHandler(
             """{"connections": 0, "kernels": 1, "last_activity": "2025-01-31T09:30:00.5Z", "started": "2025-01-31T08:00:01Z"}""",
             """[{"id": "k", "name": "python3", "last_activity": "2025-01-31T08:12:00Z", "execution_state": "starting", "connections": 0}]"""));
 
-        Assert.Equal(new DateTimeOffset(2025, 1, 31, 9, 30, 0, 500, TimeSpan.Zero), a!.LastActivity);
+        Assert.Equal(new DateTimeOffset(2025, 1, 31, 8, 12, 0, TimeSpan.Zero), a!.LastActivity);
         Assert.Equal(0, a.BusyKernels);
+    }
+
+    [Fact]
+    public async Task TerminalInputCountsAndServersWithoutTerminalsAreFine()
+    {
+        var a = await GetAsync(new StubHandler(Status, Kernels, """[{"name": "1", "last_activity": "2025-01-31T09:01:00Z"}]"""));
+        Assert.Equal(new DateTimeOffset(2025, 1, 31, 9, 1, 0, TimeSpan.Zero), a!.LastActivity);
+
+        var noTerminals = await GetAsync(new StubHandler(Status, Kernels, null));
+        Assert.Equal(new DateTimeOffset(2025, 1, 31, 8, 55, 12, TimeSpan.Zero).AddTicks(1230), noTerminals!.LastActivity);
     }
 
     [Theory]
@@ -162,7 +174,8 @@ public sealed class JupyterActivityClientTests
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => GetAsync(new StubHandler(Status, Kernels), ct: cts.Token));
     }
 
-    private sealed class StubHandler(string status, string kernels) : HttpMessageHandler
+    /// <summary>Answers api/status, api/kernels and api/terminals (null: 404, terminals off).</summary>
+    private sealed class StubHandler(string status, string kernels, string? terminals = "[]") : HttpMessageHandler
     {
         public HttpStatusCode StatusCode { get; init; } = HttpStatusCode.OK;
 
@@ -180,10 +193,12 @@ public sealed class JupyterActivityClientTests
                 throw Throw;
             }
 
-            var body = request.RequestUri.AbsolutePath.EndsWith("/api/status", StringComparison.Ordinal) ? status : kernels;
-            return Task.FromResult(new HttpResponseMessage(StatusCode)
+            var path = request.RequestUri.AbsolutePath;
+            var body = path.EndsWith("/api/status", StringComparison.Ordinal) ? status
+                : path.EndsWith("/api/terminals", StringComparison.Ordinal) ? terminals : kernels;
+            return Task.FromResult(new HttpResponseMessage(body is null ? HttpStatusCode.NotFound : StatusCode)
             {
-                Content = new StringContent(body, Encoding.UTF8, "application/json"),
+                Content = new StringContent(body ?? "404: Not Found", Encoding.UTF8, "application/json"),
                 RequestMessage = request,
             });
         }

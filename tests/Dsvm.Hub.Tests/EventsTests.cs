@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Dsvm.Hub.Tests;
 
@@ -21,9 +22,20 @@ public sealed class EventsTests : HubTestBase
 
         public List<JsonElement> Received { get; } = [];
 
-        public static async Task<EventStream> OpenAsync(HttpClient c)
+        /// <summary>The id of each event in <see cref="Received"/>, in order.</summary>
+        public List<long> Ids { get; } = [];
+
+        private long? _pendingId;
+
+        public static async Task<EventStream> OpenAsync(HttpClient c, long? lastEventId = null)
         {
-            var response = await c.GetAsync("api/v1/events", HttpCompletionOption.ResponseHeadersRead);
+            using var request = new HttpRequestMessage(HttpMethod.Get, "api/v1/events");
+            if (lastEventId is { } last)
+            {
+                request.Headers.Add("Last-Event-ID", last.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+
+            var response = await c.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
             var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
@@ -57,11 +69,17 @@ public sealed class EventsTests : HubTestBase
                 {
                     eventName = line["event: ".Length..];
                 }
+                else if (line.StartsWith("id: ", StringComparison.Ordinal))
+                {
+                    _pendingId = long.Parse(line["id: ".Length..], System.Globalization.CultureInfo.InvariantCulture);
+                }
                 else if (line.StartsWith("data: ", StringComparison.Ordinal))
                 {
                     Assert.Equal("workspace", eventName);
                     var e = JsonDocument.Parse(line["data: ".Length..]).RootElement.Clone();
                     Received.Add(e);
+                    Ids.Add(_pendingId ?? -1);
+                    _pendingId = null;
                     if (match(e))
                     {
                         return e;
@@ -121,6 +139,52 @@ public sealed class EventsTests : HubTestBase
         using var adminEvents = await EventStream.OpenAsync(admin.Http);
         await alice.PostAsJsonAsync("api/v1/workspaces", new { name = "ws1", environment = "minimal", size = "small" }).Expect(HttpStatusCode.Accepted);
         await adminEvents.WaitForAsync(Running("alice", "ws1"));
+    }
+
+    [Fact]
+    public async Task Events_carry_increasing_ids_and_a_reconnect_with_Last_Event_ID_replays_what_was_missed()
+    {
+        var alice = await UserTokenClientAsync("alice");
+        long lastSeen;
+        using (var events = await EventStream.OpenAsync(alice))
+        {
+            await alice.PostAsJsonAsync("api/v1/workspaces", new { name = "ws1", environment = "minimal", size = "small" }).Expect(HttpStatusCode.Accepted);
+            await events.WaitForAsync(Running("alice", "ws1"));
+            Assert.All(events.Ids, id => Assert.True(id > 0, "an event without an id"));
+            Assert.Equal(events.Ids.Order().Distinct(), events.Ids);
+            lastSeen = events.Ids[^1];
+        }
+
+        // While the client is away: bob's workspace (not alice's business) and alice's second one.
+        var bob = await UserTokenClientAsync("bob");
+        await StartRunningAsync(bob, "bobs");
+        await StartRunningAsync(alice, "ws2");
+
+        using var again = await EventStream.OpenAsync(alice, lastSeen);
+        await again.WaitForAsync(Running("alice", "ws2"));
+        Assert.Contains(again.Received, e => e.Str("name") == "ws2" && e.Str("state") == "pending");
+        Assert.DoesNotContain(again.Received, e => e.Str("name") == "ws1");
+        Assert.DoesNotContain(again.Received, e => e.Str("owner") == "bob");
+        Assert.All(again.Ids, id => Assert.True(id > lastSeen));
+    }
+
+    [Fact]
+    public async Task A_Last_Event_ID_older_than_the_buffer_says_events_were_lost()
+    {
+        var alice = await UserTokenClientAsync("alice");
+        var events = Hub.App.Services.GetRequiredService<Dsvm.Hub.Services.WorkspaceEvents>();
+        for (var i = 0; i < Dsvm.Hub.Services.WorkspaceEvents.ReplayCapacity + 10; i++)
+        {
+            events.Publish(new Dsvm.Hub.Services.WorkspaceEvent("alice", "ws9", Dsvm.Core.Workspaces.WorkspaceState.Starting, $"step {i}", World.Time.GetUtcNow()));
+        }
+
+        using var response = await alice.SendAsync(
+            new HttpRequestMessage(HttpMethod.Get, "api/v1/events") { Headers = { { "Last-Event-ID", "1" } } }, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        Assert.Equal(": connected", await reader.ReadLineAsync(timeout.Token));
+        Assert.Equal("", await reader.ReadLineAsync(timeout.Token));
+        Assert.Equal("event: reset", await reader.ReadLineAsync(timeout.Token));
     }
 
     [Fact]

@@ -70,7 +70,7 @@ public abstract class HubTestBase : IAsyncLifetime
     /// <summary>POST /api/v1/tokens from a session; returns the created-token JSON ({token, info}).</summary>
     internal static async Task<JsonElement> CreateTokenAsync(HubClient session, string[]? scopes = null, int? expiresInDays = null, string name = "test")
     {
-        var r = await session.Http.PostAsJsonAsync("api/v1/tokens", new { name, scopes, expiresInDays }).Expect(HttpStatusCode.Created);
+        var r = await session.Http.PostAsJsonAsync("api/v1/tokens", new { name, scopes, expiresInDays, password = session.Password }).Expect(HttpStatusCode.Created);
         return await r.JsonAsync();
     }
 

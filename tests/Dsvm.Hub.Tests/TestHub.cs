@@ -46,6 +46,9 @@ internal sealed class HubWorld : IAsyncDisposable
 
     public ManualTime Time { get; } = new();
 
+    /// <summary>Warnings and errors the hubs logged.</summary>
+    public TestLogs Logs { get; } = new();
+
     public IEnvironmentCatalog Environments { get; } =
         new StaticEnvironmentCatalog([new HubEnvironment("minimal", "dsvm/minimal:test", GpuMode.None, "a test environment", 0)]);
 
@@ -71,7 +74,14 @@ internal sealed class HubWorld : IAsyncDisposable
             Environments = Environments,
             Paths = Paths,
             Time = Time,
-        }, logging: Environment.GetEnvironmentVariable("DSVM_TEST_HUB_LOG") == "1" ? l => l.AddConsole() : l => { });
+        }, logging: l =>
+        {
+            l.AddProvider(Logs);
+            if (Environment.GetEnvironmentVariable("DSVM_TEST_HUB_LOG") == "1")
+            {
+                l.AddConsole();
+            }
+        });
 
     public async Task<TestHub> StartHubAsync(HubOptions? options = null)
     {
@@ -196,6 +206,9 @@ internal sealed class HubClient : IDisposable
 
     public HttpClient Http { get; }
 
+    /// <summary>The password this client last logged in with (creating a token from a session asks for it).</summary>
+    public string? Password { get; private set; }
+
     public string? Cookie(string name) => Cookies.GetCookies(Address).FirstOrDefault(c => c.Name == name)?.Value;
 
     /// <summary>The Cookie header this client would send to the hub.</summary>
@@ -205,6 +218,11 @@ internal sealed class HubClient : IDisposable
     public async Task<HttpResponseMessage> LoginAsync(string name, string password, bool sendCsrf = true)
     {
         var r = await Http.PostAsJsonAsync("api/v1/login", new { name, password });
+        if (r.IsSuccessStatusCode)
+        {
+            Password = password;
+        }
+
         if (r.IsSuccessStatusCode && sendCsrf)
         {
             Http.DefaultRequestHeaders.Remove(HubClaims.CsrfHeader);

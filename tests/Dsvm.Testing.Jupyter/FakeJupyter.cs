@@ -47,6 +47,9 @@ public sealed class FakeJupyterServer : IAsyncDisposable
 
     public bool RecordRequests { get; }
 
+    /// <summary>Jupyter's activity bookkeeping, when a test turns it on (otherwise api/status answers <see cref="StatusBody"/>).</summary>
+    public FakeJupyterActivity? Activity { get; set; }
+
     public static async Task<FakeJupyterServer> StartAsync(CancellationToken ct, bool recordRequests = true)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
@@ -94,6 +97,11 @@ public sealed class FakeJupyterServer : IAsyncDisposable
         }
 
         var rest = path[baseUrl.Length..];
+        if (Activity is { } activity && authorized && await activity.HandleAsync(ctx, rest))
+        {
+            return;
+        }
+
         if (rest == "api/status")
         {
             ctx.Response.StatusCode = authorized ? StatusCodes.Status200OK : StatusCodes.Status403Forbidden;
@@ -129,7 +137,7 @@ public sealed class FakeJupyterServer : IAsyncDisposable
         });
     }
 
-    private static async Task EchoAsync(WebSocket ws, CancellationToken ct)
+    internal static async Task EchoAsync(WebSocket ws, CancellationToken ct, Action? onMessage = null)
     {
         var buffer = new byte[16 * 1024];
         try
@@ -143,6 +151,7 @@ public sealed class FakeJupyterServer : IAsyncDisposable
                     return;
                 }
 
+                onMessage?.Invoke();
                 await ws.SendAsync(buffer.AsMemory(0, result.Count), result.MessageType, result.EndOfMessage, ct);
             }
         }
@@ -204,6 +213,9 @@ public sealed class FakeJupyterBackend : IWorkspaceBackend, IWorkspaceExec, IAsy
 
     private readonly ConcurrentQueue<FakeJupyterServer> _spare = new();
 
+    /// <summary>When set, every server started from now on keeps Jupyter's activity bookkeeping on this clock.</summary>
+    public TimeProvider? ActivityClock { get; set; }
+
     /// <summary>Starts servers now, so later workspace starts only hand them out.</summary>
     public async Task PrestartAsync(int count, CancellationToken ct)
     {
@@ -224,6 +236,7 @@ public sealed class FakeJupyterBackend : IWorkspaceBackend, IWorkspaceExec, IAsy
 
         var server = _spare.TryDequeue(out var spare) ? spare : await FakeJupyterServer.StartAsync(ct, RecordRequests);
         server.Assign(request.BaseUrl, request.Token);
+        server.Activity = ActivityClock is { } clock ? new FakeJupyterActivity(clock) : null;
         if (_servers.TryRemove(request.Id, out var old))
         {
             await old.DisposeAsync();
@@ -323,4 +336,112 @@ public sealed class FakeJupyterBackend : IWorkspaceBackend, IWorkspaceExec, IAsy
 public sealed class NoGpus : IGpuDetector
 {
     public Task<IReadOnlyList<GpuInfo>> DetectAsync(CancellationToken ct) => Task.FromResult<IReadOnlyList<GpuInfo>>([]);
+}
+
+/// <summary>
+/// What jupyter_server 2.x reports about activity, modelled: every API request not marked <c>no_track_activity</c>
+/// moves the server's <c>last_activity</c> (so a browser tab polling api/kernels, api/sessions or api/contents keeps
+/// it fresh), a kernel's <c>last_activity</c> moves only with its own messages (execution), a terminal's with its
+/// input. Kernels and terminals are made by the test; their websockets (<c>api/kernels/ID/channels</c>,
+/// <c>terminals/websocket/NAME</c>) echo and count each message as activity.
+/// </summary>
+public sealed class FakeJupyterActivity(TimeProvider time)
+{
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, (bool Busy, DateTimeOffset Last)> _kernels = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DateTimeOffset> _terminals = new(StringComparer.Ordinal);
+    private DateTimeOffset _apiLast = time.GetUtcNow();
+
+    public DateTimeOffset Started { get; } = time.GetUtcNow();
+
+    public void AddKernel(string id)
+    {
+        lock (_gate)
+        {
+            _kernels[id] = (false, time.GetUtcNow());
+        }
+    }
+
+    /// <summary>A kernel starts (busy) or ends (idle) an execution: both are its messages, so both are activity.</summary>
+    public void SetBusy(string id, bool busy)
+    {
+        lock (_gate)
+        {
+            _kernels[id] = (busy, time.GetUtcNow());
+        }
+    }
+
+    public void KernelMessage(string id)
+    {
+        lock (_gate)
+        {
+            if (_kernels.TryGetValue(id, out var k))
+            {
+                _kernels[id] = (k.Busy, time.GetUtcNow());
+            }
+        }
+    }
+
+    public void AddTerminal(string name) => TerminalInput(name);
+
+    public void TerminalInput(string name)
+    {
+        lock (_gate)
+        {
+            _terminals[name] = time.GetUtcNow();
+        }
+    }
+
+    private static string Iso(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Answers what it models; false for anything else (the server's default answers).</summary>
+    internal async Task<bool> HandleAsync(HttpContext ctx, string rest)
+    {
+        if (rest.StartsWith("api/", StringComparison.Ordinal) && !ctx.Request.Query.ContainsKey("no_track_activity"))
+        {
+            lock (_gate)
+            {
+                _apiLast = time.GetUtcNow();
+            }
+        }
+
+        object? answer;
+        lock (_gate)
+        {
+            var last = new[] { _apiLast }.Concat(_kernels.Values.Select(k => k.Last)).Concat(_terminals.Values).Max();
+            answer = rest switch
+            {
+                "api/status" => new Dictionary<string, object>
+                {
+                    ["started"] = Iso(Started), ["last_activity"] = Iso(last), ["connections"] = 0, ["kernels"] = _kernels.Count,
+                },
+                "api/kernels" => _kernels.Select(k => new Dictionary<string, object>
+                {
+                    ["id"] = k.Key, ["name"] = "python3", ["last_activity"] = Iso(k.Value.Last),
+                    ["execution_state"] = k.Value.Busy ? "busy" : "idle", ["connections"] = 0,
+                }).ToList(),
+                "api/terminals" => _terminals.Select(t => new Dictionary<string, object> { ["name"] = t.Key, ["last_activity"] = Iso(t.Value) }).ToList(),
+                "api/sessions" => Array.Empty<object>(),
+                _ => null,
+            };
+        }
+
+        if (answer is not null)
+        {
+            await ctx.Response.WriteAsJsonAsync(answer);
+            return true;
+        }
+
+        var kernelSocket = rest.StartsWith("api/kernels/", StringComparison.Ordinal) && rest.EndsWith("/channels", StringComparison.Ordinal);
+        var terminalSocket = rest.StartsWith("terminals/websocket/", StringComparison.Ordinal);
+        if ((kernelSocket || terminalSocket) && ctx.WebSockets.IsWebSocketRequest)
+        {
+            var id = kernelSocket ? rest["api/kernels/".Length..^"/channels".Length] : rest["terminals/websocket/".Length..];
+            using var ws = await ctx.WebSockets.AcceptWebSocketAsync();
+            await FakeJupyterServer.EchoAsync(ws, ctx.RequestAborted, kernelSocket ? () => KernelMessage(id) : () => TerminalInput(id));
+            return true;
+        }
+
+        return false;
+    }
 }

@@ -237,9 +237,9 @@ public sealed partial class SizeCatalog
             ? double.Parse(text.Trim(), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture)
             : null;
 
-    [GeneratedRegex(@"^([0-9]{1,9}(?:\.[0-9]{1,9})?)\s*(Gi|G|Mi|M|Ti|T)?$")]
+    [GeneratedRegex(@"^([0-9]{1,9}(?:\.[0-9]{1,9})?)\s*(Gi|G|Mi|M|Ti|T)?\z")]
     private static partial Regex MemoryPattern();
 
-    [GeneratedRegex(@"^[0-9]{1,9}(?:\.[0-9]{1,9})?$")]
+    [GeneratedRegex(@"^[0-9]{1,9}(?:\.[0-9]{1,9})?\z")]
     private static partial Regex DecimalPattern();
 }

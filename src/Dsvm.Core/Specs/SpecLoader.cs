@@ -458,30 +458,30 @@ public static partial class SpecLoader
         return d[a.Length, b.Length];
     }
 
-    [GeneratedRegex("^[a-z][a-z0-9-]{0,62}$")]
+    [GeneratedRegex("^[a-z][a-z0-9-]{0,62}\\z")]
     public static partial Regex NamePattern();
 
-    [GeneratedRegex("^[a-z][a-z0-9-]*$")]
+    [GeneratedRegex("^[a-z][a-z0-9-]*\\z")]
     private static partial Regex ToolsetNamePattern();
 
-    [GeneratedRegex(@"^[a-z0-9][a-z0-9+.-]+$")]
+    [GeneratedRegex(@"^[a-z0-9][a-z0-9+.-]+\z")]
     internal static partial Regex PackagePattern();
 
-    [GeneratedRegex(@"^[A-Za-z0-9_.-]+$")]
+    [GeneratedRegex(@"^[A-Za-z0-9_.-]+\z")]
     private static partial Regex KernelPattern();
 
-    [GeneratedRegex("^[a-z][a-z-]*$")]
+    [GeneratedRegex("^[a-z][a-z-]*\\z")]
     private static partial Regex SuitePattern();
 
-    [GeneratedRegex("^[a-z][a-z-]*$")]
+    [GeneratedRegex("^[a-z][a-z-]*\\z")]
     private static partial Regex ComponentPattern();
 
-    [GeneratedRegex("^[A-Za-z_][A-Za-z0-9_]*$")]
+    [GeneratedRegex("^[A-Za-z_][A-Za-z0-9_]*\\z")]
     private static partial Regex EnvNamePattern();
 
-    [GeneratedRegex(@"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+    [GeneratedRegex(@"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\z")]
     private static partial Regex PythonModulePattern();
 
-    [GeneratedRegex(@"^[A-Za-z][A-Za-z0-9.]*$")]
+    [GeneratedRegex(@"^[A-Za-z][A-Za-z0-9.]*\z")]
     private static partial Regex RPackagePattern();
 }

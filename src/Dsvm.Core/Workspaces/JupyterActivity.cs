@@ -6,8 +6,10 @@ using System.Text.RegularExpressions;
 namespace Dsvm.Core.Workspaces;
 
 /// <summary>
-/// What a Jupyter server says about itself: the latest activity it saw (API requests, kernel messages, terminals),
-/// its kernels, how many of them are executing, and how many kernel connections are open.
+/// What a Jupyter server says about itself: the latest thing its user did (a kernel message: execution; terminal
+/// input; the server's start when there is neither), its kernels, how many of them are executing, and how many kernel
+/// connections are open. The server's own <c>last_activity</c> is not used: every API request moves it, so a browser
+/// tab polling api/kernels, api/sessions or api/contents would keep an unused server alive forever.
 /// </summary>
 public sealed record JupyterActivity(DateTimeOffset LastActivity, int Kernels, int BusyKernels, int Connections);
 
@@ -19,9 +21,10 @@ public interface IJupyterActivityClient
 }
 
 /// <summary>
-/// Asks the server with the workspace token: <c>GET {base}api/status</c> (last_activity, started, kernels,
-/// connections) and <c>GET {base}api/kernels</c> (each kernel's execution_state and last_activity). The kernel list
-/// is asked with <c>no_track_activity</c> so that the culler's own request does not count as activity.
+/// Asks the server with the workspace token: <c>GET {base}api/status</c> (started, connections),
+/// <c>GET {base}api/kernels</c> (each kernel's execution_state and last_activity) and <c>GET {base}api/terminals</c>
+/// (each terminal's last_activity; a 404 means terminals are off). The lists are asked with <c>no_track_activity</c>
+/// so that the culler's own requests do not count as activity.
 /// A server that cannot be reached or times out gives null; one that answers an error or an unreadable body throws.
 /// </summary>
 public sealed partial class HttpJupyterActivityClient(HttpClient http) : IJupyterActivityClient
@@ -47,11 +50,29 @@ public sealed partial class HttpJupyterActivityClient(HttpClient http) : IJupyte
         }
 
         using var kernels = await GetJsonAsync(new Uri(root, "api/kernels?no_track_activity=1"), w.Token, ct);
-        return kernels is null ? null : Parse(status.RootElement, kernels.RootElement);
+        if (kernels is null)
+        {
+            return null;
+        }
+
+        JsonDocument? terminals;
+        try
+        {
+            terminals = await GetJsonAsync(new Uri(root, "api/terminals?no_track_activity=1"), w.Token, ct);
+        }
+        catch (HttpRequestException ex) when (ex.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            terminals = null; // the server runs without terminals
+        }
+
+        using (terminals)
+        {
+            return Parse(status.RootElement, kernels.RootElement, terminals?.RootElement);
+        }
     }
 
     /// <summary>Combines the two answers; throws <see cref="InvalidDataException"/> on anything unexpected.</summary>
-    internal static JupyterActivity Parse(JsonElement status, JsonElement kernels)
+    internal static JupyterActivity Parse(JsonElement status, JsonElement kernels, JsonElement? terminals = null)
     {
         if (status.ValueKind != JsonValueKind.Object)
         {
@@ -63,9 +84,27 @@ public sealed partial class HttpJupyterActivityClient(HttpClient http) : IJupyte
             throw new InvalidDataException("api/kernels did not answer a JSON array");
         }
 
-        var last = status.TryGetProperty("last_activity", out var la) && la.ValueKind == JsonValueKind.String
-            ? ParseTime(la.GetString()!, "api/status last_activity")
+        // The floor is the server's start: a server nobody has used since is idle from then on.
+        var last = status.TryGetProperty("started", out var started) && started.ValueKind == JsonValueKind.String
+            ? ParseTime(started.GetString()!, "api/status started")
             : (DateTimeOffset?)null;
+        if (terminals is { ValueKind: not JsonValueKind.Null } termList)
+        {
+            if (termList.ValueKind != JsonValueKind.Array)
+            {
+                throw new InvalidDataException("api/terminals did not answer a JSON array");
+            }
+
+            foreach (var term in termList.EnumerateArray())
+            {
+                if (term.ValueKind == JsonValueKind.Object && term.TryGetProperty("last_activity", out var tla) && tla.ValueKind == JsonValueKind.String)
+                {
+                    var at = ParseTime(tla.GetString()!, "api/terminals last_activity");
+                    last = last is null || at > last ? at : last;
+                }
+            }
+        }
+
         int count = 0, busy = 0, kernelConnections = 0;
         foreach (var k in kernels.EnumerateArray())
         {
@@ -95,7 +134,7 @@ public sealed partial class HttpJupyterActivityClient(HttpClient http) : IJupyte
 
         if (last is null)
         {
-            throw new InvalidDataException("api/status gave no last_activity");
+            throw new InvalidDataException("api/status gave no started time");
         }
 
         var connections = status.TryGetProperty("connections", out var c) && c.ValueKind == JsonValueKind.Number && c.TryGetInt32(out var sc)
@@ -126,7 +165,7 @@ public sealed partial class HttpJupyterActivityClient(HttpClient http) : IJupyte
             : throw new InvalidDataException($"{what} is not an ISO 8601 time: '{value}'");
     }
 
-    [GeneratedRegex(@"^(?<main>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?)(\.(?<fraction>\d+))?(?<zone>[Zz]|[+-]\d{2}:?\d{2})?$")]
+    [GeneratedRegex(@"^(?<main>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?)(\.(?<fraction>\d+))?(?<zone>[Zz]|[+-]\d{2}:?\d{2})?\z")]
     private static partial Regex IsoTime();
 
     /// <summary>The parsed body of a successful answer; null when the server cannot be reached or does not answer in time.</summary>

@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
 namespace Dsvm.Hub.Api;
@@ -75,48 +76,56 @@ public static class ApiEndpoints
 
     private static void MapAccounts(RouteGroupBuilder api)
     {
-        api.MapPost("/login", async (LoginRequest body, HttpContext http, Accounts accounts, LoginThrottle throttle, HubOptions options, CancellationToken ct) =>
+        api.MapPost("/login", async (LoginRequest? body, HttpContext http, Accounts accounts, LoginThrottle throttle, HubOptions options, CancellationToken ct) =>
         {
-            throttle.ThrowIfBlocked(body.Name, http.Connection.RemoteIpAddress);
-            var user = await accounts.VerifyPasswordAsync(body.Name, body.Password, ct);
+            body = Fields.Required(body, "body");
+            var name = Fields.Text(body.Name, "name");
+            var password = Fields.Text(body.Password, "password");
+            throttle.ThrowIfBlocked(name, http.Connection.RemoteIpAddress);
+            var user = await accounts.VerifyPasswordAsync(name, password, ct);
             if (user is null)
             {
-                throttle.Failed(body.Name, http.Connection.RemoteIpAddress);
+                throttle.Failed(name, http.Connection.RemoteIpAddress);
                 return Results.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "unauthorized", detail: "wrong user name or password");
             }
 
-            throttle.Succeeded(body.Name, http.Connection.RemoteIpAddress);
+            throttle.Succeeded(name, http.Connection.RemoteIpAddress);
             if (!LoginPage.PasswordLoginAllowed(options, user))
             {
                 throw new ForbiddenException(LoginPage.AdminsOnly(options));
             }
 
-            await http.SignInAsync(HubClaims.CookieScheme, HubClaims.Principal(user, HubClaims.SessionScopes(user), HubClaims.CookieScheme));
+            await http.SignInAsync(HubClaims.CookieScheme, await HubClaims.SessionPrincipalAsync(user, accounts, ct));
             IssueCsrfCookie(http);
             return Results.Ok(UserDto.From(user));
         }).AllowAnonymous().WithSummary("Log in with a password; sets the session cookie (browsers)");
 
-        api.MapPost("/logout", async (HttpContext http) =>
+        api.MapPost("/logout", async (HttpContext http, Accounts accounts) =>
         {
-            await http.SignOutAsync(HubClaims.CookieScheme);
+            await EndSessionAsync(http, accounts);
             http.Response.Cookies.Delete(HubClaims.CsrfCookie);
             return Results.NoContent();
-        }).AllowAnonymous();
+        }).AllowAnonymous().WithSummary("End this browser session (its cookie stops working everywhere, copies included)");
 
         api.MapGet("/me", async (ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
             UserDto.From(await CurrentAsync(p, accounts, ct))).RequireAuthorization(ReadPolicy);
 
-        api.MapPost("/me/password", async (PasswordRequest body, ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
+        api.MapPost("/me/password", async (PasswordRequest? body, HttpContext http, ClaimsPrincipal p, Accounts accounts, LoginThrottle throttle, CancellationToken ct) =>
         {
-            await accounts.SetPasswordAsync(p.Name(), body.Password, ct);
+            body = Fields.Required(body, "body");
+            var password = Fields.Text(body.Password, "password");
+            await ConfirmPasswordAsync(http, p, accounts, throttle, body.CurrentPassword, "currentPassword", ct);
+            await accounts.SetPasswordAsync(p.Name(), password, p.Session(), ct);
             return Results.NoContent();
-        }).RequireAuthorization(WorkspacesPolicy);
+        }).RequireAuthorization(WorkspacesPolicy)
+            .WithSummary("Change one's password (currentPassword is needed); every other session of the user ends");
 
         var users = api.MapGroup("/users").RequireAuthorization(AdminPolicy);
         users.MapGet("/", async (Accounts accounts, CancellationToken ct) => (await accounts.ListUsersAsync(ct)).Select(UserDto.From));
-        users.MapPost("/", async (CreateUserRequest body, Accounts accounts, CancellationToken ct) =>
+        users.MapPost("/", async (CreateUserRequest? body, Accounts accounts, CancellationToken ct) =>
         {
-            var u = await accounts.CreateUserAsync(body.Name, body.Password, body.Admin, null, ct);
+            body = Fields.Required(body, "body");
+            var u = await accounts.CreateUserAsync(Fields.Text(body.Name, "name", 40), Fields.Text(body.Password, "password"), body.Admin, null, ct);
             return Results.Created($"/api/v1/users/{u.Name}", UserDto.From(u));
         });
         users.MapDelete("/{name}", async (string name, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
@@ -136,25 +145,80 @@ public static class ApiEndpoints
         var tokens = api.MapGroup("/tokens");
         tokens.MapGet("/", async (ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
             await accounts.ListTokensAsync(await CurrentAsync(p, accounts, ct), ct)).RequireAuthorization(ReadPolicy);
-        tokens.MapPost("/", async (CreateTokenRequest body, ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
+        tokens.MapPost("/", async (CreateTokenRequest? body, HttpContext http, ClaimsPrincipal p, Accounts accounts, LoginThrottle throttle, CancellationToken ct) =>
         {
+            body = Fields.Required(body, "body");
+            var name = Fields.Text(body.Name, "name", Accounts.MaxTokenNameLength);
+            var scopes = Fields.NoNulls(body.Scopes, "scopes", 10) ?? [Scopes.Read, Scopes.Workspaces];
+            var days = Fields.Range(body.ExpiresInDays, "expiresInDays", 1, 366);
             var user = await CurrentAsync(p, accounts, ct);
-            var scopes = body.Scopes ?? [Scopes.Read, Scopes.Workspaces];
             // A token can never carry more than the credentials that made it.
             if (scopes.Any(s => !p.Has(s)))
             {
                 throw new ForbiddenException("a token cannot have scopes its creator's credentials lack");
             }
 
-            var (secret, info) = await accounts.CreateTokenAsync(user, body.Name, scopes,
-                body.ExpiresInDays is { } d ? TimeSpan.FromDays(d) : null, ct);
+            // A browser session proves who is at the keyboard again (script in a page cannot); a token is already the
+            // credential a program holds, and makes tokens of at most its own scopes.
+            if (p.Session() is not null)
+            {
+                await ConfirmPasswordAsync(http, p, accounts, throttle, body.Password, "password", ct);
+            }
+
+            var (secret, info) = await accounts.CreateTokenAsync(user, name, scopes, days is { } d ? TimeSpan.FromDays(d) : null, ct);
             return Results.Created($"/api/v1/tokens/{info.Id}", new CreatedToken(secret, info));
-        }).RequireAuthorization(WorkspacesPolicy);
+        }).RequireAuthorization(WorkspacesPolicy)
+            .WithSummary("Make an API token (shown once); from a browser session the body's password (the current one) is needed");
         tokens.MapDelete("/{id}", async (string id, ClaimsPrincipal p, Accounts accounts, CancellationToken ct) =>
         {
             await accounts.RevokeTokenAsync(await CurrentAsync(p, accounts, ct), id, ct);
             return Results.NoContent();
         }).RequireAuthorization(WorkspacesPolicy);
+    }
+
+    /// <summary>How recent a password-less (single sign-on) session's login must be to stand in for the current password.</summary>
+    public static readonly TimeSpan RecentLogin = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// The caller's current password, for a sensitive change (password, token from a browser session). Wrong ones
+    /// count as failed logins. An account without a password (single sign-on) instead needs a session that logged in
+    /// within <see cref="RecentLogin"/> (tokens get 403: such an account sets no password through a token).
+    /// </summary>
+    private static async Task ConfirmPasswordAsync(HttpContext http, ClaimsPrincipal p, Accounts accounts, LoginThrottle throttle, string? given, string field, CancellationToken ct)
+    {
+        var name = p.Name();
+        if (!await accounts.HasPasswordAsync(name, ct))
+        {
+            var auth = await http.AuthenticateAsync(HubClaims.CookieScheme);
+            var issued = auth.Properties?.IssuedUtc;
+            var time = http.RequestServices.GetRequiredService<TimeProvider>();
+            if (p.Session() is null || issued is null || time.GetUtcNow() - issued > RecentLogin)
+            {
+                throw new ForbiddenException("this account has no password: log in again (single sign-on) and retry within 5 minutes");
+            }
+
+            return;
+        }
+
+        var current = Fields.Text(given, field);
+        throttle.ThrowIfBlocked(name, http.Connection.RemoteIpAddress);
+        if (!await accounts.CheckPasswordAsync(name, current, ct))
+        {
+            throttle.Failed(name, http.Connection.RemoteIpAddress);
+            throw new ForbiddenException($"{field}: wrong password");
+        }
+    }
+
+    /// <summary>Ends the caller's browser session, server-side and in the browser.</summary>
+    internal static async Task EndSessionAsync(HttpContext http, Accounts accounts)
+    {
+        var auth = await http.AuthenticateAsync(HubClaims.CookieScheme);
+        if (auth.Principal?.FindFirst(HubClaims.SessionId)?.Value is { } session)
+        {
+            await accounts.EndSessionAsync(session, http.RequestAborted);
+        }
+
+        await http.SignOutAsync(HubClaims.CookieScheme);
     }
 
     /// <summary>Double-submit CSRF cookie: the web UI echoes it in a header on every unsafe request.</summary>
@@ -191,11 +255,15 @@ public static class ApiEndpoints
             return WorkspaceDto.From(await hub.GetAsync(owner, name, ct));
         }).RequireAuthorization(ReadPolicy);
 
-        ws.MapPost("/", async (StartWorkspaceRequest body, bool? wait, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
+        ws.MapPost("/", async (StartWorkspaceRequest? body, bool? wait, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
         {
+            body = Fields.Required(body, "body");
+            var name = Fields.Text(body.Name, "name", 40);
+            var environment = Fields.OptionalText(body.Environment, "environment", 100) ?? "datascience";
+            var size = Fields.OptionalText(body.Size, "size", 100) ?? Dsvm.Core.Sizes.SizeCatalog.DefaultSize;
             var user = await CurrentAsync(p, accounts, ct);
-            var w = await hub.BeginStartAsync(user, body.Name, body.Environment ?? "datascience", body.Size ?? Dsvm.Core.Sizes.SizeCatalog.DefaultSize, ct);
-            return await Answer(hub, user.Name, body.Name, w, wait == true, ct);
+            var w = await hub.BeginStartAsync(user, name, environment, size, ct);
+            return await Answer(hub, user.Name, name, w, wait == true, ct);
         }).RequireAuthorization(WorkspacesPolicy).WithSummary("Start a new workspace: 202 while it starts (poll Location or watch /events); ?wait=true answers when it is ready");
 
         ws.MapPost("/{owner}/{name}/start", async (string owner, string name, bool? wait, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
@@ -205,10 +273,11 @@ public static class ApiEndpoints
             return await Answer(hub, owner, name, w, wait == true, ct);
         }).RequireAuthorization(WorkspacesPolicy);
 
-        ws.MapPost("/{owner}/{name}/resize", async (string owner, string name, ResizeRequest body, bool? wait, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
+        ws.MapPost("/{owner}/{name}/resize", async (string owner, string name, ResizeRequest? body, bool? wait, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
         {
+            var size = Fields.Text(Fields.Required(body, "body").Size, "size", 100);
             CheckAccess(p, owner);
-            var w = await hub.BeginRestartAsync(await CurrentAsync(p, accounts, ct), owner, name, body.Size, ct);
+            var w = await hub.BeginRestartAsync(await CurrentAsync(p, accounts, ct), owner, name, size, ct);
             return await Answer(hub, owner, name, w, wait == true, ct);
         }).RequireAuthorization(WorkspacesPolicy);
 
@@ -228,14 +297,17 @@ public static class ApiEndpoints
         ws.MapGet("/{owner}/{name}/logs", async (string owner, string name, int? tail, ClaimsPrincipal p, HubWorkspaces hub, CancellationToken ct) =>
         {
             CheckAccess(p, owner);
-            return Results.Text(await hub.LogsAsync(owner, name, tail ?? 100, ct), "text/plain; charset=utf-8");
+            var lines = Fields.Range(tail, "tail", 0, 100_000) ?? 100;
+            return Results.Text(await hub.LogsAsync(owner, name, lines, ct), "text/plain; charset=utf-8");
         }).RequireAuthorization(ReadPolicy).WithSummary("The last lines (?tail=N, default 100) of the workspace server's log, as text");
 
-        ws.MapPost("/{owner}/{name}/exec", async (string owner, string name, ExecRequest body, ClaimsPrincipal p, HubWorkspaces hub, CancellationToken ct) =>
+        ws.MapPost("/{owner}/{name}/exec", async (string owner, string name, ExecRequest? body, ClaimsPrincipal p, HubWorkspaces hub, CancellationToken ct) =>
         {
+            body = Fields.Required(body, "body");
+            var command = Fields.NoNulls(body.Command, "command") ?? [];
+            var timeout = Fields.Range(body.TimeoutSeconds, "timeoutSeconds", 1, 24 * 3600) is { } secs ? TimeSpan.FromSeconds(secs) : (TimeSpan?)null;
             CheckAccess(p, owner);
-            var timeout = body.TimeoutSeconds is { } secs ? TimeSpan.FromSeconds(secs) : (TimeSpan?)null;
-            return ExecResult.From(await hub.ExecAsync(owner, name, body.Command ?? [], timeout, ct));
+            return ExecResult.From(await hub.ExecAsync(owner, name, command, timeout, ct));
         }).RequireAuthorization(WorkspacesPolicy)
             .WithSummary("Run a command (no shell, no terminal) in a running workspace as its user; answers exit code, stdout and stderr (capped), 501 when the backend cannot exec");
 
@@ -246,11 +318,20 @@ public static class ApiEndpoints
             var ct = linked.Token;
             var me = p.Name();
             var admin = p.IsAdmin();
-            using var sub = events.Subscribe(e => e.Owner == me || admin);
+            // A reconnecting EventSource sends the id of the last event it got; what it missed comes first.
+            long? lastEventId = long.TryParse(http.Request.Headers["Last-Event-ID"].ToString(), System.Globalization.NumberStyles.None,
+                System.Globalization.CultureInfo.InvariantCulture, out var last) ? last : null;
+            using var sub = events.Subscribe(e => e.Owner == me || admin, lastEventId);
             http.Response.Headers.ContentType = "text/event-stream";
-            http.Response.Headers.CacheControl = "no-cache";
+            http.Response.Headers.CacheControl = "no-store";
             http.Response.Headers["X-Accel-Buffering"] = "no";
             await http.Response.WriteAsync(": connected\n\n", ct);
+            if (sub.Lost)
+            {
+                // Too old to replay (or from an earlier hub process): the client reloads what it shows.
+                await http.Response.WriteAsync("event: reset\ndata: {}\n\n", ct);
+            }
+
             await http.Response.Body.FlushAsync(ct);
             using var heartbeat = new PeriodicTimer(TimeSpan.FromSeconds(15));
             var next = sub.Reader.WaitToReadAsync(ct).AsTask();
@@ -272,10 +353,11 @@ public static class ApiEndpoints
                             break;
                         }
 
-                        while (sub.Reader.TryRead(out var e))
+                        while (sub.Reader.TryRead(out var numbered))
                         {
+                            var e = numbered.Event;
                             var json = JsonSerializer.Serialize(new { e.Owner, e.Name, state = e.State.ToString().ToLowerInvariant(), e.Message, e.At }, JsonSerializerOptions.Web);
-                            await http.Response.WriteAsync($"event: workspace\ndata: {json}\n\n", ct);
+                            await http.Response.WriteAsync($"id: {numbered.Id}\nevent: workspace\ndata: {json}\n\n", ct);
                         }
 
                         next = sub.Reader.WaitToReadAsync(ct).AsTask();
@@ -288,17 +370,22 @@ public static class ApiEndpoints
             {
                 // The hub is stopping: end the response; clients reconnect to the next hub.
             }
-        }).RequireAuthorization(ReadPolicy).WithSummary("Server-Sent Events: workspace states and start progress");
+        }).RequireAuthorization(ReadPolicy).WithSummary("Server-Sent Events: workspace states and start progress; each has an id, and Last-Event-ID replays what was missed (or sends `reset`)");
     }
 
     private static void MapClasses(RouteGroupBuilder api)
     {
         var classes = api.MapGroup("/classes").RequireAuthorization(AdminPolicy);
-        classes.MapPost("/", async (CreateClassRequest body, HubClasses hub, CancellationToken ct) =>
+        classes.MapPost("/", async (CreateClassRequest? body, HttpContext http, HubClasses hub, CancellationToken ct) =>
         {
-            var users = await hub.CreateAsync(body.Name, body.Environment ?? "datascience", body.Size ?? Dsvm.Core.Sizes.SizeCatalog.DefaultSize,
-                body.Count, body.Prestart, string.IsNullOrEmpty(body.Prefix) ? null : body.Prefix, ct);
-            return Results.Created($"/api/v1/classes/{body.Name}", new CreatedClass(body.Name, users));
+            body = Fields.Required(body, "body");
+            var name = Fields.Text(body.Name, "name", 40);
+            var count = Fields.Range(body.Count, "count", 1, HubClasses.MaxMembers) ?? throw new UsageException("count: is required");
+            var users = await hub.CreateAsync(name, Fields.OptionalText(body.Environment, "environment", 100) ?? "datascience",
+                Fields.OptionalText(body.Size, "size", 100) ?? Dsvm.Core.Sizes.SizeCatalog.DefaultSize,
+                count, body.Prestart, string.IsNullOrEmpty(body.Prefix) ? null : Fields.Text(body.Prefix, "prefix", 40), ct);
+            http.Response.Headers.CacheControl = "no-store";
+            return Results.Created($"/api/v1/classes/{name}", new CreatedClass(name, users));
         }).WithSummary("Create a class or hackathon: COUNT users PREFIX-01… (group = the class) and, with prestart, a workspace each; passwords are shown only here");
 
         classes.MapGet("/", (HubClasses hub, CancellationToken ct) => hub.ListAsync(ct));

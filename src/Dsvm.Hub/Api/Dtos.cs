@@ -30,25 +30,28 @@ public sealed record HomeDto(
 /// <summary>Reassign a home to <see cref="User"/>, attached to their workspace <see cref="Workspace"/> (default: the home's name).</summary>
 public sealed record ReassignHomeRequest(string? User, string? Workspace);
 
-public sealed record LoginRequest(string Name, string Password);
+// Request fields are nullable as JSON can leave them out: the endpoints check them (Fields) and answer 400 naming them.
+public sealed record LoginRequest(string? Name, string? Password);
 
-public sealed record CreateUserRequest(string Name, string Password, bool Admin = false);
+public sealed record CreateUserRequest(string? Name, string? Password, bool Admin = false);
 
-public sealed record CreateTokenRequest(string Name, IReadOnlyList<string>? Scopes, int? ExpiresInDays);
+/// <summary>A new token; <see cref="Password"/> is the caller's current password, needed from a browser session.</summary>
+public sealed record CreateTokenRequest(string? Name, IReadOnlyList<string?>? Scopes, long? ExpiresInDays, string? Password = null);
 
 public sealed record CreatedToken(string Token, ApiTokenInfo Info);
 
-public sealed record StartWorkspaceRequest(string Name, string? Environment, string? Size);
+public sealed record StartWorkspaceRequest(string? Name, string? Environment, string? Size);
 
-public sealed record ResizeRequest(string Size);
+public sealed record ResizeRequest(string? Size);
 
-public sealed record PasswordRequest(string Password);
+/// <summary>A new password; <see cref="CurrentPassword"/> is needed whenever the account has a password.</summary>
+public sealed record PasswordRequest(string? Password, string? CurrentPassword = null);
 
-public sealed record CreateClassRequest(string Name, string? Environment, string? Size, int Count, bool Prestart = true, string? Prefix = null);
+public sealed record CreateClassRequest(string? Name, string? Environment, string? Size, long? Count, bool Prestart = true, string? Prefix = null);
 
 public sealed record CreatedClass(string Class, IReadOnlyList<ClassCredential> Users);
 
-public sealed record ExecRequest(IReadOnlyList<string>? Command, int? TimeoutSeconds);
+public sealed record ExecRequest(IReadOnlyList<string?>? Command, long? TimeoutSeconds);
 
 public sealed record ExecResult(int ExitCode, string Stdout, string Stderr, bool Truncated, bool TimedOut)
 {

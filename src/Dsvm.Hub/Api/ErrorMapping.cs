@@ -23,6 +23,11 @@ public sealed class ErrorMapping(IProblemDetailsService problems) : IExceptionHa
 
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
+        if (exception is BadHttpRequestException bad)
+        {
+            return await WriteBadRequestAsync(httpContext, bad);
+        }
+
         if (exception is not DsvmException ex)
         {
             return false;
@@ -46,6 +51,36 @@ public sealed class ErrorMapping(IProblemDetailsService problems) : IExceptionHa
                 Title = ex.Kind,
                 Detail = ex.Message,
                 Type = $"https://opendsvm.dev/errors/{ex.Kind}",
+            },
+        });
+    }
+
+    /// <summary>
+    /// A request the endpoint could not even bind: malformed JSON, a value of the wrong type or out of the type's range,
+    /// an unparsable query value, an unsupported content type. The detail names the field (the JSON path) and never
+    /// carries the framework's type names or a stack trace.
+    /// </summary>
+    private async ValueTask<bool> WriteBadRequestAsync(HttpContext context, BadHttpRequestException bad)
+    {
+        var status = bad.StatusCode is >= 400 and < 500 ? bad.StatusCode : StatusCodes.Status400BadRequest;
+        var detail = bad.InnerException switch
+        {
+            System.Text.Json.JsonException { Path: { Length: > 1 } path } when path.StartsWith("$.", StringComparison.Ordinal) || path.StartsWith("$[", StringComparison.Ordinal) =>
+                $"{path.TrimStart('$', '.')}: not a valid value here (wrong type, out of range or malformed JSON)",
+            System.Text.Json.JsonException => "body: not valid JSON for this request (a JSON object is expected)",
+            _ => bad.Message,
+        };
+        context.Response.StatusCode = status;
+        return await problems.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = context,
+            Exception = bad,
+            ProblemDetails = new ProblemDetails
+            {
+                Status = status,
+                Title = "usage",
+                Detail = detail,
+                Type = "https://opendsvm.dev/errors/usage",
             },
         });
     }

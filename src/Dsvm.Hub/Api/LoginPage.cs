@@ -49,19 +49,19 @@ public static class LoginPage
                 return Results.Redirect($"/hub/login?error=admins&next={Uri.EscapeDataString(next)}");
             }
 
-            await http.SignInAsync(HubClaims.CookieScheme, HubClaims.Principal(user, HubClaims.SessionScopes(user), HubClaims.CookieScheme));
+            await http.SignInAsync(HubClaims.CookieScheme, await HubClaims.SessionPrincipalAsync(user, accounts, http.RequestAborted));
             ApiEndpoints.IssueCsrfCookie(http);
             return Results.Redirect(next);
         }).AllowAnonymous().DisableAntiforgery();
 
-        app.MapPost("/hub/logout", async (HttpContext http, IAntiforgery antiforgery) =>
+        app.MapPost("/hub/logout", async (HttpContext http, IAntiforgery antiforgery, Accounts accounts) =>
         {
             if (!await antiforgery.IsRequestValidAsync(http))
             {
                 return Results.Problem(statusCode: StatusCodes.Status400BadRequest, title: "antiforgery", detail: "missing or invalid antiforgery token");
             }
 
-            await http.SignOutAsync(HubClaims.CookieScheme);
+            await ApiEndpoints.EndSessionAsync(http, accounts);
             return Results.Redirect("/hub/login");
         }).AllowAnonymous().DisableAntiforgery();
     }

@@ -15,6 +15,9 @@ public static class HubClaims
 {
     public const string Scope = "dsvm:scope";
     public const string UserId = "dsvm:uid";
+
+    /// <summary>The server-side session a session cookie belongs to (see <see cref="Accounts.CreateSessionAsync"/>).</summary>
+    public const string SessionId = "dsvm:sid";
     public const string AdminRole = "admin";
     public const string TokenScheme = "dsvm-token";
     public const string CookieScheme = "dsvm-cookie";
@@ -23,9 +26,14 @@ public static class HubClaims
     public const string CsrfCookie = "dsvm-csrf";
     public const string CsrfHeader = "X-Dsvm-Csrf";
 
-    public static ClaimsPrincipal Principal(HubUser user, IEnumerable<string> scopes, string scheme)
+    public static ClaimsPrincipal Principal(HubUser user, IEnumerable<string> scopes, string scheme, string? sessionId = null)
     {
         var claims = new List<Claim> { new(ClaimTypes.Name, user.Name), new(UserId, user.Id) };
+        if (sessionId is not null)
+        {
+            claims.Add(new Claim(SessionId, sessionId));
+        }
+
         if (user.IsAdmin)
         {
             claims.Add(new Claim(ClaimTypes.Role, AdminRole));
@@ -34,6 +42,14 @@ public static class HubClaims
         claims.AddRange(scopes.Distinct().Select(s => new Claim(Scope, s)));
         return new ClaimsPrincipal(new ClaimsIdentity(claims, scheme));
     }
+
+    /// <summary>A new server-side session for this user and the principal its cookie carries.</summary>
+    public static async Task<ClaimsPrincipal> SessionPrincipalAsync(HubUser user, Accounts accounts, CancellationToken ct) =>
+        Principal(user, SessionScopes(user), CookieScheme, await accounts.CreateSessionAsync(user, ct));
+
+    /// <summary>The session id of a cookie-authenticated principal, or null.</summary>
+    public static string? Session(this ClaimsPrincipal p) =>
+        p.Identity?.AuthenticationType == CookieScheme ? p.FindFirst(SessionId)?.Value : null;
 
     /// <summary>All scopes a browser session of this user has.</summary>
     public static IEnumerable<string> SessionScopes(HubUser user) =>
@@ -46,16 +62,19 @@ public static class HubClaims
     public static bool IsAdmin(this ClaimsPrincipal p) => p.IsInRole(AdminRole) && p.Has(Scopes.Admin);
 
     /// <summary>
-    /// A session lasts only as long as its user: deleted (or deleted and made again under the same name) ends it,
-    /// as it does the user's tokens. Checked on every request, like tokens are.
+    /// A session lasts only as long as its server-side record and its user: logout, a password change and deleting
+    /// the user (or deleting and making it again under the same name) end it, as they do the user's tokens. Checked on
+    /// every request, through the same short cache as tokens.
     /// </summary>
     public static async Task ValidateSessionAsync(CookieValidatePrincipalContext context)
     {
         var p = context.Principal;
-        var user = p?.Identity?.Name is { } name
-            ? await context.HttpContext.RequestServices.GetRequiredService<Accounts>().FindUserCachedAsync(name, context.HttpContext.RequestAborted)
-            : null;
-        if (user is null || user.Id != p!.FindFirst(UserId)?.Value || user.IsAdmin != p.IsInRole(AdminRole))
+        var accounts = context.HttpContext.RequestServices.GetRequiredService<Accounts>();
+        var ct = context.HttpContext.RequestAborted;
+        var user = p?.Identity?.Name is { } name ? await accounts.FindUserCachedAsync(name, ct) : null;
+        var session = p?.FindFirst(SessionId)?.Value;
+        if (user is null || user.Id != p!.FindFirst(UserId)?.Value || user.IsAdmin != p.IsInRole(AdminRole)
+            || session is null || !await accounts.IsSessionValidAsync(session, user.Id, ct))
         {
             context.RejectPrincipal();
             await context.HttpContext.SignOutAsync(CookieScheme);

@@ -236,7 +236,7 @@ public static partial class OidcLogin
         {
             var user = await MapUserAsync(ctx.Principal!, options.Oidc, http.RequestServices.GetRequiredService<Accounts>(), http.RequestAborted);
             // From here on it is a hub session like any other: the cookie handler signs this principal in.
-            ctx.Principal = HubClaims.Principal(user, HubClaims.SessionScopes(user), HubClaims.CookieScheme);
+            ctx.Principal = await HubClaims.SessionPrincipalAsync(user, http.RequestServices.GetRequiredService<Accounts>(), http.RequestAborted);
             ctx.ReturnUri = LoginPage.SafeNext(ctx.ReturnUri);
             ApiEndpoints.IssueCsrfCookie(http);
             Log(http).LoggedIn(user.Name);

@@ -60,11 +60,75 @@ public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOption
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (HubUser User, IReadOnlyList<string> Scopes, DateTimeOffset ExpiresAt, DateTimeOffset CachedAt)> _tokens = new(StringComparer.Ordinal);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (HubUser? User, DateTimeOffset CachedAt)> _users = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (string? UserId, DateTimeOffset ExpiresAt, DateTimeOffset CachedAt)> _sessions = new(StringComparer.Ordinal);
+
+    /// <summary>Live (unexpired) tokens one user may have.</summary>
+    public const int MaxTokensPerUser = 100;
+
+    /// <summary>Characters in a token's name.</summary>
+    public const int MaxTokenNameLength = 100;
+
+    /// <summary>The most a browser session lives, however active it is (its cookie expires after 12 h unused).</summary>
+    public static readonly TimeSpan SessionMaxLifetime = TimeSpan.FromDays(7);
 
     private void Invalidate()
     {
         _tokens.Clear();
         _users.Clear();
+        _sessions.Clear();
+    }
+
+    /// <summary>Records a new browser session of this user and returns its id (what the session cookie names).</summary>
+    public async Task<string> CreateSessionAsync(HubUser user, CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        var e = new SessionEntity
+        {
+            Id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24)),
+            UserId = user.Id,
+            CreatedAt = now,
+            ExpiresAt = now + SessionMaxLifetime,
+        };
+        await using var db = Open();
+        // Expired sessions go when new ones come: the table holds live sessions only, more or less.
+        await db.Sessions.Where(x => x.ExpiresAt < now).ExecuteDeleteAsync(ct);
+        db.Sessions.Add(e);
+        await db.SaveChangesAsync(ct);
+        return e.Id;
+    }
+
+    /// <summary>Whether the session exists, belongs to this user and has not expired (cached like tokens are).</summary>
+    public async Task<bool> IsSessionValidAsync(string sessionId, string userId, CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        if (!_sessions.TryGetValue(sessionId, out var hit) || now - hit.CachedAt >= CacheLifetime)
+        {
+            await using var db = Open();
+            var e = await db.Sessions.AsNoTracking().FirstOrDefaultAsync(x => x.Id == sessionId, ct);
+            hit = (e?.UserId, e?.ExpiresAt ?? DateTimeOffset.MinValue, now);
+            _sessions[sessionId] = hit;
+        }
+
+        return hit.UserId == userId && now < hit.ExpiresAt;
+    }
+
+    /// <summary>Ends one session (logout); unknown ids are ignored.</summary>
+    public async Task EndSessionAsync(string sessionId, CancellationToken ct)
+    {
+        await using var db = Open();
+        await db.Sessions.Where(x => x.Id == sessionId).ExecuteDeleteAsync(ct);
+        Invalidate();
+    }
+
+    /// <summary>Checks a user's password without logging in (to confirm a sensitive change); false when the account has none.</summary>
+    public async Task<bool> CheckPasswordAsync(string name, string password, CancellationToken ct) =>
+        await VerifyPasswordAsync(name, password, ct) is not null;
+
+    /// <summary>Whether the account has a password (users who only log in with OpenID Connect have none).</summary>
+    public async Task<bool> HasPasswordAsync(string name, CancellationToken ct)
+    {
+        await using var db = Open();
+        return await db.Users.AnyAsync(u => u.Name == name && u.PasswordHash != "", ct);
     }
 
     /// <summary>The user by name, from a short-lived cache: for authenticating every request.</summary>
@@ -229,7 +293,10 @@ public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOption
 
     private static readonly string DummyHash = Hasher.HashPassword("nobody", Guid.NewGuid().ToString());
 
-    public async Task SetPasswordAsync(string name, string password, CancellationToken ct)
+    public Task SetPasswordAsync(string name, string password, CancellationToken ct) => SetPasswordAsync(name, password, null, ct);
+
+    /// <summary>Sets a password and ends every session of the user but <paramref name="keepSession"/> (the one that changed it).</summary>
+    public async Task SetPasswordAsync(string name, string password, string? keepSession, CancellationToken ct)
     {
         if (password.Length < 8)
         {
@@ -240,6 +307,7 @@ public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOption
         var e = await db.Users.FirstOrDefaultAsync(u => u.Name == name, ct) ?? throw new NotFoundException($"no user '{name}'");
         e.PasswordHash = Hasher.HashPassword(name, password);
         await db.SaveChangesAsync(ct);
+        await db.Sessions.Where(x => x.UserId == e.Id && x.Id != keepSession).ExecuteDeleteAsync(ct);
         Invalidate();
     }
 
@@ -268,6 +336,7 @@ public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOption
         await using var db = Open();
         var e = await db.Users.FirstOrDefaultAsync(u => u.Name == name, ct) ?? throw new NotFoundException($"no user '{name}'");
         db.Tokens.RemoveRange(db.Tokens.Where(t => t.UserId == e.Id));
+        db.Sessions.RemoveRange(db.Sessions.Where(x => x.UserId == e.Id));
         db.Users.Remove(e);
         await db.SaveChangesAsync(ct);
         Invalidate();
@@ -301,6 +370,11 @@ public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOption
     /// <summary>Makes a token; the returned secret is shown once and only its hash is kept.</summary>
     public async Task<(string Secret, ApiTokenInfo Info)> CreateTokenAsync(HubUser user, string name, IReadOnlyList<string> scopes, TimeSpan? lifetime, CancellationToken ct)
     {
+        if (string.IsNullOrWhiteSpace(name) || name.Length > MaxTokenNameLength || name.Any(char.IsControl))
+        {
+            throw new UsageException($"name: a token's name has 1 to {MaxTokenNameLength} characters and no control characters");
+        }
+
         var unknown = scopes.Where(s => !Scopes.All.Contains(s)).ToList();
         if (unknown.Count > 0 || scopes.Count == 0)
         {
@@ -331,8 +405,17 @@ public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOption
             ExpiresAt = now + life,
         };
         await using var db = Open();
+        // Counted and added at once: the limit holds for concurrent creations too (SQLite serialises writers; on
+        // PostgreSQL two racing creations may pass one over the limit, which the next creation then sees).
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        if (await db.Tokens.CountAsync(t => t.UserId == user.Id && t.ExpiresAt > now, ct) >= MaxTokensPerUser)
+        {
+            throw new ConflictException($"a user has at most {MaxTokensPerUser} live tokens: revoke some first (DELETE /api/v1/tokens/ID)");
+        }
+
         db.Tokens.Add(e);
         await db.SaveChangesAsync(ct);
+        await tx.CommitAsync(ct);
         return (secret, ToInfo(e));
     }
 

@@ -38,11 +38,26 @@ public sealed class ApiTokenEntity
     public DateTimeOffset? LastUsedAt { get; set; }
 }
 
+/// <summary>
+/// A browser session: the session cookie names it, and it is valid only while this record exists (logout deletes it,
+/// a password change or deleting the user deletes all of theirs).
+/// </summary>
+public sealed class SessionEntity
+{
+    public string Id { get; set; } = "";
+    public string UserId { get; set; } = "";
+    public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>The most a session lives, however active (the cookie itself expires sooner when unused).</summary>
+    public DateTimeOffset ExpiresAt { get; set; }
+}
+
 /// <summary>The hub's accounts: users and API tokens (workspaces live in the workspace store).</summary>
 public sealed class HubDbContext(DbContextOptions<HubDbContext> options) : DbContext(options)
 {
     public DbSet<UserEntity> Users => Set<UserEntity>();
     public DbSet<ApiTokenEntity> Tokens => Set<ApiTokenEntity>();
+    public DbSet<SessionEntity> Sessions => Set<SessionEntity>();
 
     /// <summary>
     /// This context's migrations history. Its own table, because with PostgreSQL the workspace store and the accounts
@@ -75,5 +90,11 @@ public sealed class HubDbContext(DbContextOptions<HubDbContext> options) : DbCon
         t.HasIndex(x => x.UserId);
         t.Property(x => x.CreatedAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
         t.Property(x => x.ExpiresAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
+        var session = modelBuilder.Entity<SessionEntity>();
+        session.ToTable("sessions");
+        session.HasKey(x => x.Id);
+        session.HasIndex(x => x.UserId);
+        session.Property(x => x.CreatedAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
+        session.Property(x => x.ExpiresAt).HasConversion(v => v.UtcDateTime, v => new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)));
     }
 }

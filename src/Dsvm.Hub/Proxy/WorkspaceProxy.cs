@@ -150,7 +150,7 @@ public sealed partial class WorkspaceProxy(IHttpForwarder forwarder, RouteTable 
     }
 
     /// <summary>/user/{owner}/{name} or /user/{owner}/{name}/...: names exactly as workspaces and users have them.</summary>
-    [GeneratedRegex("^/user/([a-z][a-z0-9-]{0,39})/([a-z][a-z0-9-]{0,39})(?:/|$)")]
+    [GeneratedRegex("^/user/([a-z][a-z0-9-]{0,39})/([a-z][a-z0-9-]{0,39})(?:/|\\z)")]
     private static partial Regex RoutePattern();
 
     /// <summary>Every cookie the hub sets is named dsvm-… (session and its chunks, CSRF, antiforgery).</summary>

@@ -6,12 +6,12 @@ namespace Dsvm.Hub.Services;
 
 /// <summary>Runs the idle culler in the hub: idle servers are stopped (homes kept), busy kernels never.</summary>
 public sealed partial class CullerService(
-    WorkspaceManager manager, Dsvm.Core.Workspaces.IWorkspaceStore store, RouteTable routes, WorkspaceEvents events, HubOptions options, TimeProvider time,
+    WorkspaceManager manager, Dsvm.Core.Workspaces.IWorkspaceStore store, RouteTable routes, WorkspaceEvents events, UserActions actions, HubOptions options, TimeProvider time,
     ILogger<CullerService> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var culler = new IdleCuller(manager, store, new HttpJupyterActivityClient(), time,
+        var culler = new IdleCuller(manager, store, new UserActions.ActivityClient(new HttpJupyterActivityClient(), actions), time,
             new IdleCullerOptions { IdleTimeout = options.IdleTimeout, Interval = options.CullInterval }, OnPass);
         try
         {

@@ -6,41 +6,86 @@ namespace Dsvm.Hub.Services;
 /// <summary>A workspace's state change or start progress, as the events stream sends it.</summary>
 public sealed record WorkspaceEvent(string Owner, string Name, WorkspaceState State, string Message, DateTimeOffset At);
 
-/// <summary>In-process fan-out of workspace events to Server-Sent-Events subscribers.</summary>
+/// <summary>An event with its id (SSE <c>id:</c>): increasing within a hub process, and above every id of earlier processes.</summary>
+public sealed record NumberedEvent(long Id, WorkspaceEvent Event);
+
+/// <summary>
+/// In-process fan-out of workspace events to Server-Sent-Events subscribers, with the last
+/// <see cref="ReplayCapacity"/> events kept so that a client reconnecting with <c>Last-Event-ID</c> gets what it missed.
+/// </summary>
 public sealed class WorkspaceEvents
 {
+    /// <summary>Events kept for replay (all users'; each subscriber is replayed only what its filter admits).</summary>
+    public const int ReplayCapacity = 1024;
+
     private readonly Lock _gate = new();
-    private readonly List<(Func<WorkspaceEvent, bool> Filter, Channel<WorkspaceEvent> Channel)> _subscribers = [];
+    private readonly List<(Func<WorkspaceEvent, bool> Filter, Channel<NumberedEvent> Channel)> _subscribers = [];
+    private readonly Queue<NumberedEvent> _recent = new();
+    private long _lastId;
+
+    /// <summary>Ids start at the process's start time in microseconds: a restarted hub never reuses an earlier one's ids.</summary>
+    public WorkspaceEvents(TimeProvider time) => _lastId = time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
 
     public void Publish(WorkspaceEvent e)
     {
         lock (_gate)
         {
+            var numbered = new NumberedEvent(++_lastId, e);
+            _recent.Enqueue(numbered);
+            if (_recent.Count > ReplayCapacity)
+            {
+                _recent.Dequeue();
+            }
+
             foreach (var (filter, channel) in _subscribers)
             {
                 if (filter(e))
                 {
-                    channel.Writer.TryWrite(e);
+                    channel.Writer.TryWrite(numbered);
                 }
             }
         }
     }
 
-    /// <summary>Subscribes until the returned handle is disposed; slow readers drop the oldest events.</summary>
-    public Subscription Subscribe(Func<WorkspaceEvent, bool> filter)
+    /// <summary>
+    /// Subscribes until the returned handle is disposed; slow readers drop the oldest events. With
+    /// <paramref name="lastEventId"/>, the kept events after it come first; when some after it are no longer kept (or it
+    /// is from no process this buffer knows), <see cref="Subscription.Lost"/> is set instead.
+    /// </summary>
+    public Subscription Subscribe(Func<WorkspaceEvent, bool> filter, long? lastEventId = null)
     {
-        var channel = Channel.CreateBounded<WorkspaceEvent>(new BoundedChannelOptions(256) { FullMode = BoundedChannelFullMode.DropOldest });
+        var channel = Channel.CreateBounded<NumberedEvent>(new BoundedChannelOptions(ReplayCapacity + 256) { FullMode = BoundedChannelFullMode.DropOldest });
+        var lost = false;
         lock (_gate)
         {
+            if (lastEventId is { } last && last != _lastId)
+            {
+                var oldest = _recent.Count > 0 ? _recent.Peek().Id : _lastId + 1;
+                if (last < oldest - 1 || last > _lastId)
+                {
+                    lost = true;
+                }
+                else
+                {
+                    foreach (var e in _recent.Where(e => e.Id > last && filter(e.Event)))
+                    {
+                        channel.Writer.TryWrite(e);
+                    }
+                }
+            }
+
             _subscribers.Add((filter, channel));
         }
 
-        return new Subscription(this, channel);
+        return new Subscription(this, channel, lost);
     }
 
-    public sealed class Subscription(WorkspaceEvents owner, Channel<WorkspaceEvent> channel) : IDisposable
+    public sealed class Subscription(WorkspaceEvents owner, Channel<NumberedEvent> channel, bool lost) : IDisposable
     {
-        public ChannelReader<WorkspaceEvent> Reader => channel.Reader;
+        public ChannelReader<NumberedEvent> Reader => channel.Reader;
+
+        /// <summary>Events after the client's Last-Event-ID are gone: it must reload the state it shows.</summary>
+        public bool Lost { get; } = lost;
 
         public void Dispose()
         {

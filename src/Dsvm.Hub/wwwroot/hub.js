@@ -166,6 +166,8 @@ async function main() {
     log.textContent += `${new Date(e.at).toLocaleTimeString()} ${e.owner}/${e.name}: ${e.message}\n`;
     try { await refresh(); } catch (err) { showError(err.message); }
   });
+  // The browser reconnects with Last-Event-ID and gets what it missed; "reset" means too much was missed: reload the lists.
+  events.addEventListener("reset", async () => { try { await refresh(); } catch (err) { showError(err.message); } });
   await refresh();
 }
 

@@ -98,21 +98,21 @@ public static partial class ConfigDrive
         }
     }
 
-    [GeneratedRegex("^[a-z_][a-z0-9_-]{0,31}$")]
+    [GeneratedRegex("^[a-z_][a-z0-9_-]{0,31}\\z")]
     private static partial Regex UserPattern();
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,62}$")]
+    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,62}\\z")]
     private static partial Regex HostPattern();
 
-    [GeneratedRegex("^[A-Za-z0-9_-]{8,128}$")]
+    [GeneratedRegex("^[A-Za-z0-9_-]{8,128}\\z")]
     private static partial Regex TokenPattern();
 
-    [GeneratedRegex("^/([A-Za-z0-9._~-]+/)*$")]
+    [GeneratedRegex("^/([A-Za-z0-9._~-]+/)*\\z")]
     private static partial Regex BaseUrlPattern();
 
-    [GeneratedRegex("^[A-Za-z0-9._-]{1,128}$")]
+    [GeneratedRegex("^[A-Za-z0-9._-]{1,128}\\z")]
     private static partial Regex InstancePattern();
 
-    [GeneratedRegex("^/dev/[A-Za-z0-9._/-]+$")]
+    [GeneratedRegex("^/dev/[A-Za-z0-9._/-]+\\z")]
     private static partial Regex DevicePattern();
 }
