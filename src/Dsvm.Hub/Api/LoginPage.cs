@@ -50,7 +50,6 @@ public static class LoginPage
             }
 
             await http.SignInAsync(HubClaims.CookieScheme, HubClaims.Principal(user, HubClaims.SessionScopes(user), HubClaims.CookieScheme));
-            ApiEndpoints.IssueCsrfCookie(http);
             return Results.Redirect(next);
         }).AllowAnonymous().DisableAntiforgery();
 
