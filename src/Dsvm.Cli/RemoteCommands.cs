@@ -267,9 +267,12 @@ public static class RemoteCommands
 
     // --- up / ls / stop / start / resize / rm through the hub ---
 
+    /// <summary>A workspace URL: relative to the hub, or absolute on the workspace's own host (per-workspace origins).</summary>
+    private static string Absolute(string hub, string url) => url.StartsWith('/') ? hub + url : url;
+
     private static object Json(WorkspaceDto w, string hub) => new
     {
-        w.Name, w.Owner, w.Environment, w.Size, state = w.State, url = hub + w.Url, w.Gpu, w.CpuFallback, w.CreatedAt, w.StartedAt, w.LastError,
+        w.Name, w.Owner, w.Environment, w.Size, state = w.State, url = Absolute(hub, w.Url), w.Gpu, w.CpuFallback, w.CreatedAt, w.StartedAt, w.LastError,
     };
 
     private static void Print(WorkspaceDto w, string hub, string verb)
@@ -278,7 +281,7 @@ public static class RemoteCommands
         if (w.State == WorkspaceState.Running)
         {
             // No token: the browser logs in to the hub.
-            AnsiConsole.Console.WriteLine(hub + w.Url);
+            AnsiConsole.Console.WriteLine(Absolute(hub, w.Url));
         }
     }
 
@@ -305,7 +308,7 @@ public static class RemoteCommands
         }
 
         var table = Output.WorkspaceTable(list.Select(w =>
-            new Output.WorkspaceRow(w.Name, w.Environment, w.Size, w.CpuFallback, w.State, w.StartedAt, hub.Login.Hub + w.Url)));
+            new Output.WorkspaceRow(w.Name, w.Environment, w.Size, w.CpuFallback, w.State, w.StartedAt, Absolute(hub.Login.Hub, w.Url))));
         AnsiConsole.Console.Write(table);
         return ExitCodes.Ok;
     }

@@ -44,7 +44,7 @@ public sealed record HubDependencies
 }
 
 /// <summary>Builds the hub's web application: API, login, web UI, proxy and background services.</summary>
-public static class HubHost
+public static partial class HubHost
 {
     public static WebApplication Build(HubOptions options, HubDependencies deps, Action<ILoggingBuilder>? logging = null)
     {
@@ -55,6 +55,14 @@ public static class HubHost
         {
             builder.Logging.ClearProviders();
             logging(builder.Logging);
+        }
+
+        if (!options.RequestLogging)
+        {
+            // ASP.NET Core's hosting, routing and result loggers and YARP write several lines per request at
+            // Information: off unless Hub:RequestLogging is set (warnings and errors still show).
+            builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+            builder.Logging.AddFilter("Yarp", LogLevel.Warning);
         }
 
         var s = builder.Services;
@@ -75,6 +83,7 @@ public static class HubHost
         s.AddSingleton<HubWorkspaces>();
         s.AddSingleton<HubClasses>();
         s.AddSingleton<WorkspaceProxy>();
+        s.AddSingleton<WorkspaceOrigins>();
         s.AddSingleton<ReconcileService>();
         s.AddHostedService(sp => sp.GetRequiredService<ReconcileService>());
         if (options.IdleTimeout > TimeSpan.Zero)
@@ -110,6 +119,7 @@ public static class HubHost
                 o.Events.OnRedirectToLogin = ctx => Deny(ctx.HttpContext, StatusCodes.Status401Unauthorized);
                 o.Events.OnRedirectToAccessDenied = ctx => Deny(ctx.HttpContext, StatusCodes.Status403Forbidden);
                 o.Events.OnValidatePrincipal = HubClaims.ValidateSessionAsync;
+                o.Events.OnSigningIn = HubClaims.AddCsrfSecretAsync;
             });
         OidcLogin.Register(auth, options); // OpenID Connect login, when Hub:Oidc:Authority is set
         s.AddAuthorizationBuilder()
@@ -123,11 +133,25 @@ public static class HubHost
         app.UseExceptionHandler();
         app.UseStatusCodePages();
 
-        // The proxy runs first: its requests skip routing, antiforgery and the API's middleware entirely.
+        // The proxy runs first: its requests skip routing, antiforgery and the API's middleware entirely. A workspace's
+        // own host (per-workspace origins) is served by the proxy alone: none of the hub's pages or API are there.
         var proxy = app.Services.GetRequiredService<WorkspaceProxy>();
         var actions = app.Services.GetRequiredService<UserActions>();
+        var origins = app.Services.GetRequiredService<WorkspaceOrigins>();
+        if (!origins.Enabled)
+        {
+            SingleOriginMode(app.Logger);
+        }
+
         app.Use(async (ctx, next) =>
         {
+            if (origins.TryGetWorkspaceHost(ctx.Request.Host, out var workspaceId))
+            {
+                await proxy.HandleWorkspaceHostAsync(ctx, workspaceId);
+                actions.RecordIfAction(ctx);
+                return;
+            }
+
             if (ctx.Request.Path.StartsWithSegments("/user", StringComparison.Ordinal))
             {
                 await proxy.HandleAsync(ctx);
@@ -162,6 +186,12 @@ public static class HubHost
             var file = ui.GetFileInfo("index.html");
             return Results.Stream(file.CreateReadStream(), "text/html; charset=utf-8");
         }).AllowAnonymous();
+        // The web UI's copy of the session's CSRF secret (it is not readable from a cookie).
+        app.MapGet("/hub/csrf", (HttpContext http) =>
+        {
+            http.Response.Headers.CacheControl = "no-store";
+            return Results.Ok(new { csrf = http.User.FindFirst(HubClaims.CsrfClaim)?.Value ?? "" });
+        }).RequireAuthorization(ApiEndpoints.ReadPolicy);
         LoginPage.Map(app);
         OidcLogin.Map(app, options);
         ApiEndpoints.Map(app);
@@ -218,7 +248,10 @@ public static class HubHost
         return Task.CompletedTask;
     }
 
-    /// <summary>Cookie-authenticated unsafe API calls must echo the CSRF cookie in a header (double submit).</summary>
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Single-origin mode: Hub:WorkspaceDomain is not set, so every workspace shares the hub's origin and JavaScript running in a workspace can act as its user on the hub. Fine for one person on a laptop; set Hub:WorkspaceDomain (see docs/hub.md) for a shared hub")]
+    private static partial void SingleOriginMode(ILogger logger);
+
+    /// <summary>Cookie-authenticated unsafe API calls must send the session's CSRF secret in a header.</summary>
     private static async Task CsrfCheck(HttpContext ctx, RequestDelegate next)
     {
         var unsafeMethod = !(HttpMethods.IsGet(ctx.Request.Method) || HttpMethods.IsHead(ctx.Request.Method) || HttpMethods.IsOptions(ctx.Request.Method));
@@ -227,10 +260,7 @@ public static class HubHost
             && !ctx.Request.Path.StartsWithSegments("/api/v1/login", StringComparison.Ordinal)
             && ctx.User.Identity is { IsAuthenticated: true, AuthenticationType: HubClaims.CookieScheme })
         {
-            var cookie = ctx.Request.Cookies[HubClaims.CsrfCookie];
-            var header = ctx.Request.Headers[HubClaims.CsrfHeader].ToString();
-            if (string.IsNullOrEmpty(cookie) || !System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
-                    System.Text.Encoding.UTF8.GetBytes(cookie), System.Text.Encoding.UTF8.GetBytes(header)))
+            if (!ctx.User.IsCsrfSecret(ctx.Request.Headers[HubClaims.CsrfHeader].ToString()))
             {
                 ctx.Response.StatusCode = StatusCodes.Status403Forbidden;
                 await ctx.Response.WriteAsJsonAsync(new { title = "csrf", detail = $"missing or wrong {HubClaims.CsrfHeader} header" });

@@ -77,6 +77,20 @@ public sealed record HubOptions
     /// </summary>
     public bool AdminAccess { get; init; }
 
+    /// <summary>
+    /// Per-workspace origins: a wildcard such as <c>*.ws.example.org</c>. Each workspace is then served from
+    /// <c>WORKSPACE-ID.ws.example.org</c> (its own browser origin, which the hub's session cookie never reaches) and gets its
+    /// own host-only cookie through a one-time code from the hub. Not set: every workspace shares the hub's origin
+    /// (single-origin mode, for a laptop; a warning is logged at start).
+    /// </summary>
+    public string? WorkspaceDomain { get; init; }
+
+    /// <summary>The host name browsers reach the hub by (e.g. <c>hub.example.org</c>); the default is <see cref="Listen"/>'s host.</summary>
+    public string? PublicHost { get; init; }
+
+    /// <summary>Log a line per request (ASP.NET Core's hosting and routing, YARP) at Information. Off by default.</summary>
+    public bool RequestLogging { get; init; }
+
     public Quota DefaultQuota { get; init; } = new();
 
     /// <summary>OpenID Connect login; off unless <c>Oidc:Authority</c> is set.</summary>

@@ -53,4 +53,48 @@ public sealed class CsrfTests : HubTestBase
         Assert.False(alice.DefaultRequestHeaders.Contains(HubClaims.CsrfHeader));
         await alice.PostAsJsonAsync("api/v1/workspaces", Ws("ws1")).Expect(HttpStatusCode.Accepted);
     }
+
+    [Fact]
+    public async Task The_csrf_cookie_is_HttpOnly_and_the_web_ui_gets_the_secret_from_its_session()
+    {
+        await CreateUserAsync("alice");
+        var c = Hub.NewClient();
+        var r = await c.LoginAsync("alice", PasswordOf("alice"), sendCsrf: false).Expect(HttpStatusCode.OK);
+        var csrf = Assert.Single(r.Headers.GetValues("Set-Cookie"), v => v.StartsWith(HubClaims.CsrfCookie + "=", StringComparison.Ordinal));
+        Assert.Contains("httponly", csrf, StringComparison.OrdinalIgnoreCase);
+
+        var page = await c.Http.GetAsync("hub/csrf").Expect(HttpStatusCode.OK);
+        Assert.Contains("no-store", page.Headers.CacheControl?.ToString(), StringComparison.Ordinal);
+        var secret = (await page.JsonAsync()).Str("csrf");
+        Assert.Equal(64 / 2, secret.Length);
+        c.Http.DefaultRequestHeaders.Add(HubClaims.CsrfHeader, secret);
+        await c.Http.PostAsJsonAsync("api/v1/workspaces", Ws("ws1")).Expect(HttpStatusCode.Accepted);
+    }
+
+    [Fact]
+    public async Task A_csrf_cookie_planted_by_someone_else_does_not_pass()
+    {
+        // A page on a sibling host (or a workspace sharing the origin) can write a dsvm-csrf cookie and send the same
+        // value in the header; the secret is the session's, so that is not enough.
+        await CreateUserAsync("alice");
+        var c = Hub.NewClient();
+        await c.LoginAsync("alice", PasswordOf("alice"), sendCsrf: false).Expect(HttpStatusCode.OK);
+        c.Cookies.Add(Hub.Address, new System.Net.Cookie(HubClaims.CsrfCookie, "planted0planted0planted0planted0"));
+        c.Http.DefaultRequestHeaders.Add(HubClaims.CsrfHeader, "planted0planted0planted0planted0");
+        await c.Http.PostAsJsonAsync("api/v1/workspaces", Ws("ws1")).Expect(HttpStatusCode.Forbidden);
+        await c.Http.PostAsJsonAsync("api/v1/tokens", new { name = "t" }).Expect(HttpStatusCode.Forbidden);
+        Assert.Empty(World.Backend.Starts);
+    }
+
+    [Fact]
+    public async Task The_secret_of_one_session_does_not_pass_for_another()
+    {
+        var first = await UserAsync("alice");
+        var second = await UserAsync("alice", create: false);
+        var firstSecret = first.Http.DefaultRequestHeaders.GetValues(HubClaims.CsrfHeader).Single();
+        Assert.NotEqual(firstSecret, second.Http.DefaultRequestHeaders.GetValues(HubClaims.CsrfHeader).Single());
+        second.Http.DefaultRequestHeaders.Remove(HubClaims.CsrfHeader);
+        second.Http.DefaultRequestHeaders.Add(HubClaims.CsrfHeader, firstSecret);
+        await second.Http.PostAsJsonAsync("api/v1/workspaces", Ws("ws1")).Expect(HttpStatusCode.Forbidden);
+    }
 }

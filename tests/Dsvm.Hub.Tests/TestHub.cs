@@ -52,6 +52,9 @@ internal sealed class HubWorld : IAsyncDisposable
     public IEnvironmentCatalog Environments { get; } =
         new StaticEnvironmentCatalog([new HubEnvironment("minimal", "dsvm/minimal:test", GpuMode.None, "a test environment", 0)]);
 
+    /// <summary>When set, hubs built from here log through this (instead of nowhere, or the console with DSVM_TEST_HUB_LOG=1).</summary>
+    public Action<ILoggingBuilder>? Logging { get; set; }
+
     public string AccountsDbFile => Path.Combine(Paths.Data, "hub.db");
 
     public static HubOptions DefaultOptions() => new()
@@ -81,6 +84,8 @@ internal sealed class HubWorld : IAsyncDisposable
             {
                 l.AddConsole();
             }
+
+            Logging?.Invoke(l);
         });
 
     public async Task<TestHub> StartHubAsync(HubOptions? options = null)

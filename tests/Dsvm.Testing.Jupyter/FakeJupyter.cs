@@ -50,6 +50,9 @@ public sealed class FakeJupyterServer : IAsyncDisposable
     /// <summary>Jupyter's activity bookkeeping, when a test turns it on (otherwise api/status answers <see cref="StatusBody"/>).</summary>
     public FakeJupyterActivity? Activity { get; set; }
 
+    /// <summary>When set, <c>{base}lab</c> answers this HTML page, with <c>{token}</c> replaced by the token (as Jupyter's PageConfig has it).</summary>
+    public string? LabHtml { get; set; }
+
     public static async Task<FakeJupyterServer> StartAsync(CancellationToken ct, bool recordRequests = true)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
@@ -124,6 +127,34 @@ public sealed class FakeJupyterServer : IAsyncDisposable
 
             using var ws = await ctx.WebSockets.AcceptWebSocketAsync();
             await EchoAsync(ws, ctx.RequestAborted);
+            return;
+        }
+
+        // ?set-cookie=… : the answer sets that cookie (what a server in a workspace could send).
+        foreach (var setCookie in ctx.Request.Query["set-cookie"])
+        {
+            ctx.Response.Headers.Append("Set-Cookie", setCookie);
+        }
+
+        // files/big-N.html: N bytes of HTML, generated as they are sent (a large file in the home).
+        if (rest.StartsWith("files/big-", StringComparison.Ordinal) && rest.EndsWith(".html", StringComparison.Ordinal)
+            && long.TryParse(rest["files/big-".Length..^".html".Length], out var size))
+        {
+            ctx.Response.ContentType = "text/html";
+            ctx.Response.ContentLength = size;
+            var chunk = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("<p>big file</p>\n", 4096)));
+            for (var sent = 0L; sent < size; sent += chunk.Length)
+            {
+                await ctx.Response.Body.WriteAsync(chunk.AsMemory(0, (int)Math.Min(chunk.Length, size - sent)), ctx.RequestAborted);
+            }
+
+            return;
+        }
+
+        if (LabHtml is { } lab && (rest == "lab" || rest.StartsWith("lab/", StringComparison.Ordinal)))
+        {
+            ctx.Response.ContentType = "text/html; charset=utf-8";
+            await ctx.Response.WriteAsync(lab.Replace("{token}", _token, StringComparison.Ordinal));
             return;
         }
 
@@ -208,6 +239,9 @@ public sealed class FakeJupyterBackend : IWorkspaceBackend, IWorkspaceExec, IAsy
     public string TokenFor(string owner, string name) =>
         Starts.Last(s => s.Owner == owner && s.Name == name).Token;
 
+    /// <summary>The page servers answer at <c>{base}lab</c> (see <see cref="FakeJupyterServer.LabHtml"/>); null: the JSON echo.</summary>
+    public string? LabHtml { get; set; }
+
     /// <summary>Servers record the requests they get (off for benchmarks).</summary>
     public bool RecordRequests { get; init; } = true;
 
@@ -237,6 +271,7 @@ public sealed class FakeJupyterBackend : IWorkspaceBackend, IWorkspaceExec, IAsy
         var server = _spare.TryDequeue(out var spare) ? spare : await FakeJupyterServer.StartAsync(ct, RecordRequests);
         server.Assign(request.BaseUrl, request.Token);
         server.Activity = ActivityClock is { } clock ? new FakeJupyterActivity(clock) : null;
+        server.LabHtml = LabHtml;
         if (_servers.TryRemove(request.Id, out var old))
         {
             await old.DisposeAsync();

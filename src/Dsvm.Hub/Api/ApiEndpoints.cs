@@ -4,6 +4,7 @@ using Dsvm.Core;
 using Dsvm.Core.Workspaces;
 using Dsvm.Hub.Auth;
 using Dsvm.Hub.Data;
+using Dsvm.Hub.Proxy;
 using Dsvm.Hub.Services;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Builder;
@@ -96,7 +97,6 @@ public static class ApiEndpoints
             }
 
             await http.SignInAsync(HubClaims.CookieScheme, await HubClaims.SessionPrincipalAsync(user, accounts, ct));
-            IssueCsrfCookie(http);
             return Results.Ok(UserDto.From(user));
         }).AllowAnonymous().WithSummary("Log in with a password; sets the session cookie (browsers)");
 
@@ -221,11 +221,6 @@ public static class ApiEndpoints
         await http.SignOutAsync(HubClaims.CookieScheme);
     }
 
-    /// <summary>Double-submit CSRF cookie: the web UI echoes it in a header on every unsafe request.</summary>
-    internal static void IssueCsrfCookie(HttpContext http) =>
-        http.Response.Cookies.Append(HubClaims.CsrfCookie, Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16)),
-            new CookieOptions { HttpOnly = false, SameSite = SameSiteMode.Strict, Secure = http.Request.IsHttps, Path = "/" });
-
     private static void MapCatalog(RouteGroupBuilder api)
     {
         api.MapGet("/environments", async (IEnvironmentCatalog catalog, CancellationToken ct) =>
@@ -239,23 +234,24 @@ public static class ApiEndpoints
     private static void MapWorkspaces(RouteGroupBuilder api)
     {
         var ws = api.MapGroup("/workspaces");
-        ws.MapGet("/", async (ClaimsPrincipal p, HubWorkspaces hub, bool? all, CancellationToken ct) =>
+        ws.MapGet("/", async (ClaimsPrincipal p, HubWorkspaces hub, WorkspaceOrigins origins, HttpContext http, bool? all, CancellationToken ct) =>
         {
             if (all == true && !p.IsAdmin())
             {
                 throw new ForbiddenException("only admins can list every workspace");
             }
 
-            return (await hub.ListAsync(all == true ? null : p.Name(), ct)).Select(WorkspaceDto.From);
+            return (await hub.ListAsync(all == true ? null : p.Name(), ct)).Select(w => WorkspaceDto.From(w, origins.UrlFor(w, http.Request)));
         }).RequireAuthorization(ReadPolicy);
 
-        ws.MapGet("/{owner}/{name}", async (string owner, string name, ClaimsPrincipal p, HubWorkspaces hub, CancellationToken ct) =>
+        ws.MapGet("/{owner}/{name}", async (string owner, string name, ClaimsPrincipal p, HubWorkspaces hub, WorkspaceOrigins origins, HttpContext http, CancellationToken ct) =>
         {
             CheckAccess(p, owner);
-            return WorkspaceDto.From(await hub.GetAsync(owner, name, ct));
+            var w = await hub.GetAsync(owner, name, ct);
+            return WorkspaceDto.From(w, origins.UrlFor(w, http.Request));
         }).RequireAuthorization(ReadPolicy);
 
-        ws.MapPost("/", async (StartWorkspaceRequest? body, bool? wait, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
+        ws.MapPost("/", async (StartWorkspaceRequest? body, bool? wait, HttpContext http, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
         {
             body = Fields.Required(body, "body");
             var name = Fields.Text(body.Name, "name", 40);
@@ -263,28 +259,29 @@ public static class ApiEndpoints
             var size = Fields.OptionalText(body.Size, "size", 100) ?? Dsvm.Core.Sizes.SizeCatalog.DefaultSize;
             var user = await CurrentAsync(p, accounts, ct);
             var w = await hub.BeginStartAsync(user, name, environment, size, ct);
-            return await Answer(hub, user.Name, name, w, wait == true, ct);
+            return await Answer(http, hub, user.Name, name, w, wait == true, ct);
         }).RequireAuthorization(WorkspacesPolicy).WithSummary("Start a new workspace: 202 while it starts (poll Location or watch /events); ?wait=true answers when it is ready");
 
-        ws.MapPost("/{owner}/{name}/start", async (string owner, string name, bool? wait, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
+        ws.MapPost("/{owner}/{name}/start", async (string owner, string name, bool? wait, HttpContext http, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
         {
             CheckAccess(p, owner);
             var w = await hub.BeginRestartAsync(await CurrentAsync(p, accounts, ct), owner, name, null, ct);
-            return await Answer(hub, owner, name, w, wait == true, ct);
+            return await Answer(http, hub, owner, name, w, wait == true, ct);
         }).RequireAuthorization(WorkspacesPolicy);
 
-        ws.MapPost("/{owner}/{name}/resize", async (string owner, string name, ResizeRequest? body, bool? wait, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
+        ws.MapPost("/{owner}/{name}/resize", async (string owner, string name, ResizeRequest? body, bool? wait, HttpContext http, ClaimsPrincipal p, Accounts accounts, HubWorkspaces hub, CancellationToken ct) =>
         {
             var size = Fields.Text(Fields.Required(body, "body").Size, "size", 100);
             CheckAccess(p, owner);
             var w = await hub.BeginRestartAsync(await CurrentAsync(p, accounts, ct), owner, name, size, ct);
-            return await Answer(hub, owner, name, w, wait == true, ct);
+            return await Answer(http, hub, owner, name, w, wait == true, ct);
         }).RequireAuthorization(WorkspacesPolicy);
 
-        ws.MapPost("/{owner}/{name}/stop", async (string owner, string name, ClaimsPrincipal p, HubWorkspaces hub, CancellationToken ct) =>
+        ws.MapPost("/{owner}/{name}/stop", async (string owner, string name, ClaimsPrincipal p, HubWorkspaces hub, WorkspaceOrigins origins, HttpContext http, CancellationToken ct) =>
         {
             CheckAccess(p, owner);
-            return WorkspaceDto.From(await hub.StopAsync(owner, name, ct));
+            var w = await hub.StopAsync(owner, name, ct);
+            return WorkspaceDto.From(w, origins.UrlFor(w, http.Request));
         }).RequireAuthorization(WorkspacesPolicy);
 
         ws.MapDelete("/{owner}/{name}", async (string owner, string name, bool? deleteHome, ClaimsPrincipal p, HubWorkspaces hub, CancellationToken ct) =>
@@ -392,16 +389,11 @@ public static class ApiEndpoints
 
         classes.MapGet("/{name}/credentials.csv", async (string name, string? csrf, HttpContext http, HubClasses hub, CancellationToken ct) =>
         {
-            // This GET changes passwords: from a browser session it must carry the CSRF cookie's value (?csrf=), so a
-            // link on another site cannot reset a class's passwords.
-            if (http.User.Identity?.AuthenticationType == HubClaims.CookieScheme)
+            // This GET changes passwords: from a browser session it must carry the session's CSRF secret (?csrf=), so
+            // a link on another site cannot reset a class's passwords.
+            if (http.User.Identity?.AuthenticationType == HubClaims.CookieScheme && !http.User.IsCsrfSecret(csrf))
             {
-                var cookie = http.Request.Cookies[HubClaims.CsrfCookie];
-                if (string.IsNullOrEmpty(cookie) || string.IsNullOrEmpty(csrf) || !System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
-                        System.Text.Encoding.UTF8.GetBytes(cookie), System.Text.Encoding.UTF8.GetBytes(csrf)))
-                {
-                    throw new ForbiddenException("missing or wrong csrf query parameter (the value of the dsvm-csrf cookie)");
-                }
+                throw new ForbiddenException("missing or wrong csrf query parameter (the session's CSRF secret, from /hub/csrf)");
             }
 
             var credentials = await hub.ResetCredentialsAsync(name, ct);
@@ -415,17 +407,20 @@ public static class ApiEndpoints
             .WithSummary("Tear a class down: its members' workspaces (homes kept unless deleteHomes=true) and the members");
     }
 
-    private static async Task<IResult> Answer(HubWorkspaces hub, string owner, string name, Workspace w, bool wait, CancellationToken ct)
+    private static WorkspaceDto Dto(HttpContext http, Workspace w) =>
+        WorkspaceDto.From(w, http.RequestServices.GetRequiredService<WorkspaceOrigins>().UrlFor(w, http.Request));
+
+    private static async Task<IResult> Answer(HttpContext http, HubWorkspaces hub, string owner, string name, Workspace w, bool wait, CancellationToken ct)
     {
         if (!wait)
         {
-            return Results.Accepted($"/api/v1/workspaces/{owner}/{name}", WorkspaceDto.From(w));
+            return Results.Accepted($"/api/v1/workspaces/{owner}/{name}", Dto(http, w));
         }
 
         await hub.WaitAsync(owner, name);
         var final = await hub.GetAsync(owner, name, ct);
         return final.State == WorkspaceState.Running
-            ? Results.Ok(WorkspaceDto.From(final))
+            ? Results.Ok(Dto(http, final))
             : Results.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "workspace", detail: final.LastError ?? $"the workspace is {final.State}");
     }
 }

@@ -9,7 +9,8 @@ public sealed record WorkspaceDto(
     string Owner, string Name, string Environment, string Size, WorkspaceState State, string Url, bool Gpu, bool CpuFallback,
     DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, string? LastError, string Backend)
 {
-    public static WorkspaceDto From(Workspace w) => new(w.Owner, w.Name, w.Environment, w.Size, w.State, $"/user/{w.Owner}/{w.Name}/lab",
+    /// <summary>The workspace with its URL: <c>/user/OWNER/NAME/lab</c> under the hub, or on its own host (per-workspace origins).</summary>
+    public static WorkspaceDto From(Workspace w, string url) => new(w.Owner, w.Name, w.Environment, w.Size, w.State, url,
         w.GpuEnabled, w.CpuFallback, w.CreatedAt, w.StartedAt, w.LastError, w.Backend);
 }
 

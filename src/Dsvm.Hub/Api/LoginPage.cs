@@ -50,7 +50,6 @@ public static class LoginPage
             }
 
             await http.SignInAsync(HubClaims.CookieScheme, await HubClaims.SessionPrincipalAsync(user, accounts, http.RequestAborted));
-            ApiEndpoints.IssueCsrfCookie(http);
             return Results.Redirect(next);
         }).AllowAnonymous().DisableAntiforgery();
 

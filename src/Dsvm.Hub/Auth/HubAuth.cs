@@ -5,6 +5,7 @@ using Dsvm.Core;
 using Dsvm.Hub.Data;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -25,6 +26,9 @@ public static class HubClaims
     public const string CookieName = "dsvm-session";
     public const string CsrfCookie = "dsvm-csrf";
     public const string CsrfHeader = "X-Dsvm-Csrf";
+
+    /// <summary>The session's CSRF secret: a claim inside the (encrypted, HttpOnly) session cookie.</summary>
+    public const string CsrfClaim = "dsvm:csrf";
 
     public static ClaimsPrincipal Principal(HubUser user, IEnumerable<string> scopes, string scheme, string? sessionId = null)
     {
@@ -54,6 +58,37 @@ public static class HubClaims
     /// <summary>All scopes a browser session of this user has.</summary>
     public static IEnumerable<string> SessionScopes(HubUser user) =>
         user.IsAdmin ? Scopes.All : [Scopes.Read, Scopes.Workspaces];
+
+    /// <summary>
+    /// Every new session gets its own CSRF secret, kept in the session ticket, so it is bound to that session: a cookie
+    /// set by someone else (another subdomain, a workspace) cannot stand in for it. The web UI reads it from
+    /// <c>/hub/csrf</c>; a copy goes into the HttpOnly <see cref="CsrfCookie"/> for non-browser clients of the login API.
+    /// </summary>
+    public static Task AddCsrfSecretAsync(CookieSigningInContext context)
+    {
+        if (context.Principal?.Identity is ClaimsIdentity identity)
+        {
+            foreach (var old in identity.FindAll(CsrfClaim).ToList())
+            {
+                identity.RemoveClaim(old);
+            }
+
+            var secret = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+            identity.AddClaim(new Claim(CsrfClaim, secret));
+            context.HttpContext.Response.Cookies.Append(CsrfCookie, secret, new CookieOptions
+            {
+                HttpOnly = true, SameSite = SameSiteMode.Strict, Secure = context.HttpContext.Request.IsHttps, Path = "/",
+            });
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Whether a value (header or query) is this session's CSRF secret.</summary>
+    public static bool IsCsrfSecret(this ClaimsPrincipal p, string? value) =>
+        p.FindFirst(CsrfClaim)?.Value is { Length: > 0 } secret && !string.IsNullOrEmpty(value)
+        && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+            System.Text.Encoding.UTF8.GetBytes(secret), System.Text.Encoding.UTF8.GetBytes(value));
 
     public static bool Has(this ClaimsPrincipal p, string scope) => p.HasClaim(Scope, scope);
 

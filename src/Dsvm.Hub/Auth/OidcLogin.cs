@@ -238,7 +238,6 @@ public static partial class OidcLogin
             // From here on it is a hub session like any other: the cookie handler signs this principal in.
             ctx.Principal = await HubClaims.SessionPrincipalAsync(user, http.RequestServices.GetRequiredService<Accounts>(), http.RequestAborted);
             ctx.ReturnUri = LoginPage.SafeNext(ctx.ReturnUri);
-            ApiEndpoints.IssueCsrfCookie(http);
             Log(http).LoggedIn(user.Name);
         }
         catch (RefusedException ex)

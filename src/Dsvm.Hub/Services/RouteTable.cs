@@ -4,7 +4,7 @@ using Dsvm.Core.Workspaces;
 namespace Dsvm.Hub.Services;
 
 /// <summary>Where the proxy sends <c>/user/OWNER/NAME/…</c>, and the token it injects.</summary>
-public sealed record WorkspaceRoute(string Owner, string Name, Uri Endpoint, string Token);
+public sealed record WorkspaceRoute(string Owner, string Name, Uri Endpoint, string Token, string Id);
 
 /// <summary>
 /// The proxy's routes. The store is the source of truth: a miss is loaded from it, so a restarted hub routes to
@@ -50,5 +50,5 @@ public sealed class RouteTable(IWorkspaceStore store)
     public int Count => _routes.Count;
 
     private static WorkspaceRoute? ToRoute(Workspace? w) =>
-        w is { State: WorkspaceState.Running, Endpoint: { } e } ? new WorkspaceRoute(w.Owner, w.Name, new Uri(e), w.Token) : null;
+        w is { State: WorkspaceState.Running, Endpoint: { } e } ? new WorkspaceRoute(w.Owner, w.Name, new Uri(e), w.Token, w.Id) : null;
 }

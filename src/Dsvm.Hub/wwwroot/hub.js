@@ -1,12 +1,20 @@
 // OpenDSVM hub web UI: plain JavaScript over the REST API (/api/v1) and its event stream.
 "use strict";
 
-const csrf = () => (document.cookie.split("; ").find(c => c.startsWith("dsvm-csrf=")) || "").slice("dsvm-csrf=".length);
+// The session's CSRF secret is not in a readable cookie: the hub hands it to its own pages (same origin only).
+let csrfSecret = null;
+async function csrf() {
+  if (csrfSecret === null) {
+    const r = await fetch("/hub/csrf", { headers: { "Accept": "application/json" }, credentials: "same-origin" });
+    csrfSecret = r.ok ? (await r.json()).csrf : "";
+  }
+  return csrfSecret;
+}
 
 async function api(method, path, body) {
   const headers = { "Accept": "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET") headers["X-Dsvm-Csrf"] = csrf();
+  if (method !== "GET") headers["X-Dsvm-Csrf"] = await csrf();
   const response = await fetch("/api/v1" + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
   if (response.status === 401) { location.href = "/hub/login?next=%2Fhub%2F"; throw new Error("logged out"); }
   const text = await response.text();
@@ -84,12 +92,13 @@ async function refresh() {
 
 async function refreshClasses() {
   const classes = await api("GET", "/classes");
+  const secret = await csrf();
   document.querySelector("#classes tbody").replaceChildren(...classes.map(c => el("tr", { dataset: { name: c.name } },
     el("td", { textContent: c.name }), el("td", { textContent: String(c.members) }), el("td", { textContent: String(c.running) }),
     el("td", { className: "actions" },
       el("a", {
         className: "button secondary download", textContent: "Download credentials (new passwords)",
-        href: `/api/v1/classes/${encodeURIComponent(c.name)}/credentials.csv?csrf=${encodeURIComponent(csrf())}`, download: `${c.name}-credentials.csv`,
+        href: `/api/v1/classes/${encodeURIComponent(c.name)}/credentials.csv?csrf=${encodeURIComponent(secret)}`, download: `${c.name}-credentials.csv`,
         onclick: ev => { if (!confirm(`Issue new passwords to every member of ${c.name}? Their current passwords stop working.`)) ev.preventDefault(); },
       }),
       el("button", { type: "button", className: "danger", textContent: "Tear down",
