@@ -156,7 +156,7 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
 
         var record = new VmRecord
         {
-            Id = request.Id, Name = $"dsvm-{request.Owner}-{request.Name}", Owner = request.Owner, Image = request.Image,
+            Id = request.Id, Name = WorkspaceIds.ObjectName(request.Id), Owner = request.Owner, Image = request.Image,
             HomeVolume = request.HomeVolume, Port = port, Vcpus = spec.Vcpus, MemoryMiB = spec.MemoryMiB, Accelerator = accel,
             StartedAt = _time.GetUtcNow(),
         };
@@ -176,7 +176,7 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
 
     internal VmLaunchSpec LaunchSpec(WorkspaceStartRequest request, string dir, string overlay, string home, string configDrive, string accel, int port) => new()
     {
-        Name = $"dsvm-{request.Owner}-{request.Name}",
+        Name = WorkspaceIds.ObjectName(request.Id),
         Accelerator = accel,
         Vcpus = Math.Max(1, (int)Math.Ceiling(request.Size.Vcpus)),
         MemoryMiB = Math.Max(512, request.Size.MemoryBytes / (1024 * 1024)),

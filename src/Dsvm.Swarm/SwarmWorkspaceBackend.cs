@@ -61,12 +61,8 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
 
     public SwarmBackendOptions Options => _options;
 
-    internal static string ServiceName(string owner, string name)
-    {
-        var full = $"dsvm-{owner}-{name}";
-        // Service names are DNS labels (63 characters at most).
-        return full.Length <= 63 ? full : $"{full[..50]}-{Hash(full)[..12]}";
-    }
+    /// <summary>Named by the workspace's ID only (a DNS label: <c>dsvm-ws-</c> and 12 hex digits), never by user-chosen names.</summary>
+    internal static string ServiceName(string workspaceId) => WorkspaceIds.ObjectName(workspaceId);
 
     internal static string PinName(string homeVolume) => "dsvm-home-" + Hash(homeVolume)[..24];
 
@@ -100,7 +96,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             await PushAsync(request.Image, ct);
         }
 
-        var name = ServiceName(request.Owner, request.Name);
+        var name = ServiceName(request.Id);
         // A service left by a crash or a killed command: the home is separate, so it is safe to replace.
         await RemoveServiceAsync(name, ct);
         var parameters = CreateParameters(request, name, NodeImage(request.Image), pin);
@@ -233,8 +229,12 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         {
             [ManagedLabel] = "true",
             [WorkspaceLabel] = request.Id,
-            [HomeLabel] = request.HomeVolume,
         };
+        if (request.HomeId.Length > 0)
+        {
+            labels[HomeLabel] = request.HomeId;
+        }
+
         var constraints = new List<string>(_options.Constraints);
         if (pinnedNode is not null)
         {
@@ -271,7 +271,8 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                                     {
                                         [ManagedLabel] = "true",
                                         [WorkspaceLabel] = request.Id,
-                                        [HomeLabel] = "true",
+                                        [HomeLabel] = request.HomeId.Length > 0 ? request.HomeId : "true",
+                                        [WorkspaceLabels.OwnerId] = request.OwnerId,
                                         ["io.opendsvm.owner"] = request.Owner,
                                         ["io.opendsvm.name"] = request.Name,
                                     },

@@ -87,7 +87,7 @@ public sealed class QemuArgumentsTests
         var spec = backend.LaunchSpec(request, "/d", "/d/system.qcow2", "/h.qcow2", "/d/config.img", "tcg", 5000);
         Assert.Equal(1, spec.Vcpus);
         Assert.Equal(1024, spec.MemoryMiB);
-        Assert.Equal("dsvm-ann-lab", spec.Name);
+        Assert.Equal("dsvm-w1", spec.Name); // named by the workspace ID, never by user names
     }
 
     [Fact]

@@ -27,7 +27,9 @@ public sealed class ServiceParametersTests : IDisposable
         Image = "dsvm/datascience:abc123",
         Size = size ?? new MachineSize("medium", 2, 4, 0, SizeClass.General),
         Token = Token,
-        HomeVolume = "dsvm-home-alice-proj",
+        HomeVolume = "dsvm-home-h-00000000beef",
+        HomeId = "h-00000000beef",
+        OwnerId = "u-a11ce0000000",
         BaseUrl = "/user/alice/proj/",
         Gpu = gpu,
         Labels = new Dictionary<string, string> { ["io.opendsvm.owner"] = "alice", ["io.opendsvm.size"] = "medium" },
@@ -70,13 +72,15 @@ public sealed class ServiceParametersTests : IDisposable
         var spec = Spec(Request());
         Assert.Equal("true", spec.Labels["io.opendsvm.managed"]);
         Assert.Equal("ws-0123456789ab", spec.Labels["io.opendsvm.workspace"]);
-        Assert.Equal("dsvm-home-alice-proj", spec.Labels["io.opendsvm.home"]);
+        Assert.Equal("h-00000000beef", spec.Labels["io.opendsvm.home"]);
         Assert.Equal("alice", spec.Labels["io.opendsvm.owner"]);
         var c = spec.TaskTemplate.ContainerSpec;
         Assert.Equal("true", c.Labels["io.opendsvm.managed"]);
         Assert.Equal("ws-0123456789ab", c.Labels["io.opendsvm.workspace"]);
         var home = Assert.Single(c.Mounts, m => m.Type == "volume");
-        Assert.Equal("dsvm-home-alice-proj", home.Source);
+        Assert.Equal("dsvm-home-h-00000000beef", home.Source);
+        Assert.Equal("h-00000000beef", home.VolumeOptions.Labels["io.opendsvm.home"]);
+        Assert.Equal("u-a11ce0000000", home.VolumeOptions.Labels["io.opendsvm.owner-id"]);
         Assert.Equal("/home/dsvm", home.Target);
         Assert.Equal("true", home.VolumeOptions.Labels["io.opendsvm.managed"]);
         Assert.Equal("ws-0123456789ab", home.VolumeOptions.Labels["io.opendsvm.workspace"]);
@@ -133,12 +137,11 @@ public sealed class ServiceParametersTests : IDisposable
     }
 
     [Fact]
-    public void Long_names_fit_a_service_name()
+    public void Services_are_named_by_workspace_id_never_by_user_names()
     {
-        var name = SwarmWorkspaceBackend.ServiceName(new string('a', 40), new string('b', 40));
-        Assert.True(name.Length <= 63, name);
-        Assert.NotEqual(name, SwarmWorkspaceBackend.ServiceName(new string('a', 40), new string('b', 39) + "c"));
-        Assert.Equal("dsvm-alice-proj", SwarmWorkspaceBackend.ServiceName("alice", "proj"));
+        // alice/x-data and alice-x/data once both became dsvm-alice-x-data (issue 9).
+        Assert.Equal("dsvm-ws-0123456789ab", SwarmWorkspaceBackend.ServiceName("ws-0123456789ab"));
+        Assert.NotEqual(SwarmWorkspaceBackend.ServiceName("ws-0123456789ab"), SwarmWorkspaceBackend.ServiceName("ws-0123456789ac"));
         Assert.Matches("^dsvm-home-[0-9a-f]{24}$", SwarmWorkspaceBackend.PinName("dsvm-home-" + new string('a', 81)));
     }
 

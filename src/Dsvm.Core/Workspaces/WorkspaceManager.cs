@@ -481,7 +481,7 @@ public sealed class WorkspaceManager(
 
                 var now = time.GetUtcNow();
                 var ownerId = r.Labels.TryGetValue(WorkspaceLabels.OwnerId, out var oid) && WorkspaceIds.IsValid(oid) ? oid : "";
-                var homeId = r.Labels.TryGetValue(WorkspaceLabels.Home, out var hid) && WorkspaceIds.IsValid(hid) ? hid : "";
+                var homeId = r.Labels.TryGetValue(WorkspaceLabels.Home, out var hid) && hid.StartsWith("h-", StringComparison.Ordinal) && WorkspaceIds.IsValid(hid) ? hid : "";
                 var homeVolume = r.Labels.GetValueOrDefault(WorkspaceLabels.HomeVolume)
                     ?? (homeId.Length > 0 ? WorkspaceIds.HomeObjectName(homeId) : $"dsvm-home-{owner}-{name}");
                 if (homeId.Length > 0 && ownerId.Length > 0 && await store.GetHomeAsync(homeId, ct) is null)
