@@ -217,7 +217,10 @@ internal sealed class FakeBackend : IWorkspaceBackend
         }
     }
 
-    public Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct) => Task.FromResult(false);
+    /// <summary>Home volumes that exist on this engine without a record (made by an earlier version).</summary>
+    public HashSet<string> ExistingHomes { get; } = new(StringComparer.Ordinal);
+
+    public Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct) => Task.FromResult(ExistingHomes.Contains(homeVolume));
 
     public Task<HostCapacity> GetCapacityAsync(CancellationToken ct)
     {

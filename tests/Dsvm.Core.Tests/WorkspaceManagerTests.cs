@@ -66,6 +66,28 @@ public sealed class WorkspaceManagerTests : IDisposable
     // ---- up ----
 
     [Fact]
+    public async Task Up_OnTheCli_AfterAnUpgrade_AttachesTheHomeTheNameBasedVersionMade()
+    {
+        // A single-user install made dsvm-home-local-proj before IDs; after `dsvm rm proj` (home kept) and the upgrade,
+        // `dsvm up proj` must find those files again, not start an empty home.
+        _backend.ExistingHomes.Add("dsvm-home-local-proj");
+        var ws = await UpAsync(Request(owner: "local", ownerId: WorkspaceIds.LocalOwnerId));
+        Assert.Equal("dsvm-home-local-proj", ws.HomeVolume);
+        var home = Assert.Single(await _store.ListHomesAsync(WorkspaceIds.LocalOwnerId, Ct));
+        Assert.Equal("dsvm-home-local-proj", home.Volume);
+        Assert.Equal(ws.HomeId, home.Id);
+    }
+
+    [Fact]
+    public async Task Up_OnTheHub_NeverAttachesANameBasedHome()
+    {
+        // On the hub a name is no identity: alice-x's old dsvm-home-alice-x-data is not alice's x-data (issue 9).
+        _backend.ExistingHomes.Add("dsvm-home-alice-x-data");
+        var ws = await UpAsync(Request(name: "x-data"));
+        Assert.Equal(WorkspaceIds.HomeObjectName(ws.HomeId), ws.HomeVolume);
+    }
+
+    [Fact]
     public async Task Up_CreatesARunningWorkspace()
     {
         var before = DateTimeOffset.UtcNow;

@@ -190,7 +190,7 @@ public sealed class WorkspaceManager(
             home = new Home
             {
                 Id = homeId, OwnerId = request.OwnerId, Owner = request.Owner, Name = request.Name, Backend = backendName,
-                Volume = WorkspaceIds.HomeObjectName(homeId), CreatedAt = now,
+                Volume = await LegacyLocalHomeAsync(request, backendName, ct) ?? WorkspaceIds.HomeObjectName(homeId), CreatedAt = now,
             };
             await store.SaveHomeAsync(home, ct);
         }
@@ -213,6 +213,22 @@ public sealed class WorkspaceManager(
             UpdatedAt = now,
         };
         return await store.SaveAsync(workspace, ct);
+    }
+
+    /// <summary>
+    /// The CLI's upgrade path: a single-user install (owner <see cref="WorkspaceIds.LocalOwnerId"/>, the only owner
+    /// there) kept homes as <c>dsvm-home-local-NAME</c> before IDs; such a home, if it still exists, is this name's.
+    /// Never on the hub, where a user name is no identity (another user may have had the name).
+    /// </summary>
+    private async Task<string?> LegacyLocalHomeAsync(CreateWorkspaceRequest request, string backendName, CancellationToken ct)
+    {
+        if (request.OwnerId != WorkspaceIds.LocalOwnerId)
+        {
+            return null;
+        }
+
+        var legacy = $"dsvm-home-{request.Owner}-{request.Name}";
+        return await backends.Get(backendName).HomeExistsAsync(legacy, ct) ? legacy : null;
     }
 
     /// <summary>Starts a stopped workspace, optionally with a new size (resize keeps the same home).</summary>
