@@ -195,6 +195,16 @@ public sealed class HubClient : IDisposable
     public Task<ClassTeardown> DeleteClassAsync(string name, bool deleteHomes, CancellationToken ct) =>
         SendAsync<ClassTeardown>(() => _http.DeleteAsync($"api/v1/classes/{Uri.EscapeDataString(name)}" + (deleteHomes ? "?deleteHomes=true" : ""), ct), ct);
 
+    /// <summary>Every home on the hub (admins), or only the orphaned ones.</summary>
+    public Task<List<HomeDto>> ListHomesAsync(bool orphaned, CancellationToken ct) =>
+        GetAsync<List<HomeDto>>("api/v1/homes" + (orphaned ? "?orphaned=true" : ""), ct);
+
+    public Task<HomeDto> ReassignHomeAsync(string id, string user, string? workspace, CancellationToken ct) =>
+        SendAsync<HomeDto>(() => _http.PostAsJsonAsync($"api/v1/homes/{Uri.EscapeDataString(id)}/reassign", new ReassignHomeRequest(user, workspace), ct), ct);
+
+    public async Task PurgeHomeAsync(string id, CancellationToken ct) =>
+        await CheckAsync(await SendAsync(Login.Hub, () => _http.DeleteAsync($"api/v1/homes/{Uri.EscapeDataString(id)}", ct)), ct);
+
     private async Task<string> PathAsync(string name, string suffix, CancellationToken ct) =>
         $"api/v1/workspaces/{Uri.EscapeDataString(await UserAsync(ct))}/{Uri.EscapeDataString(name)}{suffix}";
 

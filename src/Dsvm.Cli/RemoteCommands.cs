@@ -11,7 +11,7 @@ namespace Dsvm.Cli;
 /// <summary><c>dsvm login | logout | class</c>, and the hub side of <c>up | ls | stop | start | resize | rm</c>.</summary>
 public static class RemoteCommands
 {
-    public static IEnumerable<Command> Create() => [LoginCommand(), LogoutCommand(), ClassCommand()];
+    public static IEnumerable<Command> Create() => [LoginCommand(), LogoutCommand(), ClassCommand(), HomesCommand()];
 
     /// <summary>The option that forces the local engine even when logged in to a hub.</summary>
     public static Option<bool> LocalOption() => new("--local") { Description = "Use the local engine even when logged in to a hub" };
@@ -250,6 +250,61 @@ public static class RemoteCommands
         cls.Subcommands.Add(credentials);
         cls.Subcommands.Add(rm);
         return cls;
+    }
+
+    private static Command HomesCommand()
+    {
+        var homes = new Command("homes", "Homes on a hub (admins): list them, give an orphaned home (of a deleted user) to a user, or purge it");
+        var orphaned = new Option<bool>("--orphaned") { Description = "Only the homes of deleted users (attached to nobody)" };
+        var lsFormat = Output.FormatOption();
+        var ls = new Command("ls", "List homes: owner, the workspace using it, orphaned or not") { orphaned, lsFormat };
+        ls.SetAction((p, ct) => Output.RunAsync(p, lsFormat, async ct =>
+        {
+            using var hub = RequireHub();
+            var list = await hub.ListHomesAsync(p.GetValue(orphaned), ct);
+            if (Output.IsJson(p, lsFormat))
+            {
+                Output.WriteJson(list);
+                return ExitCodes.Ok;
+            }
+
+            var table = new Table().Border(TableBorder.Simple).AddColumns("id", "owner", "name", "used by", "state", "backend");
+            foreach (var h in list)
+            {
+                table.AddRow(Markup.Escape(h.Id), Markup.Escape(h.Owner ?? ""), Markup.Escape(h.Name), Markup.Escape(h.UsedBy ?? "-"),
+                    h.Orphaned ? $"orphaned {h.OrphanedAt:yyyy-MM-dd}" : "live", Markup.Escape(h.Backend));
+            }
+
+            AnsiConsole.Console.Write(table);
+            return ExitCodes.Ok;
+        }, ct));
+
+        var id = new Argument<string>("id") { Description = "Home ID (h-…, from `dsvm homes ls`)" };
+        var user = new Option<string>("--user") { Description = "The user who gets the home", Required = true };
+        var workspace = new Option<string?>("--workspace") { Description = "Their workspace the home attaches to (default: the home's name)" };
+        var reassign = new Command("reassign", "Give a home to a user: their workspace of that name starts with its files") { id, user, workspace };
+        reassign.SetAction((p, ct) => Output.RunAsync(p, null, async ct =>
+        {
+            using var hub = RequireHub();
+            var h = await hub.ReassignHomeAsync(p.GetValue(id)!, p.GetValue(user)!, p.GetValue(workspace), ct);
+            AnsiConsole.Console.MarkupLine($"[green]✓[/] home {Markup.Escape(h.Id)} now belongs to {Markup.Escape(h.Owner ?? "")}, workspace {Markup.Escape(h.Name)}");
+            return ExitCodes.Ok;
+        }, ct));
+
+        var purgeId = new Argument<string>("id") { Description = "Home ID (h-…)" };
+        var purge = new Command("purge", "Delete a home that no workspace uses, with all its files (cannot be undone)") { purgeId };
+        purge.SetAction((p, ct) => Output.RunAsync(p, null, async ct =>
+        {
+            using var hub = RequireHub();
+            await hub.PurgeHomeAsync(p.GetValue(purgeId)!, ct);
+            AnsiConsole.Console.MarkupLine($"[green]✓[/] home {Markup.Escape(p.GetValue(purgeId)!)} purged");
+            return ExitCodes.Ok;
+        }, ct));
+
+        homes.Subcommands.Add(ls);
+        homes.Subcommands.Add(reassign);
+        homes.Subcommands.Add(purge);
+        return homes;
     }
 
     /// <summary>Writes <c>user,password,url</c> (absolute URLs) to a file readable by its owner only (0600).</summary>

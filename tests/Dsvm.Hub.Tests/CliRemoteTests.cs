@@ -119,4 +119,27 @@ public sealed class CliRemoteTests : HubTestBase
         Assert.Equal(2, teardown.Users);
         await Assert.ThrowsAsync<NotFoundException>(() => hub.DeleteClassAsync("intro", false, ct));
     }
+
+    [Fact]
+    public async Task An_admin_lists_reassigns_and_purges_orphaned_homes()
+    {
+        var ct = CancellationToken.None;
+        var alice = await UserAsync("alice");
+        await StartRunningAsync(alice.Http, "proj");
+        await CreateUserAsync("bob");
+        using var hub = new CliHubClient(await CliHubClient.LoginWithPasswordAsync(HubUrl, HubWorld.AdminName, HubWorld.AdminPassword, ct));
+        Assert.Empty(await hub.ListHomesAsync(orphaned: true, ct));
+        var home = Assert.Single(await hub.ListHomesAsync(orphaned: false, ct));
+        Assert.Equal("proj", home.UsedBy);
+
+        await (await AdminAsync()).Http.DeleteAsync("api/v1/users/alice").Expect(HttpStatusCode.NoContent);
+        Assert.Equal(home.Id, Assert.Single(await hub.ListHomesAsync(orphaned: true, ct)).Id);
+        var moved = await hub.ReassignHomeAsync(home.Id, "bob", "old-proj", ct);
+        Assert.Equal(("bob", "old-proj", false), (moved.Owner, moved.Name, moved.Orphaned));
+        await Assert.ThrowsAsync<NotFoundException>(() => hub.ReassignHomeAsync(home.Id, "nobody", null, ct));
+
+        await hub.PurgeHomeAsync(home.Id, ct);
+        Assert.Empty(await hub.ListHomesAsync(orphaned: false, ct));
+        await Assert.ThrowsAsync<NotFoundException>(() => hub.PurgeHomeAsync(home.Id, ct));
+    }
 }
