@@ -81,6 +81,7 @@ async function refresh() {
     const all = await api("GET", "/workspaces?all=true");
     document.querySelector("#all tbody").replaceChildren(...all.map(w => row(w, true, refresh)));
     await refreshClasses();
+    await refreshHomes();
     const users = await api("GET", "/users");
     document.querySelector("#users tbody").replaceChildren(...users.map(u => el("tr", {},
       el("td", { textContent: u.name }), el("td", { textContent: u.admin ? "yes" : "" }), el("td", { textContent: u.group || "" }),
@@ -88,6 +89,32 @@ async function refresh() {
       el("td", {}, u.name === me.name ? "" : el("button", { type: "button", className: "danger", textContent: "Delete",
         onclick: async () => { if (confirm(`Delete user ${u.name}?`)) { await api("DELETE", "/users/" + encodeURIComponent(u.name)); await refresh(); } } })))));
   }
+}
+
+async function refreshHomes() {
+  const homes = await api("GET", "/homes?orphaned=true");
+  document.getElementById("homes-empty").hidden = homes.length > 0;
+  document.querySelector("#homes tbody").replaceChildren(...homes.map(h => el("tr", { dataset: { id: h.id } },
+    el("td", { textContent: h.id }), el("td", { textContent: h.owner || "" }), el("td", { textContent: h.name }),
+    el("td", { textContent: h.orphanedAt ? new Date(h.orphanedAt).toLocaleString() : "" }),
+    el("td", { className: "actions" },
+      el("button", { type: "button", className: "secondary", textContent: "Give to user…",
+        onclick: async () => {
+          const user = prompt(`Give home ${h.id} (${h.owner}/${h.name}) to which user?`);
+          if (!user) return;
+          const workspace = prompt("Attached to their workspace named:", h.name);
+          if (!workspace) return;
+          showError("");
+          try { await api("POST", `/homes/${encodeURIComponent(h.id)}/reassign`, { user, workspace }); } catch (e) { showError(e.message); }
+          await refresh();
+        } }),
+      el("button", { type: "button", className: "danger", textContent: "Purge",
+        onclick: async () => {
+          if (!confirm(`Delete home ${h.id} of ${h.owner}/${h.name} with all its files? This cannot be undone.`)) return;
+          showError("");
+          try { await api("DELETE", "/homes/" + encodeURIComponent(h.id)); } catch (e) { showError(e.message); }
+          await refresh();
+        } })))));
 }
 
 async function refreshClasses() {
