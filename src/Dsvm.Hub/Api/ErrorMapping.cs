@@ -5,7 +5,7 @@ using Microsoft.AspNetCore.Mvc;
 
 namespace Dsvm.Hub.Api;
 
-/// <summary>Turns OpenDSVM's errors into ProblemDetails with the right status; anything else is a 500 without details.</summary>
+/// <summary>Turns OpenDSVM's errors into ProblemDetails with the right status; engine API faults are a 503 naming the engine; anything else is a 500 without details.</summary>
 public sealed class ErrorMapping(IProblemDetailsService problems) : IExceptionHandler
 {
     public static int StatusFor(DsvmException ex) => ex switch
@@ -30,7 +30,15 @@ public sealed class ErrorMapping(IProblemDetailsService problems) : IExceptionHa
 
         if (exception is not DsvmException ex)
         {
-            return false;
+            // An engine API fault that the backend did not turn into a DsvmException: the engine is down, not the hub.
+            if (Dsvm.Core.Workspaces.EngineFaults.EngineOf(exception) is not { } engine)
+            {
+                return false;
+            }
+
+            ex = new EnvironmentNotReadyException(Dsvm.Core.Workspaces.EngineFaults.IsUnreachable(exception)
+                ? $"the {engine} engine is not reachable; try again later (an admin can run `dsvm doctor`)"
+                : $"the {engine} engine answered an error; try again later (an admin can run `dsvm doctor`)");
         }
 
         var status = StatusFor(ex);
