@@ -69,7 +69,9 @@ public static class Output
         else
         {
             var lines = ex.Message.Split('\n');
-            AnsiConsole.Console.MarkupLine($"[red]error:[/] {Markup.Escape(lines[0])}");
+            // The message itself is written as is: never wrapped at the console width (one line for scripts and logs).
+            AnsiConsole.Console.Markup("[red]error:[/] ");
+            Console.Out.WriteLine(lines[0]);
             foreach (var line in lines.Skip(1))
             {
                 AnsiConsole.Console.WriteLine(line);
