@@ -28,6 +28,16 @@ public static class BackendFactory
         return (config, Create(config, paths, gpus, images));
     }
 
+    /// <summary>Where the configured backends of an engine ("Docker", "Kubernetes") connect, to name them in an error.</summary>
+    public static IReadOnlyList<string> Endpoints(BackendConfig config, string engine) =>
+        config.Backends.Select(s => (s.Type, engine) switch
+        {
+            ("docker", "Docker") => s.Get("endpoint") ?? DockerBackendOptions.DefaultEndpoint().ToString(),
+            ("swarm", "Docker") => $"{s.Get("manager")} (swarm manager)",
+            ("kubernetes", "Kubernetes") => $"the API server of {s.Get("kubeconfig") ?? "the default kubeconfig"}",
+            _ => null,
+        }).OfType<string>().Distinct(StringComparer.Ordinal).ToList();
+
     /// <summary>
     /// Checks every section's settings now (all problems at once) and returns the backends, each connected on
     /// first use only.

@@ -29,12 +29,13 @@ public static class HubCommands
         var serve = new Command("serve", "Run the hub in the foreground (Ctrl-C stops the hub; workspaces keep running)") { listen, idle, database, adminAccess, config };
         serve.SetAction((p, ct) => Output.RunAsync(p, null, async ct =>
         {
+            // Settings from --config and DSVM__Hub__… (OpenID Connect, trusted proxies, quotas, …); the flags win when given.
+            // Checked first (unknown keys too), before anything connects.
+            var configured = HubConfiguration.Bind(HubConfiguration.Load(p.GetValue(config)));
             var paths = DsvmPaths.FromEnvironment().EnsureCreated();
             var images = new ImageServices(paths);
             await images.Docker.EnsureEngineAsync(ct);
             var gpus = new NvidiaGpuDetector();
-            // Settings from --config and DSVM__Hub__… (OpenID Connect, trusted proxies, quotas, …); the flags win when given.
-            var configured = HubConfiguration.Bind(HubConfiguration.Load(p.GetValue(config)));
             var options = configured with
             {
                 Listen = p.GetResult(listen) is { Implicit: false } ? p.GetValue(listen)! : configured.Listen,

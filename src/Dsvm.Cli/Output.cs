@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Dsvm.Core;
+using Dsvm.Core.Workspaces;
 using Spectre.Console;
 
 namespace Dsvm.Cli;
@@ -40,27 +41,65 @@ public static class Output
         }
         catch (DsvmException ex)
         {
-            if (json)
-            {
-                WriteJson(new { error = ex.Kind, message = ex.Message });
-            }
-            else
-            {
-                var lines = ex.Message.Split('\n');
-                AnsiConsole.Console.MarkupLine($"[red]error:[/] {Markup.Escape(lines[0])}");
-                foreach (var line in lines.Skip(1))
-                {
-                    AnsiConsole.Console.WriteLine(line);
-                }
-            }
-
-            return ExitCodes.For(ex);
+            return Report(json, ex);
+        }
+        catch (Exception ex) when (!ct.IsCancellationRequested && EngineFaults.EngineOf(ex) is { } engine)
+        {
+            // An engine API fault the backend did not turn into a DsvmException: one line naming the engine, exit NotReady.
+            return Report(json, new EnvironmentNotReadyException(EngineMessage(engine, ex)));
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             AnsiConsole.Console.MarkupLine("[yellow]cancelled[/]");
             return ExitCodes.Cancelled;
         }
+        catch (Exception ex) when (ex is not OperationCanceledException && Environment.GetEnvironmentVariable("DSVM_DEBUG") is not "1")
+        {
+            // Never a stack trace for a user: one line, and the trace on request.
+            return Report(json, new DsvmException($"unexpected {ex.GetType().Name}: {EngineFaults.Reason(ex)} (a bug: please report it; DSVM_DEBUG=1 shows the stack trace)"));
+        }
+    }
+
+    private static int Report(bool json, DsvmException ex)
+    {
+        if (json)
+        {
+            WriteJson(new { error = ex.Kind, message = ex.Message });
+        }
+        else
+        {
+            var lines = ex.Message.Split('\n');
+            // The message itself is written as is: never wrapped at the console width (one line for scripts and logs).
+            AnsiConsole.Console.Markup("[red]error:[/] ");
+            Console.Out.WriteLine(lines[0]);
+            foreach (var line in lines.Skip(1))
+            {
+                AnsiConsole.Console.WriteLine(line);
+            }
+        }
+
+        return ExitCodes.For(ex);
+    }
+
+    /// <summary>"the Docker engine at unix:///… is not reachable (…); what to do" from the configured backends.</summary>
+    internal static string EngineMessage(string engine, Exception ex)
+    {
+        IReadOnlyList<string> endpoints;
+        try
+        {
+            endpoints = BackendFactory.Endpoints(BackendFactory.LoadConfig(DsvmPaths.FromEnvironment()), engine);
+        }
+        catch (DsvmException)
+        {
+            endpoints = [];
+        }
+
+        var at = endpoints.Count > 0 ? $" at {string.Join(", ", endpoints)}" : "";
+        var what = engine == "Docker" ? "start it (dockerd, or ./run.sh which starts it) or point DOCKER_HOST or the backend's endpoint in backends.yaml at it"
+            : "check the kubeconfig and the API server";
+        return EngineFaults.IsUnreachable(ex)
+            ? $"the {engine} engine{at} is not reachable ({EngineFaults.Reason(ex)}); {what}; `dsvm doctor` checks every backend"
+            : $"the {engine} engine{at} answered an error: {EngineFaults.Reason(ex)}";
     }
 
     /// <summary>One row of the workspace table that local and remote <c>dsvm ls</c> both print.</summary>

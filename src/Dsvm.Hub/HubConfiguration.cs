@@ -1,5 +1,6 @@
 using Dsvm.Core;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Configuration.EnvironmentVariables;
 
 namespace Dsvm.Hub;
 
@@ -10,6 +11,11 @@ namespace Dsvm.Hub;
 public static class HubConfiguration
 {
     public const string Section = "Hub";
+
+    public const string EnvironmentPrefix = "DSVM__";
+
+    /// <summary>Read by the CLI's hub command (see <c>HubDatabase</c>), not bound onto <see cref="HubOptions"/>.</summary>
+    private static readonly string[] ExtraKeys = ["Hub:Database"];
 
     public static IConfiguration Load(string? jsonFile)
     {
@@ -24,7 +30,7 @@ public static class HubConfiguration
             builder.AddJsonFile(Path.GetFullPath(jsonFile), optional: false, reloadOnChange: false);
         }
 
-        builder.AddEnvironmentVariables("DSVM__");
+        builder.AddEnvironmentVariables(EnvironmentPrefix);
         try
         {
             return builder.Build();
@@ -35,9 +41,13 @@ public static class HubConfiguration
         }
     }
 
-    /// <summary>Binds section <c>Hub</c> onto the defaults; a value that does not fit its setting is a clear error.</summary>
+    /// <summary>
+    /// Binds section <c>Hub</c> onto the defaults; a value that does not fit its setting is a clear error, and so is a
+    /// key that no setting reads (named with its source: the file, or the environment variable).
+    /// </summary>
     public static HubOptions Bind(IConfiguration configuration)
     {
+        CheckKeys(configuration);
         try
         {
             return configuration.GetSection(Section).Get<HubOptions>(o => o.ErrorOnUnknownConfiguration = false) ?? new HubOptions();
@@ -47,4 +57,27 @@ public static class HubConfiguration
             throw new UsageException($"hub configuration: {ex.Message}");
         }
     }
+
+    /// <summary>A <see cref="UsageException"/> (one line) listing every key that binds to nothing, with did-you-mean.</summary>
+    public static void CheckKeys(IConfiguration configuration)
+    {
+        if (configuration is not IConfigurationRoot root)
+        {
+            return;
+        }
+
+        var sections = new Dictionary<string, Type> { [Section] = typeof(HubOptions) };
+        var problems = root.Providers.SelectMany(p => ConfigurationKeys.Find(p, sections, ExtraKeys).Select(u => $"unknown key {u.Key} {SourceOf(p, u.Key)}{u.Suggestion}")).ToList();
+        if (problems.Count > 0)
+        {
+            throw new UsageException($"hub configuration: {string.Join("; ", problems)} (see docs/hub.md for the settings)");
+        }
+    }
+
+    private static string SourceOf(IConfigurationProvider provider, string key) => provider switch
+    {
+        FileConfigurationProvider file => $"in {file.Source.FileProvider?.GetFileInfo(file.Source.Path ?? "").PhysicalPath ?? file.Source.Path}",
+        EnvironmentVariablesConfigurationProvider => $"from environment variable {EnvironmentPrefix}{key.Replace(ConfigurationPath.KeyDelimiter, "__", StringComparison.Ordinal)}",
+        _ => "in the configuration",
+    };
 }

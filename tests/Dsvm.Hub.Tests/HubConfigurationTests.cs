@@ -48,4 +48,79 @@ public sealed class HubConfigurationTests
         Assert.Contains("hub configuration", ex.Message, StringComparison.Ordinal);
         Assert.Throws<NotFoundException>(() => HubConfiguration.Load("/nonexistent/hub.json"));
     }
+
+    [Fact]
+    public void An_unknown_key_in_the_config_file_is_an_error_naming_the_file_with_did_you_mean()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"dsvm-hub-{Guid.NewGuid():N}.json");
+        File.WriteAllText(file, """{"Hub": {"IdelTimeout": "00:10:00", "Oidc": {"ClientID": "x", "Scopse": ["openid"]}, "TrustedProxies": ["127.0.0.1"]}}""");
+        try
+        {
+            var ex = Assert.Throws<UsageException>(() => HubConfiguration.Bind(HubConfiguration.Load(file)));
+            Assert.DoesNotContain('\n', ex.Message);
+            Assert.Contains($"unknown key Hub:IdelTimeout in {file} (did you mean 'Hub:IdleTimeout'?)", ex.Message, StringComparison.Ordinal);
+            Assert.Contains("unknown key Hub:Oidc:Scopse", ex.Message, StringComparison.Ordinal);
+            Assert.Contains("'Hub:Oidc:Scopes'", ex.Message, StringComparison.Ordinal);
+            // Keys match case-insensitively, as the binder does.
+            Assert.DoesNotContain("ClientID", ex.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain("TrustedProxies", ex.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public void An_unknown_DSVM_variable_is_an_error_naming_the_variable()
+    {
+        const string typo = "DSVM__Hub__IdelTimeout";
+        Environment.SetEnvironmentVariable(typo, "00:10:00");
+        try
+        {
+            var ex = Assert.Throws<UsageException>(() => HubConfiguration.Bind(HubConfiguration.Load(null)));
+            Assert.Contains($"unknown key Hub:IdelTimeout from environment variable {typo} (did you mean 'Hub:IdleTimeout'?)", ex.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(typo, null);
+        }
+    }
+
+    [Theory]
+    [InlineData("Hbu:IdleTimeout", "Hbu", "'Hub'")]
+    [InlineData("Hub:DefaultQuota:MaxGpu", "Hub:DefaultQuota:MaxGpu", "'Hub:DefaultQuota:MaxGpus'")]
+    [InlineData("Hub:Oidc:DefaultQuota:MaxVcpu", "Hub:Oidc:DefaultQuota:MaxVcpu", "'Hub:Oidc:DefaultQuota:MaxVcpus'")]
+    [InlineData("Hub:TrustedProxies:first", "Hub:TrustedProxies:first", null)]
+    [InlineData("Hub:Listen:Port", "Hub:Listen:Port", null)]
+    [InlineData("Hub:Oidc:Enabled", "Hub:Oidc:Enabled", null)]
+    [InlineData("Hub:Completely:Different", "Hub:Completely", null)]
+    public void Unknown_keys_are_found_at_every_depth(string key, string reported, string? suggestion)
+    {
+        var ex = Assert.Throws<UsageException>(() => Bind(new() { [key] = "1" }));
+        Assert.Contains($"unknown key {reported} in the configuration", ex.Message, StringComparison.Ordinal);
+        if (suggestion is not null)
+        {
+            Assert.Contains($"(did you mean {suggestion}?)", ex.Message, StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.DoesNotContain("did you mean", ex.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Every_setting_and_the_database_key_are_known()
+    {
+        var o = Bind(new()
+        {
+            ["Hub:Database"] = "postgres://x@127.0.0.1/db",
+            ["hub:idletimeout"] = "00:05:00",
+            ["Hub:Oidc:Scopes:0"] = "openid",
+            ["Hub:Oidc:DefaultQuota:MaxWorkspaces"] = "2",
+            ["Hub:ExecOutputLimitBytes"] = "10",
+            ["Hub:WorkspaceDomain"] = "*.ws.example.org",
+        });
+        Assert.Equal(TimeSpan.FromMinutes(5), o.IdleTimeout);
+    }
 }

@@ -2,11 +2,12 @@ using Dsvm.Core;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.Extensions.Logging;
 
 namespace Dsvm.Hub.Api;
 
-/// <summary>Turns OpenDSVM's errors into ProblemDetails with the right status; anything else is a 500 without details.</summary>
-public sealed class ErrorMapping(IProblemDetailsService problems) : IExceptionHandler
+/// <summary>Turns OpenDSVM's errors into ProblemDetails with the right status; engine API faults are a 503 naming the engine; anything else is a 500 without details.</summary>
+public sealed partial class ErrorMapping(IProblemDetailsService problems, ILogger<ErrorMapping> logger) : IExceptionHandler
 {
     public static int StatusFor(DsvmException ex) => ex switch
     {
@@ -30,7 +31,17 @@ public sealed class ErrorMapping(IProblemDetailsService problems) : IExceptionHa
 
         if (exception is not DsvmException ex)
         {
-            return false;
+            // An engine API fault that the backend did not turn into a DsvmException: the engine is down, not the hub.
+            if (Dsvm.Core.Workspaces.EngineFaults.EngineOf(exception) is not { } engine)
+            {
+                return false;
+            }
+
+            // The user reads the engine's kind only; the log (for admins) has the fault, endpoint included.
+            LogEngineFault(exception, engine, httpContext.Request.Method, httpContext.Request.Path);
+            ex = new EnvironmentNotReadyException(Dsvm.Core.Workspaces.EngineFaults.IsUnreachable(exception)
+                ? $"the {engine} engine is not reachable; try again later (an admin can run `dsvm doctor`)"
+                : $"the {engine} engine answered an error; try again later (an admin can run `dsvm doctor`)");
         }
 
         var status = StatusFor(ex);
@@ -84,4 +95,7 @@ public sealed class ErrorMapping(IProblemDetailsService problems) : IExceptionHa
             },
         });
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "the {Engine} engine failed during {Method} {Path}; answered 503")]
+    private partial void LogEngineFault(Exception exception, string engine, string method, string path);
 }

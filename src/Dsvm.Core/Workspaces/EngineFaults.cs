@@ -1,0 +1,56 @@
+using System.Net.Sockets;
+
+namespace Dsvm.Core.Workspaces;
+
+/// <summary>
+/// Recognises a fault of a workspace engine's API client (Docker.DotNet, the Kubernetes client) that the backend did
+/// not turn into a <see cref="DsvmException"/> itself, so the CLI and the hub can answer one clear line (a 503 in the
+/// hub) instead of a stack trace or a 500. Only faults that come from those clients count: an
+/// <see cref="HttpRequestException"/> of anything else (the hub client, a Jupyter probe) is not an engine fault.
+/// </summary>
+public static class EngineFaults
+{
+    /// <summary>"Docker" or "Kubernetes" when <paramref name="ex"/> is such a fault; null otherwise.</summary>
+    public static string? EngineOf(Exception ex)
+    {
+        ArgumentNullException.ThrowIfNull(ex);
+        var chain = Chain(ex).ToList();
+        if (!chain.Any(e => e is HttpRequestException or SocketException or IOException or TimeoutException || ClientEngine(e) is not null))
+        {
+            return null;
+        }
+
+        return chain.Select(ClientEngine).FirstOrDefault(e => e is not null)
+            ?? chain.Select(e => e.StackTrace ?? "").Select(t =>
+                t.Contains("at Docker.DotNet.", StringComparison.Ordinal) ? "Docker"
+                : t.Contains("at k8s.", StringComparison.Ordinal) ? "Kubernetes" : null).FirstOrDefault(e => e is not null);
+    }
+
+    /// <summary>True when the engine could not be reached at all (no answer), false when it answered with an error.</summary>
+    public static bool IsUnreachable(Exception ex) =>
+        Chain(ex).Any(e => e is HttpRequestException or SocketException or IOException or TimeoutException);
+
+    /// <summary>The innermost message: what actually failed (e.g. "Connection refused").</summary>
+    public static string Reason(Exception ex)
+    {
+        var chain = Chain(ex).ToList();
+        var messages = chain.Select(e => e.Message.Split('\n')[0].Trim()).Where(m => m.Length > 0).Distinct(StringComparer.Ordinal).ToList();
+        var text = string.Join(": ", messages.TakeLast(2));
+        return text.Length > 300 ? text[..300] + "…" : text;
+    }
+
+    private static string? ClientEngine(Exception e) => e.GetType().Namespace switch
+    {
+        { } ns when ns.StartsWith("Docker.DotNet", StringComparison.Ordinal) => "Docker",
+        { } ns when ns == "k8s" || ns.StartsWith("k8s.", StringComparison.Ordinal) => "Kubernetes",
+        _ => null,
+    };
+
+    private static IEnumerable<Exception> Chain(Exception ex)
+    {
+        for (var e = ex; e is not null; e = e is AggregateException { InnerExceptions.Count: 1 } a ? a.InnerExceptions[0] : e.InnerException)
+        {
+            yield return e;
+        }
+    }
+}
