@@ -21,7 +21,7 @@ fi
 
 packages=(docker.io containerd runc debootstrap tini iproute2 procps curl ca-certificates)
 if [ "$want_tests" -eq 1 ]; then
-  packages+=(git chromium postgresql docker-registry)
+  packages+=(git chromium postgresql docker-registry etcd-server)
   # VM disks (dsvm env export) and the qemu backend: the tests export the minimal environment and boot it.
   packages+=(qemu-system-x86 qemu-utils syslinux syslinux-common mtools dosfstools e2fsprogs fdisk)
 fi
@@ -82,3 +82,8 @@ RULES
 iptables -w -C INPUT -i dsvm-ws+ -j DSVM-INPUT 2>/dev/null || iptables -w -I INPUT 1 -i dsvm-ws+ -j DSVM-INPUT
 iptables -w -C DOCKER-USER -i dsvm-ws+ -j DSVM-FORWARD 2>/dev/null || iptables -w -I DOCKER-USER 1 -i dsvm-ws+ -j DSVM-FORWARD
 log "workspace network rules installed (DSVM-INPUT, DSVM-FORWARD)"
+
+# The Kubernetes lab cluster's binaries (scripts/kubernetes-lab.sh): built once per machine, cached by source version.
+if [ "$want_tests" -eq 1 ]; then
+  "$(dirname "$0")/kubernetes-lab-build.sh" >/dev/null
+fi
