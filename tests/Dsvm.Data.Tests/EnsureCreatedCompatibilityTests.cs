@@ -63,8 +63,8 @@ public sealed class EnsureCreatedCompatibilityTests : IDisposable
         await accounts.CreateUserAsync("alice", "correct horse", isAdmin: true, group: null, CancellationToken.None);
         await using (var old = new HubDbContext(options))
         {
-            // The first versions' schema: before the OpenID Connect columns (later migrations must then apply).
-            await old.Database.ExecuteSqlRawAsync("DROP INDEX \"IX_users_ExternalIssuer_ExternalSubject\"; ALTER TABLE users DROP COLUMN \"ExternalSubject\"; ALTER TABLE users DROP COLUMN \"ExternalIssuer\";");
+            // The first versions' schema: before the OpenID Connect columns and the sessions table (later migrations must then apply).
+            await old.Database.ExecuteSqlRawAsync("DROP INDEX \"IX_users_ExternalIssuer_ExternalSubject\"; ALTER TABLE users DROP COLUMN \"ExternalSubject\"; ALTER TABLE users DROP COLUMN \"ExternalIssuer\"; DROP TABLE sessions;");
         }
 
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
@@ -74,7 +74,7 @@ public sealed class EnsureCreatedCompatibilityTests : IDisposable
         Assert.Equal(2, (await accounts.ListUsersAsync(CancellationToken.None)).Count);
 
         await using var db = new HubDbContext(options);
-        Assert.Equal([DatabaseMigrations.InitialMigration, "20261201000000_ExternalLogins"], await db.Database.GetAppliedMigrationsAsync());
+        Assert.Equal([DatabaseMigrations.InitialMigration, "20261201000000_ExternalLogins", "20261205000000_Sessions"], await db.Database.GetAppliedMigrationsAsync());
     }
 
     [Fact]
