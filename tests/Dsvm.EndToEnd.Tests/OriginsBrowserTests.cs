@@ -125,6 +125,8 @@ public sealed class OriginsBrowserTests
         {
             await app.StopAsync();
             await app.DisposeAsync();
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            Directory.Delete(home, recursive: true);
         }
     }
 }
