@@ -238,28 +238,10 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         await client.Volumes.CreateAsync(new VolumesCreateParameters
         {
             Name = request.HomeVolume,
-            Labels = HomeLabels(request),
+            Labels = WorkspaceLabels.ForHome(request),
         }, ct);
     }
 
-    /// <summary>A home's labels: its ID and owner ID (for lookups), the workspace that made it and readable names.</summary>
-    internal static Dictionary<string, string> HomeLabels(WorkspaceStartRequest request)
-    {
-        var labels = new Dictionary<string, string>
-        {
-            [ManagedLabel] = "true",
-            [WorkspaceLabel] = request.Id,
-            [WorkspaceLabels.Home] = request.HomeId.Length > 0 ? request.HomeId : "true",
-            [WorkspaceLabels.Owner] = request.Owner,
-            [WorkspaceLabels.Name] = request.Name,
-        };
-        if (request.OwnerId.Length > 0)
-        {
-            labels[WorkspaceLabels.OwnerId] = request.OwnerId;
-        }
-
-        return labels;
-    }
 
     public async Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct)
     {

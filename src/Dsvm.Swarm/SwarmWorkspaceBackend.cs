@@ -267,15 +267,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                                 Type = "volume", Source = request.HomeVolume, Target = SwarmBackendOptions.HomePath,
                                 VolumeOptions = new VolumeOptions
                                 {
-                                    Labels = new Dictionary<string, string>
-                                    {
-                                        [ManagedLabel] = "true",
-                                        [WorkspaceLabel] = request.Id,
-                                        [HomeLabel] = request.HomeId.Length > 0 ? request.HomeId : "true",
-                                        [WorkspaceLabels.OwnerId] = request.OwnerId,
-                                        ["io.opendsvm.owner"] = request.Owner,
-                                        ["io.opendsvm.name"] = request.Name,
-                                    },
+                                    Labels = WorkspaceLabels.ForHome(request),
                                 },
                             },
                             // Services have no --shm-size: a tmpfs of a quarter of the memory (PyTorch data loaders need it).

@@ -55,6 +55,25 @@ public static class WorkspaceLabels
     public const string Image = "io.opendsvm.image";
 
     public const string HomeVolume = "io.opendsvm.home-volume";
+
+    /// <summary>A home's labels on every backend: its ID and owner ID (for lookups), the workspace that made it and readable names.</summary>
+    public static Dictionary<string, string> ForHome(WorkspaceStartRequest request)
+    {
+        var labels = new Dictionary<string, string>
+        {
+            [Managed] = "true",
+            [Workspace] = request.Id,
+            [Home] = request.HomeId.Length > 0 ? request.HomeId : "true",
+            [Owner] = request.Owner,
+            [Name] = request.Name,
+        };
+        if (request.OwnerId.Length > 0)
+        {
+            labels[OwnerId] = request.OwnerId;
+        }
+
+        return labels;
+    }
 }
 
 /// <summary>
