@@ -56,7 +56,9 @@ public sealed class SwarmWorkspaceTests(SwarmFixture fx, ITestOutputHelper outpu
             managed.Add(r);
         }
 
-        Assert.Equal(30, managed.Count(r => r.Running && r.Name.StartsWith($"dsvm-{SwarmFixture.Owner}-w", StringComparison.Ordinal)));
+        // Services are named from workspace IDs (dsvm-ws-…), never from owner and name.
+        var ids = current.Select(w => w.Id).ToHashSet(StringComparer.Ordinal);
+        Assert.Equal(30, managed.Count(r => r.Running && ids.Contains(r.WorkspaceId) && r.Name == $"dsvm-{r.WorkspaceId}"));
 
         var health = await fx.Backend.DescribeAsync(default);
         output.WriteLine(health.Detail);
