@@ -329,26 +329,10 @@ internal sealed class TimerWatchingTimeProvider(DateTimeOffset start) : FakeTime
 }
 
 /// <summary>The culler's view of the store, whose listing can be made to fail.</summary>
-internal sealed class FlakyStore(IWorkspaceStore inner) : IWorkspaceStore
+internal sealed class FlakyStore(IWorkspaceStore inner) : DelegatingWorkspaceStore(inner)
 {
     public bool FailLists { get; set; }
 
-    public Task<Workspace?> FindAsync(string owner, string name, CancellationToken ct) => inner.FindAsync(owner, name, ct);
-
-    public Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct) =>
-        FailLists ? throw new InvalidOperationException("database is locked") : inner.ListAsync(owner, ct);
-
-    public Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct) => inner.SaveAsync(workspace, ct);
-
-    public Task DeleteAsync(Workspace workspace, CancellationToken ct) => inner.DeleteAsync(workspace, ct);
-
-    public Task<Home?> FindHomeAsync(string ownerId, string name, CancellationToken ct) => inner.FindHomeAsync(ownerId, name, ct);
-
-    public Task<Home?> GetHomeAsync(string homeId, CancellationToken ct) => inner.GetHomeAsync(homeId, ct);
-
-    public Task<IReadOnlyList<Home>> ListHomesAsync(string? ownerId, CancellationToken ct) => inner.ListHomesAsync(ownerId, ct);
-
-    public Task SaveHomeAsync(Home home, CancellationToken ct) => inner.SaveHomeAsync(home, ct);
-
-    public Task DeleteHomeAsync(string homeId, CancellationToken ct) => inner.DeleteHomeAsync(homeId, ct);
+    public override Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct) =>
+        FailLists ? throw new InvalidOperationException("database is locked") : Inner.ListAsync(owner, ct);
 }

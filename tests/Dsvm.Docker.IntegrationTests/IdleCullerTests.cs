@@ -214,25 +214,9 @@ public sealed class IdleCullerTests
     }
 
     /// <summary>The culler's view of the shared store: this one workspace only.</summary>
-    private sealed class OneWorkspaceStore(IWorkspaceStore inner, string owner, string name) : IWorkspaceStore
+    private sealed class OneWorkspaceStore(IWorkspaceStore inner, string owner, string name) : DelegatingWorkspaceStore(inner)
     {
-        public Task<Workspace?> FindAsync(string o, string n, CancellationToken ct) => inner.FindAsync(o, n, ct);
-
-        public async Task<IReadOnlyList<Workspace>> ListAsync(string? o, CancellationToken ct) =>
-            (await inner.ListAsync(owner, ct)).Where(w => w.Name == name).ToList();
-
-        public Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct) => inner.SaveAsync(workspace, ct);
-
-        public Task DeleteAsync(Workspace workspace, CancellationToken ct) => inner.DeleteAsync(workspace, ct);
-
-        public Task<Home?> FindHomeAsync(string ownerId, string n, CancellationToken ct) => inner.FindHomeAsync(ownerId, n, ct);
-
-        public Task<Home?> GetHomeAsync(string homeId, CancellationToken ct) => inner.GetHomeAsync(homeId, ct);
-
-        public Task<IReadOnlyList<Home>> ListHomesAsync(string? ownerId, CancellationToken ct) => inner.ListHomesAsync(ownerId, ct);
-
-        public Task SaveHomeAsync(Home home, CancellationToken ct) => inner.SaveHomeAsync(home, ct);
-
-        public Task DeleteHomeAsync(string homeId, CancellationToken ct) => inner.DeleteHomeAsync(homeId, ct);
+        public override async Task<IReadOnlyList<Workspace>> ListAsync(string? o, CancellationToken ct) =>
+            (await Inner.ListAsync(owner, ct)).Where(w => w.Name == name).ToList();
     }
 }
