@@ -92,6 +92,7 @@ public sealed partial class HubWorkspaces(
             }
 
             _accepted[(user.Name, name)] = accepted;
+            FaultPoints.Hit("hub.after-accept");
         }
         finally
         {
