@@ -91,7 +91,7 @@ public sealed class ServiceParametersTests : IDisposable
     {
         var spec = Spec(Request());
         var c = spec.TaskTemplate.ContainerSpec;
-        Assert.Equal("1000:1000", c.User);
+        Assert.Equal("65530:65530", c.User);
         Assert.Equal(["ALL"], c.CapabilityDrop);
         Assert.Contains($"JUPYTER_TOKEN={Token}", c.Env);
         Assert.Contains("DSVM_BASE_URL=/user/alice/proj/", c.Env);
