@@ -1,7 +1,7 @@
 using Dsvm.Cli;
 using Dsvm.Core.Workspaces;
 
-namespace Dsvm.EndToEnd.Tests;
+namespace Dsvm.Hub.Tests;
 
 /// <summary>Issue 9, "what must work" 7: <c>dsvm doctor</c> fails the check, with the fix, when a host account has the workspace uid.</summary>
 public sealed class DoctorUidTests
