@@ -129,6 +129,8 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
             $"DSVM_PORT={DockerBackendOptions.JupyterPort}",
             $"DSVM_WORKSPACE={request.Name}",
             $"DSVM_SIZE={request.Size.Name}",
+            // Set, not looked up: an image from before uid 65530 has no passwd entry for it (the engine would say "/").
+            $"HOME={DockerBackendOptions.HomePath}",
         };
         var memory = request.Size.MemoryBytes;
         var host = new HostConfig

@@ -11,8 +11,7 @@ namespace Dsvm.Docker.IntegrationTests;
 /// owner-id or home labels, container <c>dsvm-OWNER-NAME</c>, files of uid 1000) is found again after the upgrade,
 /// on the CLI (<c>LegacyLocalHomeAsync</c>) and on the hub (<c>AdoptLegacyRecordsAsync</c>, run at the hub's start),
 /// and its files become the workspace user's (uid 65530) at start, intact.
-/// The previous release's image is not at hand: its home (owned by uid 1000) is made by a root container of the
-/// current image, its files by a container run as uid 1000 the way the previous release ran it.
+/// The previous release's image is the current one with its user moved back to uid/gid 1000 (<see cref="PreviousImageAsync"/>).
 /// </summary>
 [Trait("Requires", "Docker")]
 [Collection("docker")]
@@ -26,17 +25,42 @@ public sealed class UpgradeTests
         Assert.True(r.Ok, $"docker {string.Join(' ', args)}: {r.Stderr}");
     }
 
-    /// <summary>The previous release's home and (stopped) container for OWNER/NAME, with files of uid 1000 (one of uid 1234).</summary>
-    private static async Task MakeLegacyAsync(string owner, string name, string workspaceId, string image)
+    /// <summary>The current image with the user the previous release's images had: dsvm, uid/gid 1000, owning /home/dsvm.</summary>
+    private static async Task<string> PreviousImageAsync(string image)
     {
+        var tag = $"dsvm-test/previous:{image[(image.LastIndexOf(':') + 1)..]}";
+        if ((await WorkspaceStack.Docker.RunAsync(["image", "inspect", tag], default)).Ok)
+        {
+            return tag;
+        }
+
+        var dir = Directory.CreateTempSubdirectory("dsvm-previous-");
+        try
+        {
+            await File.WriteAllTextAsync(Path.Combine(dir.FullName, "Dockerfile"),
+                $"FROM {image}\nUSER 0:0\nRUN usermod -u 1000 dsvm && groupmod -g 1000 dsvm && chown -R 1000:1000 /home/dsvm\nUSER 1000:1000\n");
+            await RunAsync("build", "-q", "-t", tag, dir.FullName);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+
+        return tag;
+    }
+
+    /// <summary>The previous release's home and (stopped) container for OWNER/NAME, with files of uid 1000 (one of uid 1234).</summary>
+    private static async Task MakeLegacyAsync(string owner, string name, string workspaceId, string currentImage)
+    {
+        var image = await PreviousImageAsync(currentImage);
         var volume = $"dsvm-home-{owner}-{name}";
         var container = $"dsvm-{owner}-{name}";
         await WorkspaceStack.Docker.RunAsync(["rm", "-f", container], default);
         await WorkspaceStack.Docker.RunAsync(["volume", "rm", "-f", volume], default);
         await RunAsync("volume", "create", "--label", "io.opendsvm.managed=true", "--label", $"io.opendsvm.workspace={workspaceId}", volume);
-        // The previous image's home: owned by uid 1000; a file someone else owns stays theirs.
+        // The new volume gets the previous image's home (owned by uid 1000); a file someone else owns stays theirs.
         await RunAsync("run", "--rm", "--user", "0:0", "--network", "none", "--entrypoint", "/bin/sh", "-v", $"{volume}:/home/dsvm", image, "-c",
-            "chown -R 1000:1000 /home/dsvm && echo other > /home/dsvm/other.txt && chown 1234:1234 /home/dsvm/other.txt");
+            "test \"$(stat -c %u /home/dsvm)\" = 1000 && echo other > /home/dsvm/other.txt && chown 1234:1234 /home/dsvm/other.txt");
         await RunAsync("create", "--name", container, "--label", "io.opendsvm.managed=true", "--label", $"io.opendsvm.workspace={workspaceId}",
             "--user", "1000:1000", "--network", "none", "--entrypoint", "/bin/sh", "-v", $"{volume}:/home/dsvm", image, "-c",
             "umask 077 && mkdir -p /home/dsvm/private/deep && echo secret > /home/dsvm/private/notes.txt && echo deeper > /home/dsvm/private/deep/x.txt && ln -s private/notes.txt /home/dsvm/link");
@@ -72,7 +96,9 @@ public sealed class UpgradeTests
             // `dsvm rm NAME` of the previous release kept the home and removed the container.
             await RunAsync("rm", $"dsvm-{WorkspaceStack.Owner}-{name}");
 
-            var w = await _stack.UpAsync(name);
+            // Still on the previous release's image (its tag is what the CLI recorded before `dsvm env build`): no
+            // passwd entry for 65530, HOME set by the backend.
+            var w = await _stack.UpAsync(name, image: await PreviousImageAsync(record.Image));
 
             Assert.Equal($"dsvm-home-{WorkspaceStack.Owner}-{name}", w.HomeVolume);
             await AssertTakenOverAsync(w);

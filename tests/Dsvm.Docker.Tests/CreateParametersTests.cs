@@ -151,6 +151,7 @@ public sealed class CreateParametersTests : IDisposable
         Assert.Contains("DSVM_PORT=8888", p.Env);
         Assert.Contains("DSVM_WORKSPACE=proj", p.Env);
         Assert.Contains("DSVM_SIZE=medium", p.Env);
+        Assert.Contains("HOME=/home/dsvm", p.Env);
     }
 
     [Fact]

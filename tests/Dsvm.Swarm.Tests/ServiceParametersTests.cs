@@ -96,6 +96,7 @@ public sealed class ServiceParametersTests : IDisposable
         Assert.Contains($"JUPYTER_TOKEN={Token}", c.Env);
         Assert.Contains("DSVM_BASE_URL=/user/alice/proj/", c.Env);
         Assert.Contains("CUDA_VISIBLE_DEVICES=", c.Env);
+        Assert.Contains("HOME=/home/dsvm", c.Env);
         Assert.True(c.Args is null or { Count: 0 });
         Assert.True(c.Command is null or { Count: 0 });
         Assert.Equal("proj", c.Hostname);
