@@ -130,13 +130,33 @@ public static class DoctorCommand
         return findings;
     }
 
+    /// <summary>
+    /// A host account with the workspace uid can read every workspace's processes (the Jupyter token in their
+    /// environment) and homes; fine when the engine remaps users (userns-remap), where that uid is not the host's.
+    /// </summary>
+    public static Finding WorkspaceUidFinding(string passwd, bool usernsRemap)
+    {
+        const string check = "workspace uid";
+        if (usernsRemap)
+        {
+            return new Finding(check, true, $"{WorkspaceUser.Uid}, remapped by the engine (userns-remap): not a host uid");
+        }
+
+        var accounts = WorkspaceUser.HostAccountsWithUid(passwd);
+        return accounts.Count == 0
+            ? new Finding(check, true, $"{WorkspaceUser.Uid}: no host account has it")
+            : new Finding(check, false,
+                $"{WorkspaceUser.Uid} is also the host account {string.Join(", ", accounts)}, whose processes can read the workspaces' tokens and homes; " +
+                $"give it another uid (usermod -u NEWUID {accounts[0]}) or run the engine with userns-remap (docs/security.md)");
+    }
+
     public static async Task<IReadOnlyList<Finding>> RunAsync(CancellationToken ct)
     {
         var findings = new List<Finding>();
         var paths = DsvmPaths.FromEnvironment().EnsureCreated();
         var docker = new Dsvm.Images.DockerCli(Environment.GetEnvironmentVariable("DSVM_DOCKER") is { Length: > 0 } d ? d : "docker");
         var info = await docker.RunAsync(["info", "--format",
-            "{{.ServerVersion}}|{{.Driver}}|{{.CgroupDriver}}|{{.CgroupVersion}}|{{.NCPU}}|{{.MemTotal}}|{{.DockerRootDir}}|{{range $k, $v := .Runtimes}}{{$k}},{{end}}"], ct);
+            "{{.ServerVersion}}|{{.Driver}}|{{.CgroupDriver}}|{{.CgroupVersion}}|{{.NCPU}}|{{.MemTotal}}|{{.DockerRootDir}}|{{range $k, $v := .Runtimes}}{{$k}},{{end}}|{{range .SecurityOptions}}{{.}},{{end}}"], ct);
         var engineOk = info.Ok && info.Stdout.Contains('|', StringComparison.Ordinal);
         if (!engineOk)
         {
@@ -156,6 +176,9 @@ public static class DoctorCommand
                 ? "none (GPU sizes fall back to CPU for gpu: optional environments)"
                 : string.Join("; ", gpus.Select(g => $"#{g.Index} {g.Name} {g.MemoryMiB} MiB, driver {g.Driver}")) + (nvidiaRuntime ? ", nvidia runtime" : ", devices passed directly (no nvidia runtime)")));
         }
+
+        var usernsRemap = engineOk && info.Stdout.Trim().Split('|') is { Length: > 8 } so && so[8].Contains("name=userns", StringComparison.Ordinal);
+        findings.Add(WorkspaceUidFinding(File.Exists("/etc/passwd") ? await File.ReadAllTextAsync("/etc/passwd", ct) : "", usernsRemap));
 
         var debootstrap = File.Exists("/usr/sbin/debootstrap");
         findings.Add(new Finding("debootstrap", debootstrap, debootstrap ? "present (base images)" : "missing: apt-get install debootstrap"));

@@ -30,7 +30,7 @@ public sealed record DockerBackendOptions
 
     public const int JupyterPort = 8888;
     public const string HomePath = "/home/dsvm";
-    public const string User = "1000:1000";
+    public const string User = WorkspaceUser.DockerUser;
 
     public static Uri DefaultEndpoint() =>
         Environment.GetEnvironmentVariable("DOCKER_HOST") is { Length: > 0 } h ? new Uri(h) : new Uri("unix:///var/run/docker.sock");
@@ -129,6 +129,8 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
             $"DSVM_PORT={DockerBackendOptions.JupyterPort}",
             $"DSVM_WORKSPACE={request.Name}",
             $"DSVM_SIZE={request.Size.Name}",
+            // Set, not looked up: an image from before uid 65530 has no passwd entry for it (the engine would say "/").
+            $"HOME={DockerBackendOptions.HomePath}",
         };
         var memory = request.Size.MemoryBytes;
         var host = new HostConfig
@@ -232,6 +234,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
     {
         if (await HomeExistsAsync(request.HomeVolume, ct))
         {
+            await TakeOverHomeAsync(request, ct);
             return;
         }
 
@@ -242,6 +245,63 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         }, ct);
     }
 
+
+    /// <summary>
+    /// An existing home may hold files of the uid the images had before <see cref="WorkspaceUser.Uid"/>: a one-shot
+    /// container of the workspace's image, root with CAP_CHOWN and CAP_DAC_READ_SEARCH only, no network, gives them to
+    /// the workspace user (<see cref="WorkspaceUser.TakeOverScript"/>; a no-op once the home's directory is the
+    /// user's). A new volume needs none: the engine fills it from the image's home, owned by the user already.
+    /// </summary>
+    private async Task TakeOverHomeAsync(WorkspaceStartRequest request, CancellationToken ct)
+    {
+        var name = WorkspaceIds.ObjectName(request.Id) + "-home";
+        await RemoveContainerAsync(name, ct);
+        string id;
+        try
+        {
+            id = (await client.Containers.CreateContainerAsync(new CreateContainerParameters
+            {
+                Name = name,
+                Image = request.Image,
+                User = "0:0",
+                Entrypoint = ["/bin/sh", "-c", WorkspaceUser.TakeOverScript(DockerBackendOptions.HomePath)],
+                Labels = new Dictionary<string, string> { [ManagedLabel] = "true", [WorkspaceLabel] = request.Id },
+                HostConfig = new HostConfig
+                {
+                    NetworkMode = "none",
+                    CapDrop = ["ALL"],
+                    CapAdd = ["CHOWN", "DAC_READ_SEARCH"],
+                    SecurityOpt = ["no-new-privileges"],
+                    PidsLimit = 64,
+                    Mounts = [new Mount { Type = "volume", Source = request.HomeVolume, Target = DockerBackendOptions.HomePath }],
+                },
+            }, ct)).ID;
+        }
+        catch (DockerApiException ex)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the engine refused the home take-over container: {Message(ex)}");
+        }
+
+        try
+        {
+            await client.Containers.StartContainerAsync(id, new ContainerStartParameters(), ct);
+            var exit = await client.Containers.WaitContainerAsync(id, ct);
+            if (exit.StatusCode != 0)
+            {
+                var logs = await GetLogsAsync(new WorkspaceHandle(request.Id, Name, JsonSerializer.SerializeToElement(new { container = id })), 5, ct);
+                throw new WorkspaceStartException(WorkspaceFailure.Backend,
+                    $"the home {request.HomeVolume} could not be given to uid {WorkspaceUser.Uid} (exit code {exit.StatusCode}): {logs.Trim()}");
+            }
+        }
+        catch (DockerApiException ex)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the engine could not run the home take-over container: {Message(ex)}");
+        }
+        finally
+        {
+            await RemoveContainerAsync(id, CancellationToken.None);
+        }
+    }
 
     public async Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct)
     {
@@ -392,7 +452,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
     }
 
     /// <summary>
-    /// Docker exec as the workspace's user (uid 1000, in its home), wrapped in coreutils <c>timeout</c> so the process
+    /// Docker exec as the workspace's user (<see cref="WorkspaceUser"/>, in its home), wrapped in coreutils <c>timeout</c> so the process
     /// itself is killed at the deadline (the engine has no "kill exec"). Output beyond the cap is read and dropped.
     /// </summary>
     public async Task<WorkspaceExecResult> ExecAsync(WorkspaceHandle handle, WorkspaceExecRequest request, CancellationToken ct)

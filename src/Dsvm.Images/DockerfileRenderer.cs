@@ -4,6 +4,7 @@ using System.Text.Json;
 using Dsvm.Core.Checks;
 using Dsvm.Core.Locks;
 using Dsvm.Core.Specs;
+using Dsvm.Core.Workspaces;
 
 namespace Dsvm.Images;
 
@@ -23,8 +24,8 @@ public static class DockerfileRenderer
     /// <summary>Bumped when the rendering changes in a way that must produce new tags.</summary>
     public const int RendererVersion = 1;
 
-    public const string UserName = "dsvm";
-    public const int UserId = 1000;
+    public const string UserName = WorkspaceUser.Name;
+    public const int UserId = WorkspaceUser.Uid;
     public const int JupyterPort = 8888;
 
     public static string BaseImageName(BaseLock b) =>
@@ -84,7 +85,7 @@ public static class DockerfileRenderer
         d.Append("FROM ").Append(BaseImageName(lockFile.Base)).Append('\n');
         d.Append("SHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-euc\"]\n");
         d.Append("ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/dsvm/bin\n");
-        d.Append($"RUN groupadd --gid {UserId} {UserName} && useradd --create-home --uid {UserId} --gid {UserId} --shell /bin/bash {UserName}\n");
+        d.Append($"RUN groupadd --gid {WorkspaceUser.Gid} {UserName} && useradd --create-home --no-log-init --uid {UserId} --gid {WorkspaceUser.Gid} --shell /bin/bash {UserName}\n");
         AppendInstall(d, "toolsets", lockFile.FirstLayerPackages.Count);
         AppendInstall(d, "extra", lockFile.ExtraPackages.Count);
         d.Append("COPY dsvm/lock/installed.txt /opt/dsvm/lock/installed.txt\n");
@@ -136,7 +137,7 @@ public static class DockerfileRenderer
         }
 
         d.Append('\n');
-        d.Append($"USER {UserId}:{UserId}\n");
+        d.Append($"USER {WorkspaceUser.DockerUser}\n");
         d.Append($"WORKDIR /home/{UserName}\n");
         d.Append($"EXPOSE {JupyterPort}\n");
         d.Append("ENTRYPOINT [\"/usr/bin/tini\", \"--\", \"/opt/dsvm/bin/dsvm-start\"]\n");

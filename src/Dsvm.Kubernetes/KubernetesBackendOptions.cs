@@ -65,5 +65,5 @@ public sealed record KubernetesBackendOptions
 
     public const int JupyterPort = 8888;
     public const string HomePath = "/home/dsvm";
-    public const long UserId = 1000;
+    public const long UserId = Dsvm.Core.Workspaces.WorkspaceUser.Uid;
 }

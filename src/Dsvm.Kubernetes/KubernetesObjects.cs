@@ -159,7 +159,7 @@ public static partial class KubernetesObjects
 
     /// <summary>
     /// The workspace pod: the environment image's own entrypoint, limits = requests from the size (Guaranteed QoS),
-    /// uid 1000 without privileges, the home claim at /home/dsvm, the token from the Secret.
+    /// the workspace uid (WorkspaceUser) without privileges, the home claim at /home/dsvm, the token from the Secret.
     /// </summary>
     public static V1Pod Pod(WorkspaceStartRequest request, KubernetesBackendOptions options)
     {
@@ -224,7 +224,7 @@ public static partial class KubernetesObjects
                     RunAsUser = KubernetesBackendOptions.UserId,
                     RunAsGroup = KubernetesBackendOptions.UserId,
                     RunAsNonRoot = true,
-                    // A new claim is owned by root: fsGroup makes the home writable for uid 1000.
+                    // A new claim is owned by root: fsGroup makes the home writable for the workspace uid.
                     FsGroup = KubernetesBackendOptions.UserId,
                     FsGroupChangePolicy = "OnRootMismatch",
                     SeccompProfile = new V1SeccompProfile { Type = "RuntimeDefault" },

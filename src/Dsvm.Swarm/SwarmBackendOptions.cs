@@ -47,7 +47,7 @@ public sealed record SwarmBackendOptions
 
     public const int JupyterPort = 8888;
     public const string HomePath = "/home/dsvm";
-    public const string User = "1000:1000";
+    public const string User = Dsvm.Core.Workspaces.WorkspaceUser.DockerUser;
 
     public static Uri DefaultLocalEngine() =>
         Environment.GetEnvironmentVariable("DOCKER_HOST") is { Length: > 0 } h ? new Uri(h) : new Uri("unix:///var/run/docker.sock");

@@ -208,6 +208,8 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             $"DSVM_PORT={SwarmBackendOptions.JupyterPort}",
             $"DSVM_WORKSPACE={request.Name}",
             $"DSVM_SIZE={request.Size.Name}",
+            // Set, not looked up: an image from before uid 65530 has no passwd entry for it (the engine would say "/").
+            $"HOME={SwarmBackendOptions.HomePath}",
         };
         var reservations = new SwarmResources { NanoCPUs = request.Size.NanoCpus, MemoryBytes = request.Size.MemoryBytes };
         if (request.Gpu && request.Size.Gpus > 0)

@@ -26,7 +26,7 @@ public sealed class WorkspaceExecTests
 
             var id = await ExecAsync(w, ["sh", "-c", "id -u; pwd"]);
             Assert.Equal(0, id.ExitCode);
-            Assert.Equal("1000\n/home/dsvm\n", id.Stdout);
+            Assert.Equal("65530\n/home/dsvm\n", id.Stdout);
             Assert.False(id.Truncated || id.TimedOut);
 
             var failing = await ExecAsync(w, ["sh", "-c", "echo out; echo err >&2; exit 3"]);

@@ -46,8 +46,8 @@ public sealed class WorkspaceTests
             var inspect = await WorkspaceStack.Docker.RunAsync(["inspect", "--format",
                 "{{(index (index .HostConfig.PortBindings \"8888/tcp\") 0).HostIp}}|{{.Config.User}}|{{.HostConfig.CapDrop}}|{{.HostConfig.SecurityOpt}}|{{.HostConfig.PidsLimit}}|{{index .Config.Labels \"io.opendsvm.workspace\"}}",
                 w.ContainerId!], default);
-            Assert.Equal($"127.0.0.1|1000:1000|[ALL]|[no-new-privileges]|1024|{w.Id}", inspect.Stdout.Trim());
-            Assert.Equal("uid=1000(dsvm) gid=1000(dsvm) groups=1000(dsvm)", await WorkspaceStack.ExecAsync(w, "id"));
+            Assert.Equal($"127.0.0.1|65530:65530|[ALL]|[no-new-privileges]|1024|{w.Id}", inspect.Stdout.Trim());
+            Assert.Equal("uid=65530(dsvm) gid=65530(dsvm) groups=65530(dsvm)", await WorkspaceStack.ExecAsync(w, "id"));
             var status = await WorkspaceStack.ExecAsync(w, "grep", "-E", "^(CapEff|NoNewPrivs)", "/proc/self/status");
             Assert.Contains("CapEff:\t0000000000000000", status, StringComparison.Ordinal);
             Assert.Contains("NoNewPrivs:\t1", status, StringComparison.Ordinal);

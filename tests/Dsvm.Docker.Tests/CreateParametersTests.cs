@@ -71,7 +71,7 @@ public sealed class CreateParametersTests : IDisposable
 
         Assert.Equal(["ALL"], p.HostConfig.CapDrop);
         Assert.Contains("no-new-privileges", p.HostConfig.SecurityOpt);
-        Assert.Equal("1000:1000", p.User);
+        Assert.Equal("65530:65530", p.User);
         Assert.False(p.HostConfig.Privileged);
         Assert.True(p.HostConfig.CapAdd is null || p.HostConfig.CapAdd.Count == 0);
         Assert.Equal(RestartPolicyKind.No, p.HostConfig.RestartPolicy.Name);
@@ -151,6 +151,7 @@ public sealed class CreateParametersTests : IDisposable
         Assert.Contains("DSVM_PORT=8888", p.Env);
         Assert.Contains("DSVM_WORKSPACE=proj", p.Env);
         Assert.Contains("DSVM_SIZE=medium", p.Env);
+        Assert.Contains("HOME=/home/dsvm", p.Env);
     }
 
     [Fact]

@@ -148,6 +148,7 @@ public sealed class CliSessionTests
 
         var doctor = await Dsvm.OkAsync("doctor", "--output", "json");
         Assert.True(doctor.Json.GetProperty("ok").GetBoolean());
+        Assert.Contains(doctor.Json.GetProperty("findings").EnumerateArray(), f => f.GetProperty("check").GetString() == "workspace uid" && f.GetProperty("ok").GetBoolean());
         var sizes = await Dsvm.OkAsync("sizes", "--output", "json");
         var small = sizes.Json.GetProperty("sizes").EnumerateArray().Single(s => s.GetProperty("name").GetString() == "small");
         Assert.True(small.GetProperty("runnable").GetBoolean());

@@ -193,8 +193,8 @@ public sealed class DockerfileRendererTests
         var lines = Dockerfile(Render(env)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
 
         Assert.Equal("ENTRYPOINT [\"/usr/bin/tini\", \"--\", \"/opt/dsvm/bin/dsvm-start\"]", lines[^1]);
-        Assert.Contains("USER 1000:1000", lines);
-        Assert.True(Array.IndexOf(lines, "USER 1000:1000") > Array.FindIndex(lines, l => l.StartsWith("COPY samples/", StringComparison.Ordinal)));
+        Assert.Contains("USER 65530:65530", lines);
+        Assert.True(Array.IndexOf(lines, "USER 65530:65530") > Array.FindIndex(lines, l => l.StartsWith("COPY samples/", StringComparison.Ordinal)));
     }
 
     [Fact]

@@ -51,7 +51,7 @@ public sealed class ClusterIntegrationTests(ITestOutputHelper output)
             await WaitForJupyterAsync(client, ns, id, request.BaseUrl, ct);
 
             Assert.Equal("", await ExecAsync(client, ns, id, ["sh", "-c", "echo kept > /home/dsvm/marker"], ct));
-            Assert.Equal("1000", (await ExecAsync(client, ns, id, ["id", "-u"], ct)).Trim());
+            Assert.Equal("65530", (await ExecAsync(client, ns, id, ["id", "-u"], ct)).Trim());
             var claimUid = (await client.CoreV1.ReadNamespacedPersistentVolumeClaimAsync(request.HomeVolume, ns, cancellationToken: ct)).Metadata.Uid;
 
             await backend.StopAsync(launch.Handle, ct);

@@ -90,11 +90,11 @@ public sealed class KubernetesObjectsTests
     {
         var pod = KubernetesObjects.Pod(Request(), Options);
         var ps = pod.Spec.SecurityContext;
-        Assert.Equal((1000L, 1000L, true, 1000L), (ps.RunAsUser!.Value, ps.RunAsGroup!.Value, ps.RunAsNonRoot!.Value, ps.FsGroup!.Value));
+        Assert.Equal((65530L, 65530L, true, 65530L), (ps.RunAsUser!.Value, ps.RunAsGroup!.Value, ps.RunAsNonRoot!.Value, ps.FsGroup!.Value));
         Assert.Equal("RuntimeDefault", ps.SeccompProfile.Type);
         var cs = pod.Spec.Containers.Single().SecurityContext;
-        Assert.Equal(1000L, cs.RunAsUser);
-        Assert.Equal(1000L, cs.RunAsGroup);
+        Assert.Equal(65530L, cs.RunAsUser);
+        Assert.Equal(65530L, cs.RunAsGroup);
         Assert.True(cs.RunAsNonRoot);
         Assert.False(cs.AllowPrivilegeEscalation);
         Assert.False(cs.Privileged);

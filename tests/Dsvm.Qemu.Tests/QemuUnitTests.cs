@@ -218,7 +218,7 @@ public sealed class GuestLayerTests
     [Fact]
     public void Jupyter_runs_the_container_entrypoint_as_the_unprivileged_user_with_the_config_drive_token()
     {
-        Assert.Contains("User=1000\n", VmGuest.JupyterUnit, StringComparison.Ordinal);
+        Assert.Contains("User=65530\n", VmGuest.JupyterUnit, StringComparison.Ordinal);
         Assert.Contains("ExecStart=/opt/dsvm/bin/dsvm-start\n", VmGuest.JupyterUnit, StringComparison.Ordinal);
         Assert.Contains("EnvironmentFile=/etc/dsvm/jupyter.env\n", VmGuest.JupyterUnit, StringComparison.Ordinal);
         Assert.Contains("After=dsvm-config.service", VmGuest.JupyterUnit, StringComparison.Ordinal);

@@ -91,11 +91,12 @@ public sealed class ServiceParametersTests : IDisposable
     {
         var spec = Spec(Request());
         var c = spec.TaskTemplate.ContainerSpec;
-        Assert.Equal("1000:1000", c.User);
+        Assert.Equal("65530:65530", c.User);
         Assert.Equal(["ALL"], c.CapabilityDrop);
         Assert.Contains($"JUPYTER_TOKEN={Token}", c.Env);
         Assert.Contains("DSVM_BASE_URL=/user/alice/proj/", c.Env);
         Assert.Contains("CUDA_VISIBLE_DEVICES=", c.Env);
+        Assert.Contains("HOME=/home/dsvm", c.Env);
         Assert.True(c.Args is null or { Count: 0 });
         Assert.True(c.Command is null or { Count: 0 });
         Assert.Equal("proj", c.Hostname);

@@ -19,7 +19,7 @@ public sealed record WorkspaceExecResult(int ExitCode, string Stdout, string Std
 
 /// <summary>
 /// Optional capability of an <see cref="IWorkspaceBackend"/>: run a command inside a workspace's server (like
-/// <c>docker exec</c>, as uid 1000). Backends that cannot do it simply do not implement it.
+/// <c>docker exec</c>, as <see cref="WorkspaceUser"/>). Backends that cannot do it simply do not implement it.
 /// </summary>
 public interface IWorkspaceExec
 {

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using Dsvm.Core.Workspaces;
 
 namespace Dsvm.Images.Vm;
 
@@ -10,7 +11,7 @@ namespace Dsvm.Images.Vm;
 public static class VmGuest
 {
     /// <summary>Bumped when the guest layer changes; part of the derived image's tag and of cached disks' names.</summary>
-    public const int Version = 2;
+    public const int Version = 3;
 
     public const string Repository = "dsvm-vm/";
 
@@ -84,7 +85,7 @@ public static class VmGuest
     }
 
     /// <summary>Runs on every boot before Jupyter; idempotent. Reads the config drive, sets up the home disk.</summary>
-    public const string ConfigScript = """
+    public const string ConfigScript = $$"""
         #!/bin/sh
         # OpenDSVM machine configuration, run by dsvm-config.service on every boot before Jupyter.
         # Reads dsvm.conf (KEY=VALUE lines) from a drive labelled CIDATA (or cidata), sets the user name, hostname,
@@ -135,10 +136,10 @@ public static class VmGuest
           printf '127.0.0.1 localhost\n127.0.1.1 %s\n::1 localhost ip6-localhost ip6-loopback\n' "$HOST_NAME" > /etc/hosts
         fi
 
-        # The login name of uid 1000 (the home stays /home/dsvm).
-        current=$(getent passwd 1000 | cut -d: -f1)
+        # The login name of the workspace uid (the home stays /home/dsvm).
+        current=$(getent passwd {{WorkspaceUser.UidText}} | cut -d: -f1)
         if [ -n "$current" ] && [ "$current" != "$USER_NAME" ]; then
-          usermod -l "$USER_NAME" "$current" && groupmod -n "$USER_NAME" "$(getent group 1000 | cut -d: -f1)" || say "could not rename $current to $USER_NAME"
+          usermod -l "$USER_NAME" "$current" && groupmod -n "$USER_NAME" "$(getent group {{WorkspaceUser.UidText}} | cut -d: -f1)" || say "could not rename $current to $USER_NAME"
         fi
 
         # Jupyter's token and base URL; a machine booted without a token gets a random one, printed on the console.
@@ -184,7 +185,11 @@ public static class VmGuest
             if [ "$fresh" = 1 ]; then
               cp -a /etc/skel/. "$HOME_DIR"/ 2>/dev/null || true
               rm -rf "$HOME_DIR/lost+found"
-              chown -R 1000:1000 "$HOME_DIR"
+              chown -R {{WorkspaceUser.DockerUser}} "$HOME_DIR"
+            elif [ "$(stat -c %u:%g "$HOME_DIR")" != "{{WorkspaceUser.DockerUser}}" ]; then
+              # A home disk of an image from before uid {{WorkspaceUser.UidText}}: its files of uid {{WorkspaceUser.LegacyUidText}} become the user's.
+              find "$HOME_DIR" -xdev -mindepth 1 -uid {{WorkspaceUser.LegacyUidText}} -exec chown -h {{WorkspaceUser.UidText}} {} + || true
+              find "$HOME_DIR" -xdev -mindepth 1 -gid {{WorkspaceUser.LegacyUidText}} -exec chgrp -h {{WorkspaceUser.UidText}} {} + || true
             fi
             say "home $HOME_DEVICE mounted on $HOME_DIR"
           else
@@ -193,7 +198,7 @@ public static class VmGuest
         else
           say "no home disk: the home is on the system disk"
         fi
-        chown 1000:1000 "$HOME_DIR" 2>/dev/null || true
+        chown {{WorkspaceUser.DockerUser}} "$HOME_DIR" 2>/dev/null || true
         say "ready: nproc=$(nproc) memory_kib=$(sed -n 's/^MemTotal:[[:space:]]*\([0-9]*\).*/\1/p' /proc/meminfo) hostname=$(cat /proc/sys/kernel/hostname)"
         exit 0
 
@@ -218,15 +223,15 @@ public static class VmGuest
         """;
 
     /// <summary>The container entrypoint's command as a service: same script, same variables, the unprivileged user.</summary>
-    public const string JupyterUnit = """
+    public const string JupyterUnit = $$"""
         [Unit]
         Description=OpenDSVM JupyterLab
         Requires=dsvm-config.service
         After=dsvm-config.service
 
         [Service]
-        User=1000
-        Group=1000
+        User={{WorkspaceUser.UidText}}
+        Group={{WorkspaceUser.UidText}}
         WorkingDirectory=/home/dsvm
         Environment=HOME=/home/dsvm
         EnvironmentFile=-/etc/dsvm/image.env
