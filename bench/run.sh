@@ -6,6 +6,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=.dsvm/bench-build
+extra=()
+# --suite peers: configurable-http-proxy from npm (cached outside the checkout), JupyterHub 3.0, Jupyter Server and
+# wrk from Debian; all of them are started by the benchmark on 127.0.0.1 only.
+if [[ " $* " == *" --suite peers "* || " $* " == *" --suite=peers "* ]]; then
+  chp_dir=${DSVM_BENCH_CHP_DIR:-/var/tmp/opendsvm-bench/chp}
+  chp_version=${DSVM_BENCH_CHP_VERSION:-5.3.0}
+  if [[ ! -x "$chp_dir/node_modules/.bin/configurable-http-proxy" ]] \
+     || ! grep -q "\"version\": \"$chp_version\"" "$chp_dir/node_modules/configurable-http-proxy/package.json"; then
+    mkdir -p "$chp_dir"
+    npm install --prefix "$chp_dir" --no-audit --no-fund --no-save "configurable-http-proxy@$chp_version" 1>&2
+  fi
+  missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v jupyterhub >/dev/null || missing+=(jupyterhub)
+  /usr/bin/python3 -c 'import jupyter_server' 2>/dev/null || missing+=(python3-jupyter-server)
+  if ((${#missing[@]})); then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" 1>&2
+  fi
+  extra=(--chp "$chp_dir/node_modules/.bin/configurable-http-proxy")
+fi
 dotnet build bench/Dsvm.Bench/Dsvm.Bench.csproj -c Release --artifacts-path "$out" -nologo -v quiet 1>&2
 dotnet build src/Dsvm.Cli/Dsvm.Cli.csproj -c Release --artifacts-path "$out" -nologo -v quiet 1>&2
-exec dotnet "$out/bin/Dsvm.Bench/release/Dsvm.Bench.dll" --cli "$out/bin/Dsvm.Cli/release/dsvm.dll" "$@"
+exec dotnet "$out/bin/Dsvm.Bench/release/Dsvm.Bench.dll" --cli "$out/bin/Dsvm.Cli/release/dsvm.dll" "${extra[@]}" "$@"

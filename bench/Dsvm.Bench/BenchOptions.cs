@@ -11,9 +11,10 @@ internal sealed record BenchOptions
         OpenDSVM benchmark: prints tables (or JSON); it measures, it never asserts timings.
 
         usage: bench/run.sh [options]
-          --suite build|workspaces|hub|swarm|vm|all
-                                         which suite to run (default: all = build and workspaces; hub, swarm
-                                         and vm are opt-in: they take minutes; swarm needs root, vm qemu)
+          --suite build|workspaces|hub|peers|swarm|vm|all
+                                         which suite to run (default: all = build and workspaces; hub, peers,
+                                         swarm and vm are opt-in: they take minutes; swarm needs root, vm qemu;
+                                         peers compares with configurable-http-proxy and JupyterHub)
           --envs minimal,datascience     environments of the build suite (default: both)
           --runs N                       sequential workspace starts (default: 20)
           --concurrent N                 workspaces started at once (default: 20)
@@ -26,6 +27,10 @@ internal sealed record BenchOptions
           --skip-docker                  hub suite: leave out the concurrent starts on the Docker engine
           --swarm-workspaces N           swarm suite: workspaces started on each side (default: 30)
           --swarm-parallel N             swarm suite: starts at a time (default: 6)
+          --rounds N                     peers suite: interleaved rounds (default: 3)
+          --peer-duration SECONDS        peers suite: length of each wrk run (default: 5)
+          --quick                        peers suite: one round of 2 s runs
+          --chp PATH                     peers suite: the configurable-http-proxy to compare with
           --help                         this text
         """;
 
@@ -33,6 +38,11 @@ internal sealed record BenchOptions
     public bool RunWorkspaces { get; init; } = true;
     public bool RunHub { get; init; }
     public bool RunSwarm { get; init; }
+    public bool RunPeers { get; init; }
+    public int Rounds { get; init; } = 3;
+    public int PeerDuration { get; init; } = 5;
+    public bool Quick { get; init; }
+    public string? ChpPath { get; init; }
     public int SwarmWorkspaces { get; init; } = 30;
     public int SwarmParallel { get; init; } = 6;
     public bool RunVm { get; init; }
@@ -82,13 +92,14 @@ internal sealed record BenchOptions
             {
                 "--suite" => Value() switch
                 {
-                    "build" => o with { RunBuild = true, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false },
-                    "workspaces" => o with { RunBuild = false, RunWorkspaces = true, RunHub = false, RunSwarm = false, RunVm = false },
-                    "hub" => o with { RunBuild = false, RunWorkspaces = false, RunHub = true, RunSwarm = false, RunVm = false },
-                    "swarm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = true, RunVm = false },
-                    "vm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = true },
-                    "all" => o with { RunBuild = true, RunWorkspaces = true, RunHub = false, RunSwarm = false, RunVm = false },
-                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub, swarm, vm or all (not '{v}')"),
+                    "build" => o with { RunBuild = true, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = false },
+                    "workspaces" => o with { RunBuild = false, RunWorkspaces = true, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = false },
+                    "hub" => o with { RunBuild = false, RunWorkspaces = false, RunHub = true, RunSwarm = false, RunVm = false, RunPeers = false },
+                    "swarm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = true, RunVm = false, RunPeers = false },
+                    "peers" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = true },
+                    "vm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = true, RunPeers = false },
+                    "all" => o with { RunBuild = true, RunWorkspaces = true, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = false },
+                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub, peers, swarm, vm or all (not '{v}')"),
                 },
                 "--envs" => o with { Envs = ParseEnvs(Value()) },
                 "--runs" => o with { Runs = PositiveInt(arg, Value()) },
@@ -107,6 +118,10 @@ internal sealed record BenchOptions
                 "--skip-docker" => o with { SkipDocker = true },
                 "--swarm-workspaces" => o with { SwarmWorkspaces = PositiveInt(arg, Value()) },
                 "--swarm-parallel" => o with { SwarmParallel = PositiveInt(arg, Value()) },
+                "--rounds" => o with { Rounds = PositiveInt(arg, Value()) },
+                "--peer-duration" => o with { PeerDuration = PositiveInt(arg, Value()) },
+                "--quick" => o with { Quick = true },
+                "--chp" => o with { ChpPath = Path.GetFullPath(Value()) },
                 "--help" or "-h" => o with { Help = true },
                 _ => throw new ArgumentException($"unknown argument '{args[i]}' (see --help)"),
             };

@@ -5,6 +5,15 @@ using Spectre.Console;
 
 // OpenDSVM benchmark: build and workspace timings as tables (or JSON). It measures and reports; it never fails on
 // a timing. It works in its own DSVM data folder on copies of the curated environments.
+// Child processes of the peers suite (the hub and the static upstream, each in its own process).
+switch (args)
+{
+    case ["serve-static", var port]:
+        return await PeersSuite.ServeStaticAsync(int.Parse(port, System.Globalization.CultureInfo.InvariantCulture));
+    case ["serve-peer-hub", var dir, var port, var statik, var jupyter]:
+        return await PeersSuite.ServeHubAsync(dir, int.Parse(port, System.Globalization.CultureInfo.InvariantCulture), statik, jupyter);
+}
+
 BenchOptions options;
 try
 {
@@ -37,6 +46,12 @@ Console.CancelKeyPress += (_, e) =>
 try
 {
     var home = new BenchHome(options.Home, BenchHome.FindRepoRoot());
+    if (options.RunPeers)
+    {
+        Log.Say($"peers suite: {(options.Quick ? "quick, 1 round" : $"{options.Rounds} rounds of {options.PeerDuration} s runs")}");
+        return await new PeersSuite(options, home).RunAsync(cts.Token);
+    }
+
     var images = new ImageServices(home.Paths);
     var needsDocker = options.RunBuild || options.RunWorkspaces || options.RunSwarm || options.RunVm || (options.RunHub && !options.SkipDocker);
     if (needsDocker)

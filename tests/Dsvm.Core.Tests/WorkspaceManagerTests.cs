@@ -53,6 +53,33 @@ public sealed class WorkspaceManagerTests : IDisposable
     private Task<Workspace> UpAsync(CreateWorkspaceRequest? request = null, WorkspaceManager? manager = null, CancellationToken? ct = null) =>
         (manager ?? Manager()).UpAsync(request ?? Request(), _progress, ct ?? Ct);
 
+    [Fact]
+    public async Task Readiness_polls_back_off_from_the_first_interval_to_the_longest()
+    {
+        var clock = new RecordingTime();
+        var manager = new WorkspaceManager(_backend, _store, new SizeCatalog(SizeCatalog.Defaults), _gpus, _probe, Paths, clock,
+            new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(30), PollInterval = TimeSpan.FromMilliseconds(8), MaxPollInterval = TimeSpan.FromMilliseconds(40) });
+        _probe.ReadyAfter = 8;
+        await UpAsync(manager: manager);
+
+        // 8 polls, 7 waits between them: 8 ms, then ×1.5 each time, never above 40 ms.
+        double[] expected = [8, 12, 18, 27, 40, 40, 40];
+        Assert.Equal(expected, clock.Waits.Where(w => w <= TimeSpan.FromMilliseconds(40)).Select(w => w.TotalMilliseconds));
+        Assert.Equal(8, _probe.Calls);
+    }
+
+    /// <summary>The system clock, noting the due time of every timer made from it (Task.Delay makes one per wait).</summary>
+    private sealed class RecordingTime : TimeProvider
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<TimeSpan> Waits { get; } = new();
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            Waits.Enqueue(dueTime);
+            return System.CreateTimer(callback, state, dueTime, period);
+        }
+    }
+
     private Workspace Stored => Assert.Single(_store.All);
 
     private void AssertNothingCreated()

@@ -50,6 +50,29 @@ public sealed class WorkspaceApiTests : HubTestBase
     }
 
     [Fact]
+    public async Task Lists_answer_from_the_records_without_asking_the_engine()
+    {
+        var alice = await UserTokenClientAsync("alice");
+        var bob = await UserTokenClientAsync("bob");
+        var admin = (await AdminAsync()).Http;
+        await StartRunningAsync(alice, "ws1");
+        await StartRunningAsync(alice, "ws2");
+        await StartRunningAsync(bob, "ws1");
+        var before = World.Backend.EngineReads;
+
+        for (var i = 0; i < 5; i++)
+        {
+            var own = await (await alice.GetAsync("api/v1/workspaces").Expect(HttpStatusCode.OK)).JsonAsync();
+            Assert.Equal(["ws1", "ws2"], own.EnumerateArray().Select(w => w.Str("name")).ToArray());
+            Assert.All(own.EnumerateArray(), w => Assert.Equal("running", w.Str("state")));
+            var all = await (await admin.GetAsync("api/v1/workspaces?all=true").Expect(HttpStatusCode.OK)).JsonAsync();
+            Assert.Equal(["alice/ws1", "alice/ws2", "bob/ws1"], all.EnumerateArray().Select(w => w.Str("owner") + "/" + w.Str("name")).ToArray());
+        }
+
+        Assert.Equal(before, World.Backend.EngineReads);
+    }
+
+    [Fact]
     public async Task Start_with_wait_answers_200_running()
     {
         var alice = await UserTokenClientAsync("alice");

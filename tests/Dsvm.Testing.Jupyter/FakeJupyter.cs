@@ -291,10 +291,18 @@ public sealed class FakeJupyterBackend : IWorkspaceBackend, IWorkspaceExec, IAsy
         }
     }
 
-    public Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct) =>
-        Task.FromResult(_servers.TryGetValue(handle.Id, out var s)
+    private int _engineReads;
+
+    /// <summary>How often the engine was asked about workspaces (status inspects and label scans).</summary>
+    public int EngineReads => Volatile.Read(ref _engineReads);
+
+    public Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct)
+    {
+        Interlocked.Increment(ref _engineReads);
+        return Task.FromResult(_servers.TryGetValue(handle.Id, out var s)
             ? new WorkspaceStatus(true, true, "running", s.Endpoint)
             : new WorkspaceStatus(false, false, "container not found"));
+    }
 
     /// <summary>Every delete, in order: the home volume and whether the hub asked to keep it.</summary>
     public ConcurrentQueue<(string HomeVolume, bool KeepHome)> Deletes { get; } = new();
@@ -339,6 +347,7 @@ public sealed class FakeJupyterBackend : IWorkspaceBackend, IWorkspaceExec, IAsy
 
     public async IAsyncEnumerable<ManagedResource> ListManagedAsync([EnumeratorCancellation] CancellationToken ct)
     {
+        Interlocked.Increment(ref _engineReads);
         foreach (var id in _servers.Keys.ToList())
         {
             await Task.Yield();

@@ -11,8 +11,14 @@ public sealed record WorkspaceOptions
     /// <summary>How long a start may take before it is failed (readiness included).</summary>
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(120);
 
-    /// <summary>Between readiness polls.</summary>
+    /// <summary>The first wait between readiness polls; each further wait is 1.5× the one before, up to <see cref="MaxPollInterval"/>.</summary>
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>
+    /// The longest wait between readiness polls: a fast server is still seen within 50 ms, a slow boot is asked less
+    /// often (each poll costs the hub and the engine CPU that booting servers lack when many start at once).
+    /// </summary>
+    public TimeSpan MaxPollInterval { get; init; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>Log lines quoted in a failure message.</summary>
     public int FailureLogLines { get; init; } = 15;
@@ -797,6 +803,7 @@ public sealed class WorkspaceManager(
     {
         var backend = BackendOf(workspace);
         var polls = 0;
+        var wait = _options.PollInterval;
         while (true)
         {
             if (await probe.IsReadyAsync(launch.Endpoint, workspace.BaseUrl, workspace.Token, ct))
@@ -815,7 +822,8 @@ public sealed class WorkspaceManager(
                 }
             }
 
-            await Task.Delay(_options.PollInterval, time, ct);
+            await Task.Delay(wait, time, ct);
+            wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 3 / 2, Math.Max(_options.MaxPollInterval.Ticks, _options.PollInterval.Ticks)));
         }
     }
 

@@ -105,11 +105,10 @@ public static class HubClaims
     {
         var p = context.Principal;
         var accounts = context.HttpContext.RequestServices.GetRequiredService<Accounts>();
-        var ct = context.HttpContext.RequestAborted;
-        var user = p?.Identity?.Name is { } name ? await accounts.FindUserCachedAsync(name, ct) : null;
-        var session = p?.FindFirst(SessionId)?.Value;
-        if (user is null || user.Id != p!.FindFirst(UserId)?.Value || user.IsAdmin != p.IsInRole(AdminRole)
-            || session is null || !await accounts.IsSessionValidAsync(session, user.Id, ct))
+        var user = p?.Identity?.Name is { } name && p.FindFirst(UserId)?.Value is { } id && p.FindFirst(SessionId)?.Value is { } session
+            ? await accounts.SignedInUserAsync(name, id, session, context.HttpContext.RequestAborted)
+            : null;
+        if (user is null || user.IsAdmin != p!.IsInRole(AdminRole))
         {
             context.RejectPrincipal();
             await context.HttpContext.SignOutAsync(CookieScheme);
@@ -122,11 +121,13 @@ public sealed class TokenAuthenticationHandler(
     IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, Accounts accounts)
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
+    private static readonly string[] Prefixes = ["token ", "Bearer "];
+
     protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         var header = Request.Headers.Authorization.ToString();
         string? secret = null;
-        foreach (var prefix in new[] { "token ", "Bearer " })
+        foreach (var prefix in Prefixes)
         {
             if (header.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
             {

@@ -112,6 +112,23 @@ public sealed class Accounts(DbContextOptions<HubDbContext> dbOptions, HubOption
         return hit.UserId == userId && now < hit.ExpiresAt;
     }
 
+    /// <summary>
+    /// The user a browser sign-in (the hub's session cookie, or a workspace host's cookie made from it) belongs to, while
+    /// it holds: the user still exists with this id (deleting a user, or deleting and making it again under the same
+    /// name, ends it) and, when the sign-in came from a hub session, that session lives (logout and a password change
+    /// end it). Answered from the same short caches as tokens; changes made through this hub clear them at once.
+    /// </summary>
+    public async Task<HubUser?> SignedInUserAsync(string name, string userId, string? sessionId, CancellationToken ct)
+    {
+        var user = await FindUserCachedAsync(name, ct);
+        if (user is null || user.Id != userId)
+        {
+            return null;
+        }
+
+        return sessionId is null || await IsSessionValidAsync(sessionId, user.Id, ct) ? user : null;
+    }
+
     /// <summary>Ends one session (logout); unknown ids are ignored.</summary>
     public async Task EndSessionAsync(string sessionId, CancellationToken ct)
     {

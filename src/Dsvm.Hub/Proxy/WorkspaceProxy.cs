@@ -42,6 +42,9 @@ public sealed partial class WorkspaceProxy(
         PooledConnectionIdleTimeout = TimeSpan.FromMinutes(2),
     });
 
+    // One transformer per route (its token and prefix), made when the route is first used, not per request.
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<WorkspaceRoute, Transformer> _transformers = new();
+
     private static readonly ForwarderRequestConfig RequestConfig = new() { ActivityTimeout = TimeSpan.FromMinutes(10) };
 
     /// <summary>
@@ -115,8 +118,7 @@ public sealed partial class WorkspaceProxy(
             user = auth.Succeeded ? auth.Principal : null;
         }
         else if (origins.UnprotectCookie(request.Cookies[WorkspaceOrigins.CookieName], workspaceId) is { } cookie
-                 && await accounts.FindUserCachedAsync(cookie.UserName, context.RequestAborted) is { } hubUser && hubUser.Id == cookie.UserId
-                 && await SessionLivesAsync(cookie, context.RequestAborted))
+                 && await SignedInUserAsync(cookie, context.RequestAborted) is { } hubUser)
         {
             user = HubClaims.Principal(hubUser, HubClaims.SessionScopes(hubUser), WorkspaceCookieScheme);
         }
@@ -140,9 +142,9 @@ public sealed partial class WorkspaceProxy(
         }
     }
 
-    /// <summary>A workspace host's sign-in lasts only as long as the hub session it came from (logout, password change, user deletion end it).</summary>
-    private async Task<bool> SessionLivesAsync(WorkspaceSignIn signIn, CancellationToken ct) =>
-        signIn.SessionId.Length == 0 || await accounts.IsSessionValidAsync(signIn.SessionId, signIn.UserId, ct);
+    /// <summary>A workspace host's sign-in lasts only as long as its user and the hub session it came from (logout, password change, user deletion end it).</summary>
+    private Task<HubUser?> SignedInUserAsync(WorkspaceSignIn signIn, CancellationToken ct) =>
+        accounts.SignedInUserAsync(signIn.UserName, signIn.UserId, signIn.SessionId.Length == 0 ? null : signIn.SessionId, ct);
 
     /// <summary>The path's owner and workspace name, or null after answering 400/404; drops Jupyter's own credentials.</summary>
     private static async Task<(string Owner, string Name)?> ParseAsync(HttpContext context)
@@ -225,8 +227,7 @@ public sealed partial class WorkspaceProxy(
     {
         var request = context.Request;
         var redeemed = origins.Redeem(code, workspaceId);
-        var user = redeemed is { } r ? await accounts.FindUserCachedAsync(r.UserName, context.RequestAborted) : null;
-        if (user is null || redeemed is null || user.Id != redeemed.UserId || !await SessionLivesAsync(redeemed, context.RequestAborted))
+        if (redeemed is null || await SignedInUserAsync(redeemed, context.RequestAborted) is null)
         {
             await Plain(context, StatusCodes.Status403Forbidden, "this sign-in link has expired or was used already; open the workspace from the hub again");
             return;
@@ -274,8 +275,8 @@ public sealed partial class WorkspaceProxy(
         using var onStop = context.Features.Get<IHttpUpgradeFeature>()?.IsUpgradableRequest == true
             ? lifetime.ApplicationStopping.Register(context.Abort)
             : default;
-        var error = await forwarder.SendAsync(context, route.Endpoint.GetLeftPart(UriPartial.Authority), Client, RequestConfig,
-            new Transformer(route.Token, $"/user/{owner}/{name}/"));
+        var error = await forwarder.SendAsync(context, route.Destination, Client, RequestConfig,
+            _transformers.GetValue(route, static r => new Transformer(r)));
         if (error != ForwarderError.None && !context.Response.HasStarted)
         {
             // The server went away under us: let the next request reload the route from the store.
@@ -366,19 +367,20 @@ public sealed partial class WorkspaceProxy(
     }
 
     /// <summary>Injects the workspace token; the hub's own cookies and credentials never reach Jupyter.</summary>
-    private sealed class Transformer(string token, string prefix) : HttpTransformer
+    private sealed class Transformer(WorkspaceRoute route) : HttpTransformer
     {
+
         public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
         {
             await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
-            if (IsJupyterPage(httpContext.Request, prefix))
+            if (IsJupyterPage(httpContext.Request, route.Prefix))
             {
                 // Pages come back uncompressed, so the token can be taken out of them (below).
                 proxyRequest.Headers.Remove("Accept-Encoding");
             }
 
             proxyRequest.Headers.Remove("Authorization");
-            proxyRequest.Headers.TryAddWithoutValidation("Authorization", $"token {token}");
+            proxyRequest.Headers.TryAddWithoutValidation("Authorization", route.Authorization);
             proxyRequest.Headers.Remove(HubClaims.CsrfHeader);
             // The hub has checked the browser's Origin against its own host; Jupyter would compare it with the
             // workspace's loopback address instead and refuse kernel WebSockets.
@@ -408,12 +410,12 @@ public sealed partial class WorkspaceProxy(
             var headers = httpContext.Response.Headers;
             if (headers.SetCookie.Count > 0)
             {
-                var confined = headers.SetCookie.Select(c => c is null ? null : ConfineSetCookie(c, prefix)).OfType<string>().ToArray();
+                var confined = headers.SetCookie.Select(c => c is null ? null : ConfineSetCookie(c, route.Prefix)).OfType<string>().ToArray();
                 headers.SetCookie = confined;
             }
 
             if (proxyResponse?.Content is not { } content
-                || !IsJupyterPage(httpContext.Request, prefix)
+                || !IsJupyterPage(httpContext.Request, route.Prefix)
                 || content.Headers.ContentType?.MediaType != "text/html"
                 || content.Headers.ContentEncoding.Count > 0
                 || content.Headers.ContentLength > MaxRewrittenPageBytes)
@@ -440,7 +442,7 @@ public sealed partial class WorkspaceProxy(
                     return false;
                 }
 
-                var page = RemoveToken(buffer.AsSpan(0, length), System.Text.Encoding.ASCII.GetBytes(token));
+                var page = RemoveToken(buffer.AsSpan(0, length), System.Text.Encoding.ASCII.GetBytes(route.Token));
                 httpContext.Response.ContentLength = page.Length;
                 await httpContext.Response.Body.WriteAsync(page, cancellationToken);
                 return false;

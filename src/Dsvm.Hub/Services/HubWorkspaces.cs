@@ -34,9 +34,14 @@ public sealed partial class HubWorkspaces(
 
     public int StartsInFlight => Volatile.Read(ref _startsInFlight);
 
+    /// <summary>
+    /// The records as the manager keeps them: no engine call per request (a list of 200 was 200 engine inspects). The
+    /// manager writes every change it makes; drift behind its back (a container that died) is written by the reconcile
+    /// loop (<see cref="HubOptions.ReconcileInterval"/>) and shows in the list from then on.
+    /// </summary>
     public async Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct)
     {
-        var list = (await manager.ListAsync(owner, ct)).Select(Overlay).ToList();
+        var list = (await store.ListAsync(owner, ct)).Select(Overlay).ToList();
         list.AddRange(_accepted.Values.Where(a => (owner is null || a.Owner == owner) && !list.Any(w => w.Owner == a.Owner && w.Name == a.Name)));
         return list.OrderBy(w => w.Owner, StringComparer.Ordinal).ThenBy(w => w.Name, StringComparer.Ordinal).ToList();
     }

@@ -4,7 +4,17 @@ using Dsvm.Core.Workspaces;
 namespace Dsvm.Hub.Services;
 
 /// <summary>Where the proxy sends <c>/user/OWNER/NAME/…</c>, and the token it injects.</summary>
-public sealed record WorkspaceRoute(string Owner, string Name, Uri Endpoint, string Token, string Id);
+public sealed record WorkspaceRoute(string Owner, string Name, Uri Endpoint, string Token, string Id)
+{
+    /// <summary>Where the proxy sends requests (scheme, host, port), computed once per route rather than per request.</summary>
+    public string Destination { get; } = Endpoint.GetLeftPart(UriPartial.Authority);
+
+    /// <summary>The workspace's base URL, <c>/user/OWNER/NAME/</c>.</summary>
+    public string Prefix { get; } = $"/user/{Owner}/{Name}/";
+
+    /// <summary>The Authorization header the proxy injects.</summary>
+    public string Authorization { get; } = $"token {Token}";
+}
 
 /// <summary>
 /// The proxy's routes. The store is the source of truth: a miss is loaded from it, so a restarted hub routes to
