@@ -130,6 +130,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
             $"DSVM_WORKSPACE={request.Name}",
             $"DSVM_SIZE={request.Size.Name}",
         };
+        env.AddRange(request.Variables.Select(v => $"{v.Key}={v.Value}"));
         var memory = request.Size.MemoryBytes;
         var host = new HostConfig
         {

@@ -209,6 +209,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             $"DSVM_WORKSPACE={request.Name}",
             $"DSVM_SIZE={request.Size.Name}",
         };
+        env.AddRange(request.Variables.Select(v => $"{v.Key}={v.Value}"));
         var reservations = new SwarmResources { NanoCPUs = request.Size.NanoCpus, MemoryBytes = request.Size.MemoryBytes };
         if (request.Gpu && request.Size.Gpus > 0)
         {
