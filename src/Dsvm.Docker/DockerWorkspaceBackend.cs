@@ -132,6 +132,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
             // Set, not looked up: an image from before uid 65530 has no passwd entry for it (the engine would say "/").
             $"HOME={DockerBackendOptions.HomePath}",
         };
+        env.AddRange(request.Variables.Select(v => $"{v.Key}={v.Value}"));
         var memory = request.Size.MemoryBytes;
         var host = new HostConfig
         {

@@ -175,6 +175,17 @@ public static class DockerfileRenderer
         # OpenDSVM workspace entrypoint: JupyterLab on $DSVM_PORT under $DSVM_BASE_URL.
         # The token comes from JUPYTER_TOKEN (read by jupyter_server itself, never put on a command line).
         set -eu
+        # Thread pools follow the size: DSVM_CPUS (the size's vCPUs rounded down, set by every container backend) or,
+        # in a VM, the CPUs it has. A variable the environment spec or the user already set is kept.
+        cpus="${DSVM_CPUS:-}"
+        case "$cpus" in ''|0*|*[!0-9]*) cpus="$(nproc 2>/dev/null || echo 1)" ;; esac
+        for v in OMP_NUM_THREADS OPENBLAS_NUM_THREADS MKL_NUM_THREADS NUMEXPR_NUM_THREADS NUMBA_NUM_THREADS MC_CORES; do
+          eval "[ -n \"\${$v:-}\" ] || export $v=$cpus"
+        done
+        # pip works for the workspace user: Debian's PEP 668 guard is lifted for this user's processes only, and pip,
+        # unable to write the system site-packages, installs into ~/.local (the persistent home), on PATH here.
+        export PIP_BREAK_SYSTEM_PACKAGES="${PIP_BREAK_SYSTEM_PACKAGES:-1}"
+        case ":$PATH:" in *":$HOME/.local/bin:"*) ;; *) export PATH="$HOME/.local/bin:$PATH" ;; esac
         if [ -d /opt/dsvm/samples ] && [ ! -e "$HOME/.dsvm/seeded" ]; then
           mkdir -p "$HOME/samples" "$HOME/.dsvm"
           cp -rn /opt/dsvm/samples/. "$HOME/samples/" || true

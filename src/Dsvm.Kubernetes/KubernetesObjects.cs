@@ -183,6 +183,7 @@ public static partial class KubernetesObjects
             new() { Name = "DSVM_SIZE", Value = size.Name },
             new() { Name = "HOME", Value = KubernetesBackendOptions.HomePath },
         };
+        env.AddRange(request.Variables.Select(v => new V1EnvVar { Name = v.Key, Value = v.Value }));
         var nodeSelector = new Dictionary<string, string>(options.NodeSelector);
         List<V1Toleration>? tolerations = null;
         if (request.Gpu && size.Gpus > 0)

@@ -211,6 +211,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             // Set, not looked up: an image from before uid 65530 has no passwd entry for it (the engine would say "/").
             $"HOME={SwarmBackendOptions.HomePath}",
         };
+        env.AddRange(request.Variables.Select(v => $"{v.Key}={v.Value}"));
         var reservations = new SwarmResources { NanoCPUs = request.Size.NanoCpus, MemoryBytes = request.Size.MemoryBytes };
         if (request.Gpu && request.Size.Gpus > 0)
         {

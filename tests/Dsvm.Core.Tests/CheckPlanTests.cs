@@ -27,7 +27,38 @@ public sealed class CheckPlanTests
 
     [Fact]
     public void Datascience_LoadsItsRLibraries() =>
-        Assert.Equal(["IRkernel", "tidyverse"], Targets(Datascience(), CheckKind.RLibrary));
+        Assert.Equal(["IRkernel", "survival", "boot", "cluster", "rpart", "nnet", "MASS", "Matrix", "tidyverse"],
+            Targets(Datascience(), CheckKind.RLibrary));
+
+    [Fact]
+    public void Datascience_ImportsTheScipyNotebookStackDebianHas()
+    {
+        var python = Targets(Datascience(), CheckKind.PythonImport).ToList();
+
+        foreach (var module in new[]
+        {
+            "torchvision", "torchaudio", "ipywidgets", "tqdm", "dask", "numba", "numexpr", "bottleneck", "Cython",
+            "cloudpickle", "dill", "h5py", "tables", "openpyxl", "xlrd", "sqlalchemy", "google.protobuf", "skimage",
+            "altair", "plotly", "pooch", "colorspacious", "threadpoolctl",
+        })
+        {
+            Assert.Contains(module, python);
+        }
+    }
+
+    [Fact]
+    public void Datascience_ProvesNumpyAndRUseOpenBlasAndAFastMatmul()
+    {
+        var commands = Targets(Datascience(), CheckKind.Command).ToList();
+
+        Assert.Contains(commands, c => c.Contains("threadpoolctl", StringComparison.Ordinal) && c.Contains("'openblas'", StringComparison.Ordinal));
+        Assert.Contains(commands, c => c.Contains("extSoftVersion", StringComparison.Ordinal) && c.Contains("openblas", StringComparison.Ordinal));
+        Assert.Contains(commands, c => c.Contains("1000, 1000", StringComparison.Ordinal) && c.Contains("t < 0.5", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void ScipyAndR_BringOpenBlas() =>
+        Assert.All(new[] { "scipy", "r" }, t => Assert.Contains("libopenblas0-pthread", ToolsetCatalog.Default.Get(t).Packages));
 
     [Fact]
     public void Datascience_ChecksBothKernels() =>

@@ -174,4 +174,12 @@ public sealed class CreateParametersTests : IDisposable
         Assert.Equal("dsvm/datascience:latest", p.Image);
         Assert.Equal("proj", p.Hostname);
     }
+
+    [Fact]
+    public void Env_CarriesTheSizesCpusRoundedDown()
+    {
+        Assert.Contains("DSVM_CPUS=1", Create(Request(new MachineSize("odd", 1.5, 6, 0, SizeClass.General))).Env);
+        Assert.Contains("DSVM_CPUS=1", Create(Request(new MachineSize("half", 0.5, 1, 0, SizeClass.General))).Env);
+        Assert.Contains("DSVM_CPUS=8", Create(Request(new MachineSize("xlarge", 8, 32, 0, SizeClass.General))).Env);
+    }
 }

@@ -308,4 +308,72 @@ public sealed class DockerfileRendererTests
         // With the other runtime files: after the packages, so a change to it rebuilds only the last layers.
         Assert.True(copy > IndexOf(dockerfile, "COPY dsvm/runtime/jupyter/ /etc/jupyter/"));
     }
+
+    // ---- the entrypoint (run here with /bin/sh, as the image runs it) ----
+
+    private static async Task<Dictionary<string, string>> StartScriptEnvironmentAsync(IReadOnlyDictionary<string, string> env)
+    {
+        var dir = Directory.CreateTempSubdirectory("dsvm-start-");
+        try
+        {
+            var script = Path.Combine(dir.FullName, "dsvm-start");
+            await File.WriteAllTextAsync(script, DockerfileRenderer.StartScript);
+            var psi = new System.Diagnostics.ProcessStartInfo("/bin/sh") { RedirectStandardOutput = true, UseShellExecute = false };
+            psi.ArgumentList.Add(script);
+            psi.ArgumentList.Add("env");
+            psi.Environment.Clear();
+            psi.Environment["PATH"] = "/usr/bin:/bin";
+            psi.Environment["HOME"] = dir.FullName;
+            foreach (var (k, v) in env)
+            {
+                psi.Environment[k] = v;
+            }
+
+            using var process = System.Diagnostics.Process.Start(psi)!;
+            var output = await process.StandardOutput.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            Assert.Equal(0, process.ExitCode);
+            return output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('=', 2)).Where(p => p.Length == 2)
+                .ToDictionary(p => p[0], p => p[1]);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    private static readonly string[] ThreadVariables =
+        ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS", "MC_CORES"];
+
+    [Fact]
+    public async Task StartScript_SizesEveryThreadPoolFromDsvmCpus_KeepingWhatIsAlreadySet()
+    {
+        var env = await StartScriptEnvironmentAsync(new Dictionary<string, string> { ["DSVM_CPUS"] = "3", ["MKL_NUM_THREADS"] = "7" });
+
+        Assert.All(ThreadVariables.Where(v => v != "MKL_NUM_THREADS"), v => Assert.Equal("3", env[v]));
+        Assert.Equal("7", env["MKL_NUM_THREADS"]);
+    }
+
+    [Fact]
+    public async Task StartScript_WithoutOrWithABadDsvmCpus_UsesTheCpusItHas()
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("nproc") { RedirectStandardOutput = true, UseShellExecute = false };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var nproc = (await p.StandardOutput.ReadToEndAsync()).Trim();
+        await p.WaitForExitAsync();
+        foreach (var bad in new[] { "", "0", "2; rm -rf /", "-1", "x" })
+        {
+            var env = await StartScriptEnvironmentAsync(new Dictionary<string, string> { ["DSVM_CPUS"] = bad });
+            Assert.All(ThreadVariables, v => Assert.Equal(nproc, env[v]));
+        }
+    }
+
+    [Fact]
+    public async Task StartScript_LiftsPep668ForTheUserAndPutsUserBinsOnPath()
+    {
+        var env = await StartScriptEnvironmentAsync(new Dictionary<string, string>());
+
+        Assert.Equal("1", env["PIP_BREAK_SYSTEM_PACKAGES"]);
+        Assert.StartsWith(env["HOME"] + "/.local/bin:", env["PATH"], StringComparison.Ordinal);
+    }
 }

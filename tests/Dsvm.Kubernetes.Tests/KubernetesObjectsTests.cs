@@ -254,4 +254,13 @@ public sealed class KubernetesObjectsTests
         var ex = Assert.Throws<UsageException>(() => KubernetesObjects.HomeClaim(Request() with { HomeVolume = "Home_Of_Alice" }, Options));
         Assert.Contains("'Home_Of_Alice' is not a valid Kubernetes claim name", ex.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Pod_Env_CarriesTheSizesCpusRoundedDown()
+    {
+        var env = KubernetesObjects.Pod(Request() with { Size = new MachineSize("odd", 3.5, 4, 0, SizeClass.General) }, Options).Spec.Containers.Single().Env;
+        Assert.Contains(env, e => e.Name == "DSVM_CPUS" && e.Value == "3");
+        var half = KubernetesObjects.Pod(Request() with { Size = new MachineSize("half", 0.5, 1, 0, SizeClass.General) }, Options).Spec.Containers.Single().Env;
+        Assert.Contains(half, e => e.Name == "DSVM_CPUS" && e.Value == "1");
+    }
 }

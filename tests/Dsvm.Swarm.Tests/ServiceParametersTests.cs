@@ -158,4 +158,11 @@ public sealed class ServiceParametersTests : IDisposable
         }));
         Assert.Contains("host:port", ex.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Env_carries_the_sizes_cpus_rounded_down()
+    {
+        Assert.Contains("DSVM_CPUS=2", Spec(Request(new MachineSize("odd", 2.5, 4, 0, SizeClass.General))).TaskTemplate.ContainerSpec.Env);
+        Assert.Contains("DSVM_CPUS=1", Spec(Request(new MachineSize("half", 0.5, 1, 0, SizeClass.General))).TaskTemplate.ContainerSpec.Env);
+    }
 }

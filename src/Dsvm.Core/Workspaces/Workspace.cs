@@ -105,6 +105,9 @@ public sealed record WorkspaceStartRequest
     public required string BaseUrl { get; init; }
     public bool Gpu { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Variables for the server, the same on every backend (<see cref="WorkspaceVariables"/>).</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Variables => WorkspaceVariables.For(Size);
 }
 
 /// <summary>What a backend returns once the server process is started (not yet ready).</summary>
