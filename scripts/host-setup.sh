@@ -46,12 +46,14 @@ engine_up() { docker info >/dev/null 2>&1; }
 
 if ! engine_up; then
   mkdir -p /var/log/opendsvm
-  if ! pgrep -x containerd >/dev/null; then
+  # The main engine's own processes, not the Swarm lab's (those dockerds and containerds run with arguments and pid
+  # files of their own): containerd as started below, dockerd by its default pid file.
+  if ! pgrep -xf containerd >/dev/null && ! pgrep -f '^(/usr/bin/|/usr/sbin/)?containerd( --config /etc/containerd/config.toml)?$' >/dev/null; then
     log "starting containerd"
     nohup containerd >/var/log/opendsvm/containerd.log 2>&1 &
     for _ in $(seq 1 50); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.2; done
   fi
-  if ! pgrep -x dockerd >/dev/null; then
+  if ! { [ -f /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; }; then
     log "starting dockerd"
     nohup dockerd --containerd=/run/containerd/containerd.sock >/var/log/opendsvm/dockerd.log 2>&1 &
   fi
