@@ -43,6 +43,25 @@ if [ -n "$pg_bin" ]; then
   fi
 fi
 
+# The Kubernetes lab cluster (scripts/kubernetes-lab.sh: etcd, control plane and a kubelet on the local engine, all on
+# 127.0.0.1) for the cluster tests. Its binaries are built once per machine (scripts/kubernetes-lab-build.sh, ~24 min
+# cold; a cache hit is instant). A lab left by a crashed run is stopped and wiped first; this one is stopped at exit,
+# its logs kept in $results/kubernetes-lab. Started here, never under flock (its daemons would hold the lock).
+stop_kubernetes_lab() {
+  [ -d /var/tmp/opendsvm-k8s-lab/log ] && cp -r /var/tmp/opendsvm-k8s-lab/log "$results/kubernetes-lab" 2>/dev/null
+  ./scripts/kubernetes-lab.sh stop >/dev/null 2>&1
+}
+trap 'stop_postgres || true; stop_kubernetes_lab || true' EXIT
+# Under this script the cluster tests fail instead of skipping when the lab cannot start.
+export DSVM_REQUIRE_KUBERNETES=1
+./scripts/kubernetes-lab.sh stop >/dev/null 2>&1 || true
+if k8s_lab_bin="$(./scripts/kubernetes-lab-build.sh 2>"$results/kubernetes-lab-build.log")" &&
+   k8s_lab_env="$(DSVM_K8S_LAB_BIN="$k8s_lab_bin" ./scripts/kubernetes-lab.sh start 2>"$results/kubernetes-lab-start.log")"; then
+  eval "$k8s_lab_env"
+else
+  echo "test.sh: the Kubernetes lab did not start (see $results/kubernetes-lab-*.log); its tests will fail" >&2
+fi
+
 dotnet build OpenDSVM.slnx -c Release -nologo -v quiet || exit 1
 # -m:1: test projects run one after another (the Docker tests share the engine and the test home).
 dotnet test OpenDSVM.slnx -c Release --no-build -nologo -m:1 \

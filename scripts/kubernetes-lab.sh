@@ -123,7 +123,15 @@ EOF
 launch() { # name, binary, args...
   local name="$1"
   shift
-  setsid "$@" >"$lab/log/$name.log" 2>&1 </dev/null &
+  # The daemon gets no inherited descriptor beyond 0-2: started from a command under `flock LOCK ...` it would
+  # otherwise hold that lock for as long as the lab runs.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd="${fd##*/}"
+      [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+    done
+    exec setsid "$@" >"$lab/log/$name.log" 2>&1 </dev/null
+  ) &
   echo $! >"$lab/run/$name.pid"
 }
 

@@ -49,6 +49,18 @@ public sealed record KubernetesBackendOptions
     public KubernetesEndpointMode EndpointMode { get; init; } = KubernetesEndpointMode.Service;
 
     /// <summary>
+    /// Labels of the hub's pods in the namespace: each workspace's NetworkPolicy admits connections to its port 8888
+    /// only from pods with all of them (deploy/kubernetes/30-hub.yaml sets <c>app.kubernetes.io/name=dsvm-hub</c>).
+    /// </summary>
+    public IReadOnlyDictionary<string, string> HubPodLabels { get; init; } = new Dictionary<string, string> { ["app.kubernetes.io/name"] = "dsvm-hub" };
+
+    /// <summary>
+    /// Address ranges (CIDR) of a hub outside the cluster (<see cref="KubernetesEndpointMode.PodIp"/>), also admitted
+    /// by each workspace's NetworkPolicy. Empty: only the hub's pods.
+    /// </summary>
+    public IReadOnlyList<string> HubCidrs { get; init; } = [];
+
+    /// <summary>
     /// For <see cref="KubernetesEndpointMode.Template"/>: an absolute URL with <c>{service}</c>, <c>{namespace}</c>,
     /// <c>{pod}</c>, <c>{podIp}</c>, <c>{id}</c>, <c>{port}</c>. The hub proxy forwards to its scheme, host and port only.
     /// </summary>

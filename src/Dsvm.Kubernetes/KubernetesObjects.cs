@@ -28,6 +28,8 @@ public static partial class KubernetesObjects
 
     public static string SecretName(string id) => "dsvm-" + ValidId(id) + "-token";
 
+    public static string NetworkPolicyName(string id) => "dsvm-" + ValidId(id);
+
     /// <summary>The label selector of everything that belongs to one workspace.</summary>
     public static string SelectorOf(string id) => $"{WorkspaceLabel}={ValidId(id)}";
 
@@ -116,8 +118,14 @@ public static partial class KubernetesObjects
     /// <summary>The home claim: created once, kept across stop, start and resize; deleted only by delete without keepHome.</summary>
     public static V1PersistentVolumeClaim HomeClaim(WorkspaceStartRequest request, KubernetesBackendOptions options)
     {
+        // The home's ID (shared identity scheme) when the request has one; "true" only for homes made before IDs.
         var labels = Labels(request.Id, request.Labels);
-        labels[HomeLabel] = "true";
+        labels[HomeLabel] = request.HomeId is { Length: > 0 } homeId && IsValidLabelValue(homeId) ? homeId : "true";
+        if (request.OwnerId is { Length: > 0 } ownerId && IsValidLabelValue(ownerId))
+        {
+            labels[WorkspaceLabels.OwnerId] = ownerId;
+        }
+
         return new V1PersistentVolumeClaim
         {
             ApiVersion = "v1",
@@ -156,6 +164,48 @@ public static partial class KubernetesObjects
             ],
         },
     };
+
+    /// <summary>
+    /// The workspace's NetworkPolicy: its pod accepts connections only from the hub's pods (<see
+    /// cref="KubernetesBackendOptions.HubPodLabels"/>) and <see cref="KubernetesBackendOptions.HubCidrs"/>, and only on
+    /// the Jupyter port; nothing from other workspaces or other pods. Enforced only by a network plugin that
+    /// implements NetworkPolicy (Calico, Cilium, ...); a cluster without one accepts the object and ignores it.
+    /// </summary>
+    public static V1NetworkPolicy NetworkPolicy(WorkspaceStartRequest request, KubernetesBackendOptions options)
+    {
+        var from = new List<V1NetworkPolicyPeer>
+        {
+            new() { PodSelector = new V1LabelSelector { MatchLabels = new Dictionary<string, string>(options.HubPodLabels) } },
+        };
+        from.AddRange(options.HubCidrs.Select(c => new V1NetworkPolicyPeer { IpBlock = new V1IPBlock { Cidr = c } }));
+        return new V1NetworkPolicy
+        {
+            ApiVersion = "networking.k8s.io/v1",
+            Kind = "NetworkPolicy",
+            Metadata = new V1ObjectMeta
+            {
+                Name = NetworkPolicyName(request.Id),
+                NamespaceProperty = options.Namespace,
+                Labels = Labels(request.Id, request.Labels),
+            },
+            Spec = new V1NetworkPolicySpec
+            {
+                PodSelector = new V1LabelSelector
+                {
+                    MatchLabels = new Dictionary<string, string> { [ManagedLabel] = "true", [WorkspaceLabel] = request.Id },
+                },
+                PolicyTypes = ["Ingress"],
+                Ingress =
+                [
+                    new V1NetworkPolicyIngressRule
+                    {
+                        FromProperty = from,
+                        Ports = [new V1NetworkPolicyPort { Protocol = "TCP", Port = KubernetesBackendOptions.JupyterPort }],
+                    },
+                ],
+            },
+        };
+    }
 
     /// <summary>
     /// The workspace pod: the environment image's own entrypoint, limits = requests from the size (Guaranteed QoS),

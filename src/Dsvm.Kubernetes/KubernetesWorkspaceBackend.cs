@@ -16,7 +16,7 @@ namespace Dsvm.Kubernetes;
 /// lifecycle (start, stop, resize, failure reporting), and a controller restarting or rescheduling the server behind
 /// its back would fight it; a bare pod with <c>restartPolicy: Never</c> does exactly what the manager asks. Per
 /// workspace: a Pod <c>dsvm-ID</c> (deleted on stop), a ClusterIP Service <c>dsvm-ID</c> and a Secret
-/// <c>dsvm-ID-token</c> (kept until delete), and a PersistentVolumeClaim named after the home volume that outlives
+/// <c>dsvm-ID-token</c> and a NetworkPolicy <c>dsvm-ID</c> (kept until delete), and a PersistentVolumeClaim named after the home volume that outlives
 /// everything unless deleted explicitly. All carry <c>io.opendsvm.managed=true</c> and <c>io.opendsvm.workspace=ID</c>.
 /// </summary>
 public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribableBackend
@@ -64,6 +64,18 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
         if (!PullPolicies.Contains(options.ImagePullPolicy, StringComparer.Ordinal))
         {
             throw new UsageException($"Kubernetes image pull policy '{options.ImagePullPolicy}' is not one of {string.Join(", ", PullPolicies)}");
+        }
+
+        // An empty selector would match every pod of the namespace, other users' workspaces included.
+        if (options.HubPodLabels.Count == 0
+            || options.HubPodLabels.Any(kv => !KubernetesObjects.IsValidLabelKey(kv.Key) || !KubernetesObjects.IsValidLabelValue(kv.Value)))
+        {
+            throw new UsageException("Kubernetes HubPodLabels must name at least one valid label of the hub's pods, such as app.kubernetes.io/name=dsvm-hub");
+        }
+
+        if (options.HubCidrs.FirstOrDefault(c => !IPNetwork.TryParse(c, out _)) is { } badCidr)
+        {
+            throw new UsageException($"Kubernetes HubCidrs entry '{badCidr}' is not an address range such as 10.0.0.0/24");
         }
 
         if (options.EndpointMode == KubernetesEndpointMode.Template
@@ -130,6 +142,11 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
 
         var service = KubernetesObjects.Service(request, _options);
         await CreateAsync("service", service.Metadata.Name, () => Client.CoreV1.CreateNamespacedServiceAsync(service, Ns, cancellationToken: ct), ignoreConflict: true);
+
+        // Before the pod exists, so that it is never reachable from other workspaces (where the network plugin enforces it).
+        var policy = KubernetesObjects.NetworkPolicy(request, _options);
+        await CreateAsync("network policy", policy.Metadata.Name,
+            () => Client.NetworkingV1.CreateNamespacedNetworkPolicyAsync(policy, Ns, cancellationToken: ct), ignoreConflict: true);
 
         // A pod left by a crash or a killed command: the home is separate, so it is safe to replace.
         await DeletePodsAsync(request.Id, ct);
@@ -309,6 +326,8 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
         await DeleteAsync("service", service, () => Client.CoreV1.DeleteNamespacedServiceAsync(service, Ns, cancellationToken: ct));
         var secret = KubernetesObjects.SecretName(handle.Id);
         await DeleteAsync("token secret", secret, () => Client.CoreV1.DeleteNamespacedSecretAsync(secret, Ns, cancellationToken: ct));
+        var policy = KubernetesObjects.NetworkPolicyName(handle.Id);
+        await DeleteAsync("network policy", policy, () => Client.NetworkingV1.DeleteNamespacedNetworkPolicyAsync(policy, Ns, cancellationToken: ct));
         if (!keepHome)
         {
             await DeleteAsync("home claim", homeVolume, () => Client.CoreV1.DeleteNamespacedPersistentVolumeClaimAsync(homeVolume, Ns, cancellationToken: ct));
@@ -349,7 +368,10 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
         {
             if (IdOf(p) is { } id && seen.Add(id))
             {
-                yield return new ManagedResource(id, p.Metadata.Name, PodStatusReader.Read(p).Running, HandleFor(id, p.Metadata.Name));
+                yield return new ManagedResource(id, p.Metadata.Name, PodStatusReader.Read(p).Running, HandleFor(id, p.Metadata.Name))
+                {
+                    Labels = LabelsOf(p.Metadata),
+                };
             }
         }
 
@@ -359,10 +381,13 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
         {
             if (meta.Labels?.TryGetValue(KubernetesObjects.WorkspaceLabel, out var id) == true && seen.Add(id))
             {
-                yield return new ManagedResource(id, meta.Name, false, HandleFor(id, KubernetesObjects.PodName(id)));
+                yield return new ManagedResource(id, meta.Name, false, HandleFor(id, KubernetesObjects.PodName(id))) { Labels = LabelsOf(meta) };
             }
         }
     }
+
+    /// <summary>The object's labels, which <c>dsvm doctor --repair</c> rebuilds lost records from.</summary>
+    private static Dictionary<string, string> LabelsOf(V1ObjectMeta meta) => new(meta.Labels ?? new Dictionary<string, string>(), StringComparer.Ordinal);
 
     public async Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct)
     {
@@ -492,6 +517,11 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
         catch (HttpOperationException ex) when (ex.Response.StatusCode == HttpStatusCode.NotFound)
         {
             // Gone already.
+        }
+        catch (JsonException)
+        {
+            // Deleted: API servers before 1.23 answer a Service delete with a v1 Status, not the Service the client
+            // expects (seen on the 1.20 lab cluster). A refusal is an HTTP error and never lands here.
         }
         catch (HttpOperationException ex)
         {

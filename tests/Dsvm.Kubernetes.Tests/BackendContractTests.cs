@@ -46,6 +46,7 @@ public sealed class BackendContractTests : IAsyncLifetime
             $"POST {Base}/persistentvolumeclaims",
             $"POST {Base}/secrets",
             $"POST {Base}/services",
+            $"POST /apis/networking.k8s.io/v1/namespaces/dsvm-test/networkpolicies",
             $"POST {Base}/pods",
         ], writes);
         Assert.Single(_api.Calls("GET", $"{Base}/persistentvolumeclaims/dsvm-home-alice-lab"));
@@ -195,6 +196,7 @@ public sealed class BackendContractTests : IAsyncLifetime
         Assert.Empty(_api.Names("pods"));
         Assert.Empty(_api.Names("services"));
         Assert.Empty(_api.Names("secrets"));
+        Assert.Empty(_api.Names("networkpolicies"));
         Assert.Equal(keepHome ? ["dsvm-home-alice-lab"] : [], _api.Names("persistentvolumeclaims"));
         Assert.Equal(keepHome ? 0 : 1, _api.Calls("DELETE", $"{Base}/persistentvolumeclaims/dsvm-home-alice-lab").Count());
         Assert.Equal(!keepHome, !await backend.HomeExistsAsync("dsvm-home-alice-lab", CancellationToken.None));
@@ -218,6 +220,9 @@ public sealed class BackendContractTests : IAsyncLifetime
         }
 
         Assert.Equal(["ws-aaaaaa", "ws-bbbbbb"], found.Select(f => f.WorkspaceId).Order());
+        // With the labels `dsvm doctor --repair` rebuilds records from, running or not.
+        Assert.All(found, f => Assert.Equal("alice", f.Labels["io.opendsvm.owner"]));
+        Assert.Equal("two", found.Single(f => f.WorkspaceId == "ws-bbbbbb").Labels["io.opendsvm.name"]);
         Assert.True(found.Single(f => f.WorkspaceId == "ws-aaaaaa").Running);
         Assert.False(found.Single(f => f.WorkspaceId == "ws-bbbbbb").Running);
         Assert.Contains(_api.Requests, r => r.Path == $"{Base}/pods" && r.Query.Contains("labelSelector=io.opendsvm.managed%3Dtrue", StringComparison.Ordinal));

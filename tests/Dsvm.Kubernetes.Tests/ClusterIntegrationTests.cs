@@ -1,6 +1,9 @@
 using System.Net;
+using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
+using Dsvm.Core;
 using Dsvm.Core.Sizes;
 using Dsvm.Core.Workspaces;
 using k8s;
@@ -11,8 +14,10 @@ using Xunit.Abstractions;
 namespace Dsvm.Kubernetes.Tests;
 
 /// <summary>
-/// The backend on a real cluster (KUBECONFIG): start a workspace pod, reach Jupyter through the API server's service
-/// proxy, write to the home, stop, start with another size, find the home kept, delete everything.
+/// The backend on a real cluster (KUBECONFIG; under test.sh the lab of scripts/kubernetes-lab.sh): start a workspace
+/// pod from the real <c>minimal</c> environment, reach its Jupyter at the endpoint the backend returns (pod IP mode:
+/// the lab's pods are on the local engine's bridge) with the token, write to the home, stop, start with another
+/// size, find the home kept, delete with and without the home. Each test uses a namespace of its own.
 /// </summary>
 [Trait("Requires", "Kubernetes")]
 public sealed class ClusterIntegrationTests(ITestOutputHelper output)
@@ -23,112 +28,239 @@ public sealed class ClusterIntegrationTests(ITestOutputHelper output)
     [KubernetesFact]
     public async Task Workspace_StartReachStopResizeKeepHomeDelete()
     {
+        Assert.Null(KubernetesCluster.UnavailableReason);
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(8));
         var ct = cts.Token;
-        var ns = KubernetesCluster.Namespace;
-        using var client = new k8s.Kubernetes(KubernetesClientConfiguration.BuildConfigFromConfigFile(KubernetesCluster.Kubeconfig!));
-        var createdNamespace = await EnsureNamespaceAsync(client, ns, ct);
-        var options = new KubernetesBackendOptions { Namespace = ns, StorageClass = KubernetesCluster.StorageClass, HomeSize = "1Gi" };
-        var backend = new KubernetesWorkspaceBackend(client, options);
-        var id = "ws-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
-        var request = new WorkspaceStartRequest
+        var (image, pullPolicy) = await KubernetesCluster.WorkspaceImageAsync();
+        using var client = KubernetesCluster.Client();
+        var ns = await CreateNamespaceAsync(client, "it", ct);
+        var options = new KubernetesBackendOptions
         {
-            Id = id,
-            Name = "k8sit",
-            Owner = "test",
-            Image = KubernetesCluster.Image!,
-            Size = Tiny,
-            Token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32)),
-            HomeVolume = $"dsvm-home-test-k8sit-{id}",
-            BaseUrl = "/user/test/k8sit/",
+            Namespace = ns, StorageClass = KubernetesCluster.StorageClass, HomeSize = "1Gi", ImagePullPolicy = pullPolicy,
+            EndpointMode = KubernetesEndpointMode.PodIp,
         };
+        var backend = new KubernetesWorkspaceBackend(client, options);
+        var request = Request(image, Tiny);
+        var id = request.Id;
         var progress = new Progress<WorkspaceProgress>(p => output.WriteLine(p.Message));
+        // No cookie jar: Jupyter answers a token request with a login cookie, which would authenticate the "anonymous" check.
+        using var http = new HttpClient(new SocketsHttpHandler { UseCookies = false }) { Timeout = TimeSpan.FromSeconds(10) };
         try
         {
             var launch = await backend.StartAsync(request, progress, ct);
-            Assert.Equal(new Uri($"http://dsvm-{id}.{ns}.svc:8888/"), launch.Endpoint);
-            Assert.True((await backend.GetStatusAsync(launch.Handle, ct)).Running);
-            await WaitForJupyterAsync(client, ns, id, request.BaseUrl, ct);
+            Assert.Equal("http", launch.Endpoint.Scheme);
+            Assert.Equal(8888, launch.Endpoint.Port);
+            var status = await backend.GetStatusAsync(launch.Handle, ct);
+            Assert.True(status.Running, status.Detail);
+            Assert.Equal(launch.Endpoint, status.Endpoint);
+            await WaitForJupyterAsync(http, launch.Endpoint, request, ct);
 
             Assert.Equal("", await ExecAsync(client, ns, id, ["sh", "-c", "echo kept > /home/dsvm/marker"], ct));
             Assert.Equal("65530", (await ExecAsync(client, ns, id, ["id", "-u"], ct)).Trim());
-            var claimUid = (await client.CoreV1.ReadNamespacedPersistentVolumeClaimAsync(request.HomeVolume, ns, cancellationToken: ct)).Metadata.Uid;
+            var claim = await client.CoreV1.ReadNamespacedPersistentVolumeClaimAsync(request.HomeVolume, ns, cancellationToken: ct);
+            Assert.Equal("Bound", claim.Status.Phase);
+            Assert.Equal(request.HomeId, claim.Metadata.Labels[WorkspaceLabels.Home]);
+            Assert.Equal(request.OwnerId, claim.Metadata.Labels[WorkspaceLabels.OwnerId]);
+
+            var pod = await client.CoreV1.ReadNamespacedPodAsync($"dsvm-{id}", ns, cancellationToken: ct);
+            Assert.Equal("500m", pod.Spec.Containers[0].Resources.Limits["cpu"].ToString());
+            Assert.Equal("1Gi", pod.Spec.Containers[0].Resources.Limits["memory"].ToString());
+            Assert.Equal("Guaranteed", pod.Status.QosClass);
+            Assert.Equal(request.OwnerId, pod.Metadata.Labels[WorkspaceLabels.OwnerId]);
+            Assert.Equal(request.HomeId, pod.Metadata.Labels[WorkspaceLabels.Home]);
+
+            // The workspace's NetworkPolicy is in the cluster and selects its pod. The lab has no network plugin, so
+            // that the cluster enforces it is NOT tested here.
+            var policy = await client.NetworkingV1.ReadNamespacedNetworkPolicyAsync($"dsvm-{id}", ns, cancellationToken: ct);
+            Assert.All(policy.Spec.PodSelector.MatchLabels, kv => Assert.Equal(kv.Value, pod.Metadata.Labels[kv.Key]));
+            Assert.Equal("dsvm-hub", Assert.Single(Assert.Single(policy.Spec.Ingress).FromProperty).PodSelector.MatchLabels["app.kubernetes.io/name"]);
 
             await backend.StopAsync(launch.Handle, ct);
             Assert.False((await backend.GetStatusAsync(launch.Handle, ct)).Exists);
             Assert.True(await backend.HomeExistsAsync(request.HomeVolume, ct));
 
             var resized = await backend.StartAsync(request with { Size = Bigger }, progress, ct);
-            await WaitForJupyterAsync(client, ns, id, request.BaseUrl, ct);
+            await WaitForJupyterAsync(http, resized.Endpoint, request, ct);
             Assert.Equal("kept", (await ExecAsync(client, ns, id, ["cat", "/home/dsvm/marker"], ct)).Trim());
-            Assert.Equal(claimUid, (await client.CoreV1.ReadNamespacedPersistentVolumeClaimAsync(request.HomeVolume, ns, cancellationToken: ct)).Metadata.Uid);
-            var pod = await client.CoreV1.ReadNamespacedPodAsync($"dsvm-{id}", ns, cancellationToken: ct);
+            Assert.Equal(claim.Metadata.Uid, (await client.CoreV1.ReadNamespacedPersistentVolumeClaimAsync(request.HomeVolume, ns, cancellationToken: ct)).Metadata.Uid);
+            pod = await client.CoreV1.ReadNamespacedPodAsync($"dsvm-{id}", ns, cancellationToken: ct);
             Assert.Equal("1", pod.Spec.Containers[0].Resources.Limits["cpu"].ToString());
             Assert.Equal("1536Mi", pod.Spec.Containers[0].Resources.Limits["memory"].ToString());
-            Assert.Contains(await backend.GetLogsAsync(resized.Handle, 50, ct), "Jupyter", StringComparison.OrdinalIgnoreCase);
+            Assert.Contains("Jupyter", await backend.GetLogsAsync(resized.Handle, 50, ct), StringComparison.OrdinalIgnoreCase);
 
+            // The reconciler and `dsvm doctor --repair` find the workspace by label, with the labels they rebuild from.
             var found = new List<ManagedResource>();
             await foreach (var r in backend.ListManagedAsync(ct))
             {
                 found.Add(r);
             }
 
-            Assert.Contains(found, r => r.WorkspaceId == id && r.Running);
+            var mine = Assert.Single(found, r => r.WorkspaceId == id);
+            Assert.True(mine.Running);
+            Assert.Equal(request.Owner, mine.Labels.GetValueOrDefault(WorkspaceLabels.Owner));
+            Assert.Equal(request.Name, mine.Labels.GetValueOrDefault(WorkspaceLabels.Name));
+            Assert.Equal(request.HomeId, mine.Labels.GetValueOrDefault(WorkspaceLabels.Home));
 
-            await backend.DeleteAsync(resized.Handle, request.HomeVolume, keepHome: false, ct);
+            // Delete keeping the home: everything of the workspace goes, the claim (and its files) stays.
+            await backend.DeleteAsync(resized.Handle, request.HomeVolume, keepHome: true, ct);
             Assert.False((await backend.GetStatusAsync(resized.Handle, ct)).Exists);
-            Assert.Empty((await client.CoreV1.ListNamespacedServiceAsync(ns, labelSelector: $"io.opendsvm.workspace={id}", cancellationToken: ct)).Items);
-            Assert.Empty((await client.CoreV1.ListNamespacedSecretAsync(ns, labelSelector: $"io.opendsvm.workspace={id}", cancellationToken: ct)).Items);
+            await AssertWorkspaceObjectsGoneAsync(client, ns, id, ct);
+            Assert.True(await backend.HomeExistsAsync(request.HomeVolume, ct));
+
+            // A new workspace on the kept home sees the files; deleting it without the home removes the claim.
+            var again = request with { Id = WorkspaceIds.NewWorkspaceId() };
+            var relaunch = await backend.StartAsync(again, progress, ct);
+            await WaitForJupyterAsync(http, relaunch.Endpoint, again, ct);
+            Assert.Equal("kept", (await ExecAsync(client, ns, again.Id, ["cat", "/home/dsvm/marker"], ct)).Trim());
+            await backend.DeleteAsync(relaunch.Handle, again.HomeVolume, keepHome: false, ct);
+            await AssertWorkspaceObjectsGoneAsync(client, ns, again.Id, ct);
+            Assert.False(await backend.HomeExistsAsync(request.HomeVolume, ct));
         }
         finally
         {
-            await backend.DeleteAsync(new WorkspaceHandle(id, backend.Name, System.Text.Json.JsonDocument.Parse("{}").RootElement), request.HomeVolume, keepHome: false, CancellationToken.None);
-            if (createdNamespace)
-            {
-                await client.CoreV1.DeleteNamespaceAsync(ns, cancellationToken: CancellationToken.None);
-            }
+            await DeleteNamespaceAsync(client, ns);
         }
     }
 
-    private static async Task<bool> EnsureNamespaceAsync(IKubernetes client, string ns, CancellationToken ct)
+    /// <summary>A size no node can hold: pending with the scheduler's reason (status and progress), then a capacity failure.</summary>
+    [KubernetesFact]
+    public async Task Workspace_TooBigForAnyNode_ReportsUnschedulable_AndFailsWithCapacity()
+    {
+        Assert.Null(KubernetesCluster.UnavailableReason);
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var ct = cts.Token;
+        var (image, pullPolicy) = await KubernetesCluster.WorkspaceImageAsync();
+        using var client = KubernetesCluster.Client();
+        var ns = await CreateNamespaceAsync(client, "unsched", ct);
+        var options = new KubernetesBackendOptions
+        {
+            Namespace = ns, StorageClass = KubernetesCluster.StorageClass, HomeSize = "1Gi", ImagePullPolicy = pullPolicy,
+            UnschedulableGrace = TimeSpan.FromSeconds(3), PollInterval = TimeSpan.FromMilliseconds(250),
+        };
+        var backend = new KubernetesWorkspaceBackend(client, options);
+        var request = Request(image, new MachineSize("k8s-it-huge", 512, 4096, 0, SizeClass.General));
+        var messages = new List<string>();
+        var progress = new SyncProgress(m => { lock (messages) { messages.Add(m.Message); } });
+        try
+        {
+            var ex = await Assert.ThrowsAsync<WorkspaceStartException>(() => backend.StartAsync(request, progress, ct));
+            output.WriteLine(ex.Message);
+            Assert.Equal(WorkspaceFailure.Capacity, ex.Reason);
+            Assert.Contains("not schedulable", ex.Message, StringComparison.Ordinal);
+            Assert.Contains("Insufficient", ex.Message, StringComparison.Ordinal);
+            lock (messages)
+            {
+                Assert.Contains(messages, m => m.Contains("not schedulable", StringComparison.Ordinal));
+            }
+
+            // The failed start removed its pod (the caller got no handle to remove it with).
+            Assert.Empty((await client.CoreV1.ListNamespacedPodAsync(ns, labelSelector: KubernetesObjects.SelectorOf(request.Id), cancellationToken: ct)).Items);
+        }
+        finally
+        {
+            await DeleteNamespaceAsync(client, ns);
+        }
+    }
+
+    private sealed class SyncProgress(Action<WorkspaceProgress> report) : IProgress<WorkspaceProgress>
+    {
+        public void Report(WorkspaceProgress value) => report(value);
+    }
+
+    private static WorkspaceStartRequest Request(string image, MachineSize size)
+    {
+        var homeId = WorkspaceIds.NewHomeId();
+        var ownerId = "u-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
+        return new WorkspaceStartRequest
+        {
+            Id = WorkspaceIds.NewWorkspaceId(),
+            Name = "k8sit",
+            Owner = "test",
+            OwnerId = ownerId,
+            HomeId = homeId,
+            Image = image,
+            Size = size,
+            Token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32)),
+            HomeVolume = WorkspaceIds.HomeObjectName(homeId),
+            BaseUrl = "/user/test/k8sit/",
+            // As the workspace manager labels its requests.
+            Labels = new Dictionary<string, string>
+            {
+                [WorkspaceLabels.Owner] = "test",
+                [WorkspaceLabels.Name] = "k8sit",
+                [WorkspaceLabels.Size] = size.Name,
+                [WorkspaceLabels.OwnerId] = ownerId,
+                [WorkspaceLabels.Home] = homeId,
+            },
+        };
+    }
+
+    private static async Task<string> CreateNamespaceAsync(IKubernetes client, string purpose, CancellationToken ct)
+    {
+        var ns = $"{KubernetesCluster.Namespace}-{purpose}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3))}";
+        await client.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = ns } }, cancellationToken: ct);
+        return ns;
+    }
+
+    private static async Task DeleteNamespaceAsync(IKubernetes client, string ns)
     {
         try
         {
-            await client.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = ns } }, cancellationToken: ct);
-            return true;
+            await client.CoreV1.DeleteNamespaceAsync(ns, gracePeriodSeconds: 0, cancellationToken: CancellationToken.None);
         }
-        catch (HttpOperationException ex) when (ex.Response.StatusCode == HttpStatusCode.Conflict)
+        catch (HttpOperationException ex) when (ex.Response.StatusCode == HttpStatusCode.NotFound)
         {
-            return false;
         }
     }
 
-    /// <summary>
-    /// Jupyter through the API server's service proxy (/api/v1/namespaces/NS/services/NAME:8888/proxy/...). The API
-    /// server drops the Authorization header after authenticating the client, so this asks Jupyter's unauthenticated
-    /// <c>GET {base}api</c> (its version) and checks that <c>{base}api/status</c> without the token is refused.
-    /// </summary>
-    private static async Task WaitForJupyterAsync(IKubernetes client, string ns, string id, string baseUrl, CancellationToken ct)
+    private static async Task AssertWorkspaceObjectsGoneAsync(IKubernetes client, string ns, string id, CancellationToken ct)
     {
-        var service = $"dsvm-{id}:8888";
+        var selector = KubernetesObjects.SelectorOf(id);
+        Assert.Empty((await client.CoreV1.ListNamespacedPodAsync(ns, labelSelector: selector, cancellationToken: ct)).Items);
+        Assert.Empty((await client.CoreV1.ListNamespacedServiceAsync(ns, labelSelector: selector, cancellationToken: ct)).Items);
+        Assert.Empty((await client.CoreV1.ListNamespacedSecretAsync(ns, labelSelector: selector, cancellationToken: ct)).Items);
+        Assert.Empty((await client.NetworkingV1.ListNamespacedNetworkPolicyAsync(ns, labelSelector: selector, cancellationToken: ct)).Items);
+    }
+
+    /// <summary>
+    /// Jupyter at the backend's endpoint, as the hub's readiness probe and proxy reach it: <c>{base}api/status</c>
+    /// answers, and <c>{base}api/contents</c> answers with the token and refuses without it.
+    /// </summary>
+    private static async Task WaitForJupyterAsync(HttpClient http, Uri endpoint, WorkspaceStartRequest request, CancellationToken ct)
+    {
+        var status = new Uri(endpoint, request.BaseUrl.TrimStart('/') + "api/status");
         while (true)
         {
+            using var message = new HttpRequestMessage(HttpMethod.Get, status);
+            message.Headers.Authorization = new AuthenticationHeaderValue("token", request.Token);
             try
             {
-                using var stream = await client.CoreV1.ConnectGetNamespacedServiceProxyWithPathAsync(service, ns, baseUrl.TrimStart('/') + "api", cancellationToken: ct);
-                using var reader = new StreamReader(stream);
-                Assert.Contains("\"version\"", await reader.ReadToEndAsync(ct), StringComparison.Ordinal);
-                break;
+                using var response = await http.SendAsync(message, ct);
+                if (response.StatusCode == HttpStatusCode.OK)
+                {
+                    using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
+                    Assert.True(doc.RootElement.TryGetProperty("started", out _));
+                    break;
+                }
             }
-            catch (HttpOperationException ex) when (ex.Response.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.BadGateway or HttpStatusCode.NotFound)
+            catch (HttpRequestException)
             {
-                await Task.Delay(500, ct);
             }
+
+            await Task.Delay(500, ct);
         }
 
-        var refused = await Assert.ThrowsAsync<HttpOperationException>(() =>
-            client.CoreV1.ConnectGetNamespacedServiceProxyWithPathAsync(service, ns, baseUrl.TrimStart('/') + "api/status", cancellationToken: ct));
-        Assert.Equal(HttpStatusCode.Forbidden, refused.Response.StatusCode);
+        // api/status is public in Jupyter; the contents API is not.
+        var contents = new Uri(endpoint, request.BaseUrl.TrimStart('/') + "api/contents");
+        using (var authorized = new HttpRequestMessage(HttpMethod.Get, contents))
+        {
+            authorized.Headers.Authorization = new AuthenticationHeaderValue("token", request.Token);
+            using var ok = await http.SendAsync(authorized, ct);
+            Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        }
+
+        using var anonymous = await http.GetAsync(contents, ct);
+        Assert.Equal(HttpStatusCode.Forbidden, anonymous.StatusCode);
     }
 
     private static async Task<string> ExecAsync(IKubernetes client, string ns, string id, string[] command, CancellationToken ct)

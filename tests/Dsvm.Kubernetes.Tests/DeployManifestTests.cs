@@ -106,8 +106,9 @@ public sealed class DeployManifestTests
             ["services"] = "create,delete,get,list",
             ["secrets"] = "create,delete,get,list,update",
             ["persistentvolumeclaims"] = "create,delete,get,list",
+            ["networkpolicies"] = "create,delete",
         }, verbs);
-        Assert.All(role.Rules, r => Assert.Equal([""], r.ApiGroups));
+        Assert.All(role.Rules, r => Assert.Equal(r.Resources.SequenceEqual(["networkpolicies"]) ? ["networking.k8s.io"] : [""], r.ApiGroups));
         var cluster = All().OfType<V1ClusterRole>().Single();
         Assert.All(cluster.Rules, r => Assert.DoesNotContain(r.Verbs, v => v is not ("get" or "list")));
         var binding = All().OfType<V1RoleBinding>().Single();

@@ -137,6 +137,11 @@ public sealed class FakeKubernetesApi : IAsyncDisposable
         }
 
         var seg = path.Trim('/').Split('/');
+        if (seg is ["apis", "networking.k8s.io", "v1", ..])
+        {
+            // networking.k8s.io/v1 objects (NetworkPolicy) are stored like the core ones.
+            seg = ["api", "v1", .. seg[3..]];
+        }
         if (path.TrimEnd('/') == "/version")
         {
             await JsonAsync(ctx, 200, new JsonObject { ["major"] = "1", ["minor"] = "31", ["gitVersion"] = "v1.31.0-fake", ["platform"] = "linux/amd64" });
@@ -277,6 +282,17 @@ public sealed class FakeKubernetesApi : IAsyncDisposable
                     _objects.TryRemove(key, out _);
                 }
 
+                if (kind == "services")
+                {
+                    // As Kubernetes before 1.23 (the 1.20 lab) answers a Service delete: a v1 Status, not the Service.
+                    await JsonAsync(ctx, 200, new JsonObject
+                    {
+                        ["kind"] = "Status", ["apiVersion"] = "v1", ["metadata"] = new JsonObject(), ["status"] = "Success",
+                        ["details"] = new JsonObject { ["name"] = name, ["kind"] = "services", ["uid"] = obj["metadata"]?["uid"]?.GetValue<string>() },
+                    });
+                    return;
+                }
+
                 await JsonAsync(ctx, 200, obj);
                 return;
             }
@@ -312,6 +328,7 @@ public sealed class FakeKubernetesApi : IAsyncDisposable
         "services" => "Service",
         "secrets" => "Secret",
         "persistentvolumeclaims" => "PersistentVolumeClaim",
+        "networkpolicies" => "NetworkPolicy",
         _ => plural,
     };
 

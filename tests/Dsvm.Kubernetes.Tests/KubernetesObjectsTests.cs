@@ -197,6 +197,63 @@ public sealed class KubernetesObjectsTests
     }
 
     [Fact]
+    public void HomeClaim_CarriesTheHomeIdAndOwnerId_WhenTheRequestHasThem()
+    {
+        var request = Request() with { HomeId = "h-0123456789ab", OwnerId = "u-0123456789ab", HomeVolume = "dsvm-home-h-0123456789ab" };
+        var claim = KubernetesObjects.HomeClaim(request, Options);
+        Assert.Equal("dsvm-home-h-0123456789ab", claim.Metadata.Name);
+        Assert.Equal("h-0123456789ab", claim.Metadata.Labels["io.opendsvm.home"]);
+        Assert.Equal("u-0123456789ab", claim.Metadata.Labels["io.opendsvm.owner-id"]);
+    }
+
+    [Fact]
+    public void NetworkPolicy_AdmitsOnlyTheHubsPods_OnTheJupyterPort_ToThisWorkspaceOnly()
+    {
+        var policy = KubernetesObjects.NetworkPolicy(Request(), Options);
+        Assert.Equal(("networking.k8s.io/v1", "NetworkPolicy"), (policy.ApiVersion, policy.Kind));
+        Assert.Equal("dsvm-ws-abc123", policy.Metadata.Name);
+        Assert.Equal("dsvm-test", policy.Metadata.NamespaceProperty);
+        Assert.Equal("ws-abc123", policy.Metadata.Labels["io.opendsvm.workspace"]);
+        // Selects this workspace's pod only (the Service's selector), never a whole namespace.
+        Assert.Equal(KubernetesObjects.Service(Request(), Options).Spec.Selector, policy.Spec.PodSelector.MatchLabels);
+        Assert.Null(policy.Spec.PodSelector.MatchExpressions);
+        Assert.Equal(["Ingress"], policy.Spec.PolicyTypes);
+        var rule = Assert.Single(policy.Spec.Ingress);
+        var peer = Assert.Single(rule.FromProperty);
+        Assert.Equal(new Dictionary<string, string> { ["app.kubernetes.io/name"] = "dsvm-hub" }, peer.PodSelector.MatchLabels);
+        Assert.Null(peer.NamespaceSelector);
+        Assert.Null(peer.IpBlock);
+        var port = Assert.Single(rule.Ports);
+        Assert.Equal(("TCP", "8888"), (port.Protocol, port.Port.Value));
+        // On the wire the port is a number, as the API server requires.
+        Assert.Contains("\"port\":8888", KubernetesJson.Serialize(policy), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void NetworkPolicy_HubOutsideTheCluster_AddsItsAddressRanges()
+    {
+        var options = Options with { HubPodLabels = new Dictionary<string, string> { ["app"] = "my-hub" }, HubCidrs = ["192.0.2.0/24"] };
+        var from = Assert.Single(KubernetesObjects.NetworkPolicy(Request(), options).Spec.Ingress).FromProperty;
+        Assert.Equal(2, from.Count);
+        Assert.Equal("my-hub", from[0].PodSelector.MatchLabels["app"]);
+        Assert.Equal("192.0.2.0/24", from[1].IpBlock.Cidr);
+    }
+
+    [Theory]
+    [InlineData(false, "10.0.0.0/8")]
+    [InlineData(true, "not-a-range")]
+    public void Options_WithoutHubLabelsOrWithABadRange_AreRefused(bool withLabels, string cidr)
+    {
+        var options = Options with
+        {
+            HubPodLabels = withLabels ? Options.HubPodLabels : new Dictionary<string, string>(),
+            HubCidrs = [cidr],
+        };
+        var ex = Assert.Throws<UsageException>(() => new KubernetesWorkspaceBackend(options));
+        Assert.Contains(withLabels ? "HubCidrs" : "HubPodLabels", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void HomeClaim_SizeClassAndAccessMode_FromOptions()
     {
         var claim = KubernetesObjects.HomeClaim(Request(), Options with { StorageClass = "fast-ssd", HomeSize = "25Gi" });
