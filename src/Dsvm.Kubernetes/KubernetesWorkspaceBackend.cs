@@ -394,8 +394,10 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
         KubernetesObjects.ValidClaimName(homeVolume);
         try
         {
-            await Client.CoreV1.ReadNamespacedPersistentVolumeClaimAsync(homeVolume, Ns, cancellationToken: ct);
-            return true;
+            // A claim being deleted (Terminating: the pvc-protection finalizer holds it until its last pod is gone)
+            // is no longer a home: deleting a workspace with its home answers before the cluster has finished.
+            var claim = await Client.CoreV1.ReadNamespacedPersistentVolumeClaimAsync(homeVolume, Ns, cancellationToken: ct);
+            return claim.Metadata.DeletionTimestamp is null;
         }
         catch (HttpOperationException ex) when (ex.Response.StatusCode == HttpStatusCode.NotFound)
         {

@@ -136,10 +136,12 @@ public sealed class SwarmWorkspaceTests(SwarmFixture fx, ITestOutputHelper outpu
             await EventuallyAsync(() => fx.Backend.GetStatusAsync(w.Handle, default), s => s.Running, Long);
         }
 
-        var after = (await fx.Manager.ListAsync(SwarmFixture.Owner, default)).ToDictionary(w => w.Name);
         foreach (var w in onN3)
         {
-            var now = after[w.Name];
+            // The task runs again; the record follows once its Jupyter answers (Starting until then).
+            var now = await EventuallyAsync(
+                async () => (await fx.Manager.ListAsync(SwarmFixture.Owner, default)).Single(x => x.Name == w.Name),
+                x => x.State == WorkspaceState.Running, Long);
             Assert.Equal(WorkspaceState.Running, now.State);
             Assert.Equal(SwarmLab.NodeAddresses[2], new Uri(now.Endpoint!).Host);
             Assert.True(await EventuallyAsync(() => SwarmFixture.AnswersAsync(now), ok => ok, Long), $"{w.Name} does not answer after the node came back");
