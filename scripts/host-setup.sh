@@ -48,7 +48,7 @@ if ! engine_up; then
   mkdir -p /var/log/opendsvm
   # The main engine's own processes, not the Swarm lab's (those dockerds and containerds run with arguments and pid
   # files of their own): containerd as started below, dockerd by its default pid file.
-  if ! pgrep -xf containerd >/dev/null && ! pgrep -f '^(/usr/bin/|/usr/sbin/)?containerd( --config /etc/containerd/config.toml)?$' >/dev/null; then
+  if ! pgrep -f '^(/usr/bin/|/usr/sbin/)?containerd( --config /etc/containerd/config.toml)?$' >/dev/null; then
     log "starting containerd"
     nohup containerd >/var/log/opendsvm/containerd.log 2>&1 &
     for _ in $(seq 1 50); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.2; done
