@@ -74,29 +74,48 @@ public sealed class AcceptedStartTests : HubTestBase
     }
 
     [Fact]
-    public async Task A_hub_killed_after_the_202_leaves_a_pending_record_that_reconcile_fails_after_its_deadline()
+    public async Task A_start_accepted_by_a_hub_that_died_is_finished_by_the_next_hub()
     {
         var alice = await UserAsync("alice");
         var secret = (await CreateTokenAsync(alice)).Str("token");
-        await Hub.DisposeAsync();
-        // What a hub killed right after the 202 leaves: the accepted record, nothing in the engine, no lock holder.
-        var now = World.Time.GetUtcNow();
-        await World.Store.SaveAsync(new Workspace
-        {
-            Id = "ws-00000000abcd", Name = "ws1", Owner = "alice", Environment = "minimal", Image = "dsvm/minimal:test", Size = "small",
-            Backend = World.Backend.Name, HomeVolume = "dsvm-home-alice-ws1", Token = "t", State = WorkspaceState.Pending, CreatedAt = now, UpdatedAt = now,
-        }, CancellationToken.None);
+        await KillAfterAcceptAsync("alice");
 
+        // The replacement hub takes the accepted start over: the client's 202 ends in a running workspace.
         var hubB = await World.StartHubAsync();
         var c = hubB.TokenClient(secret);
-        var pending = await (await c.GetAsync("api/v1/workspaces/alice/ws1").Expect(HttpStatusCode.OK)).JsonAsync();
-        Assert.Equal("pending", pending.Str("state"));
+        var w = await WaitForStateAsync(c, "api/v1/workspaces/alice/ws1", "running");
+        Assert.Equal("minimal", w.Str("environment"));
+        Assert.Single(World.Backend.Starts);
+        await c.GetAsync("user/alice/ws1/api/contents").Expect(HttpStatusCode.OK);
+    }
 
+    [Fact]
+    public async Task An_accepted_start_past_its_deadline_is_failed_not_started()
+    {
+        var alice = await UserAsync("alice");
+        var secret = (await CreateTokenAsync(alice)).Str("token");
+        await KillAfterAcceptAsync("alice");
+
+        // The hub was down for longer than a start may take: the user was told it failed, nothing starts late.
         World.Time.Advance(TimeSpan.FromMinutes(10));
-        await hubB.App.Services.GetRequiredService<ReconcileService>().RunOnceAsync(CancellationToken.None);
-
+        var hubB = await World.StartHubAsync();
+        var c = hubB.TokenClient(secret);
         var failed = await (await c.GetAsync("api/v1/workspaces/alice/ws1").Expect(HttpStatusCode.OK)).JsonAsync();
         Assert.Equal("failed", failed.Str("state"));
         Assert.Empty(World.Backend.Starts);
+    }
+
+    /// <summary>What a hub killed right after the 202 leaves: the accepted record, nothing in the engine, no lock holder.</summary>
+    private async Task KillAfterAcceptAsync(string owner)
+    {
+        var user = await Hub.App.Services.GetRequiredService<Dsvm.Hub.Data.Accounts>().FindUserAsync(owner, CancellationToken.None);
+        await Hub.DisposeAsync();
+        var now = World.Time.GetUtcNow();
+        await World.Store.SaveAsync(new Workspace
+        {
+            Id = "ws-00000000abcd", Name = "ws1", Owner = owner, OwnerId = user!.Id, Environment = "minimal", Image = "dsvm/minimal:test",
+            Size = "small", Backend = World.Backend.Name, HomeVolume = "dsvm-home-h-00000000abcd", HomeId = "h-00000000abcd", Token = "t",
+            State = WorkspaceState.Pending, CreatedAt = now, UpdatedAt = now,
+        }, CancellationToken.None);
     }
 }

@@ -570,6 +570,9 @@ public sealed class WorkspaceManager(
     private async Task<WorkspaceHandle> HandleOfAsync(Workspace w, CancellationToken ct) =>
         HasHandle(w) ? w.Handle : (await new LabelScan(this).FindAsync(w, ct))?.Handle ?? w.Handle;
 
+    /// <summary>Whether an accepted (Pending) start is still within its start deadline, counted from its last write.</summary>
+    public bool IsWithinStartDeadline(Workspace w) => time.GetUtcNow() - w.UpdatedAt <= StartTimeoutOf(BackendOf(w));
+
     private TimeSpan StartTimeoutOf(IWorkspaceBackend backend) =>
         backend.MinimumStartTimeout is { } least && least > _options.StartTimeout ? least : _options.StartTimeout;
 

@@ -109,6 +109,60 @@ public sealed partial class HubWorkspaces(
         return await GetAsync(user.Name, name, ct);
     }
 
+    /// <summary>
+    /// Takes over the starts that a previous hub accepted (202) and died before finishing: each Pending record within
+    /// its start deadline, with no start under way here, starts again in the background. Past the deadline, reconcile
+    /// fails it instead (the user may have given up). Returns how many were resumed.
+    /// </summary>
+    public async Task<int> ResumeAcceptedAsync(CancellationToken ct)
+    {
+        var resumed = 0;
+        foreach (var w in await store.ListAsync(null, ct))
+        {
+            if (w.State != WorkspaceState.Pending || !manager.IsWithinStartDeadline(w))
+            {
+                continue;
+            }
+
+            var env = (await environments.ListAsync(ct)).FirstOrDefault(e => e.Name == w.Environment);
+            if (env is null)
+            {
+                // No longer offered: reconcile fails it at its deadline.
+                continue;
+            }
+
+            var gate = _ownerGates.GetOrAdd(w.Owner, _ => new SemaphoreSlim(1, 1));
+            await gate.WaitAsync(ct);
+            try
+            {
+                if (_accepted.ContainsKey((w.Owner, w.Name)) || StartsInFlight >= options.MaxConcurrentStarts)
+                {
+                    // Under way here already; or no room now: the next reconcile tries again.
+                    continue;
+                }
+
+                EnterStart();
+                _accepted[(w.Owner, w.Name)] = w;
+            }
+            finally
+            {
+                gate.Release();
+            }
+
+            var request = new CreateWorkspaceRequest
+            {
+                Name = w.Name, Owner = w.Owner, OwnerId = w.OwnerId, Environment = env.Name, Image = env.Image, GpuMode = env.Gpu, Size = w.Size,
+                Backend = w.Backend,
+            };
+            LogResumed(w.Owner, w.Name);
+            Publish(w.Owner, w.Name, WorkspaceState.Pending, $"resuming the start of {w.Name} that the hub accepted before it restarted");
+            RunInBackground(w, async () => (await manager.UpAsync(request, Progress(w.Owner, w.Name), CancellationToken.None), "ready"));
+            resumed++;
+        }
+
+        return resumed;
+    }
+
     public async Task<Workspace> BeginRestartAsync(HubUser user, string owner, string name, string? newSize, CancellationToken ct)
     {
         var size = manager.Sizes.Get(newSize ?? (await manager.GetAsync(owner, name, ct)).Size);
@@ -351,6 +405,9 @@ public sealed partial class HubWorkspaces(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "exec in {Owner}/{Name}: {Program} exited {ExitCode}")]
     private partial void LogExec(string owner, string name, string program, int exitCode);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "workspace {Owner}/{Name}: resuming a start accepted before the hub restarted")]
+    private partial void LogResumed(string owner, string name);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "workspace {Owner}/{Name} failed: {Reason}")]
     private partial void LogStartFailed(string owner, string name, string reason);

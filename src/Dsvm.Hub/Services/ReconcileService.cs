@@ -6,10 +6,12 @@ namespace Dsvm.Hub.Services;
 
 /// <summary>
 /// Repairs drift at start-up and then periodically: states from the engine's labels, routes from the store.
-/// The hub never stops workspaces when it stops, so a restart finds them running and routes to them again.
+/// The hub never stops workspaces when it stops, so a restart finds them running and routes to them again, and
+/// finishes the starts that it had accepted.
 /// </summary>
 public sealed partial class ReconcileService(
-    WorkspaceManager manager, IWorkspaceStore store, RouteTable routes, HubOptions options, TimeProvider time, ILogger<ReconcileService> logger) : BackgroundService
+    WorkspaceManager manager, IWorkspaceStore store, HubWorkspaces workspaces, RouteTable routes, HubOptions options, TimeProvider time,
+    ILogger<ReconcileService> logger) : BackgroundService
 {
     public async Task RunOnceAsync(CancellationToken ct)
     {
@@ -28,6 +30,9 @@ public sealed partial class ReconcileService(
         {
             routes.Update(w);
         }
+
+        // Starts a previous hub accepted (202) and did not finish: this hub finishes them.
+        await workspaces.ResumeAcceptedAsync(ct);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
