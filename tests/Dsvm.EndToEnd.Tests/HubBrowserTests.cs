@@ -40,11 +40,8 @@ public sealed class HubBrowserTests
         var hub = app.Urls.First();
         IPage? page = null;
         System.Collections.Concurrent.ConcurrentQueue<string>? failureLog = null;
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = "/usr/bin/chromium", Headless = true, Args = ["--no-sandbox"],
-        });
+        await using var chromium = await Chromium.LaunchAsync();
+        var browser = chromium.Browser;
         try
         {
             var context = await browser.NewContextAsync(new BrowserNewContextOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 900 } });

@@ -84,18 +84,11 @@ public sealed class OriginsBrowserTests
             await workspaces.BeginStartAsync(alice, "lab1", "minimal", "small", default);
             await workspaces.WaitAsync("alice", "lab1");
 
-            using var playwright = await Playwright.CreateAsync();
-            await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-            {
-                ExecutablePath = "/usr/bin/chromium", Headless = true, Args = ["--no-sandbox"],
-            });
+            await using var chromium = await Chromium.LaunchAsync();
+            var browser = chromium.Browser;
             var context = await browser.NewContextAsync();
             var page = await context.NewPageAsync();
-            await page.GotoAsync($"{hub}/hub/login");
-            await page.FillAsync("input[name=name]", "alice");
-            await page.FillAsync("input[name=password]", Password);
-            await page.ClickAsync("button[type=submit]");
-            await page.WaitForURLAsync($"{hub}/hub/");
+            await Chromium.LogInAsync(page, hub, "alice", Password);
 
             // Open the workspace as a user does: the hub hands the browser to the workspace's own host.
             await page.GotoAsync($"{hub}/user/alice/lab1/lab");

@@ -55,20 +55,13 @@ public sealed class OrphanedHomesBrowserTests
 
             var homes = (await store.ListHomesAsync(alice.Id, default)).ToDictionary(h => h.Name, h => h.Id);
 
-            using var playwright = await Playwright.CreateAsync();
-            await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-            {
-                ExecutablePath = "/usr/bin/chromium", Headless = true, Args = ["--no-sandbox"],
-            });
+            await using var chromium = await Chromium.LaunchAsync();
+            var browser = chromium.Browser;
             var page = await (await browser.NewContextAsync()).NewPageAsync();
             // confirm() and prompt() answers, in the order the UI asks.
             var answers = new Queue<string>();
             page.Dialog += async (_, d) => await d.AcceptAsync(answers.Count > 0 ? answers.Dequeue() : null);
-            await page.GotoAsync($"{hub}/hub/login");
-            await page.FillAsync("input[name=name]", "admin");
-            await page.FillAsync("input[name=password]", Password);
-            await page.ClickAsync("button[type=submit]");
-            await page.WaitForURLAsync($"{hub}/hub/");
+            await Chromium.LogInAsync(page, hub, "admin", Password);
             await page.Locator("#homes-empty").WaitForAsync(new LocatorWaitForOptions { State = WaitForSelectorState.Attached });
             Assert.Equal(0, await page.Locator("#homes tbody tr").CountAsync());
 
