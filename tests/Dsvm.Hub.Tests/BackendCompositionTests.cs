@@ -78,6 +78,7 @@ public sealed class BackendCompositionTests : IDisposable
     [InlineData("backends:\n  swarm: { manager: \"tcp://10.0.0.2:2376\", registry: \"10.0.0.2:5000\" }\n", true)]
     [InlineData("backends:\n  k8s: { type: kubernetes }\n  docker: {}\n", true)]
     [InlineData("backends:\n  docker: { endpoint: \"tcp://10.0.0.3:2376\" }\n", true)]
+    [InlineData("backends:\n  vm: { type: qemu }\n", true)]
     public void The_local_engine_is_needed_only_by_backends_that_run_on_it(string yaml, bool needed)
     {
         var config = BackendConfig.Parse(yaml, File, _registry);
