@@ -2,6 +2,7 @@ using System.CommandLine;
 using Dsvm.Core;
 using Dsvm.Core.Sizes;
 using Dsvm.Core.Specs;
+using Dsvm.Core.Workspaces;
 using Dsvm.Data;
 using Dsvm.Docker;
 using Dsvm.Hub;
@@ -34,8 +35,8 @@ public static class HubCommands
             var configured = HubConfiguration.Bind(HubConfiguration.Load(p.GetValue(config)));
             var paths = DsvmPaths.FromEnvironment().EnsureCreated();
             var images = new ImageServices(paths);
-            await images.Docker.EnsureEngineAsync(ct);
             var gpus = new NvidiaGpuDetector();
+            var registry = BackendFactory.Registry(paths, gpus, images);
             var options = configured with
             {
                 Listen = p.GetResult(listen) is { Implicit: false } ? p.GetValue(listen)! : configured.Listen,
@@ -44,7 +45,14 @@ public static class HubCommands
                 IdleTimeout = p.GetValue(idle) is { } minutes ? TimeSpan.FromMinutes(minutes) : configured.IdleTimeout,
             };
             var sizes = WorkspaceServices.LoadSizes(paths);
-            var (_, backends) = BackendFactory.Load(paths, sizes, gpus, images);
+            var (backendConfig, backends) = BackendFactory.Load(paths, sizes, registry);
+
+            // This machine's engine only when a configured backend runs on it (a hub on a cluster has none).
+            if (registry.UsesLocalEngine(backendConfig))
+            {
+                await images.Docker.EnsureEngineAsync(ct);
+            }
+
             var state = HubDatabase.Open(HubDatabase.Configured(p.GetValue(database)), paths);
             var app = HubHost.Build(options, new HubDependencies
             {
@@ -52,7 +60,7 @@ public static class HubCommands
                 Backends = backends,
                 Store = state.Store,
                 Gpus = gpus,
-                Environments = new DockerEnvironmentCatalog(images),
+                Environments = HubEnvironments.For(backendConfig, registry, images),
                 Paths = paths,
                 Sizes = sizes,
             });
@@ -71,6 +79,17 @@ public static class HubCommands
         hub.Subcommands.Add(serve);
         return hub;
     }
+}
+
+/// <summary>Where the hub's environments come from: the one place that chooses the catalog.</summary>
+public static class HubEnvironments
+{
+    /// <summary>
+    /// The images of this machine's engine when a configured backend runs on it; else none (a hub on a cluster
+    /// never touches a local engine).
+    /// </summary>
+    public static IEnvironmentCatalog For(BackendConfig config, BackendRegistry registry, ImageServices images) =>
+        registry.UsesLocalEngine(config) ? new DockerEnvironmentCatalog(images) : new StaticEnvironmentCatalog([]);
 }
 
 /// <summary>The hub's environments: images built here (dsvm/ENV:latest), with their GPU mode from their labels.</summary>

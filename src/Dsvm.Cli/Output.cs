@@ -3,6 +3,8 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Dsvm.Core;
 using Dsvm.Core.Workspaces;
+using Dsvm.Docker;
+using Dsvm.Images;
 using Spectre.Console;
 
 namespace Dsvm.Cli;
@@ -87,9 +89,11 @@ public static class Output
         IReadOnlyList<string> endpoints;
         try
         {
-            endpoints = BackendFactory.Endpoints(BackendFactory.LoadConfig(DsvmPaths.FromEnvironment()), engine);
+            var paths = DsvmPaths.FromEnvironment();
+            var registry = BackendFactory.Registry(paths, new NvidiaGpuDetector(), new ImageServices(paths));
+            endpoints = registry.Endpoints(BackendFactory.LoadConfig(paths, registry), engine);
         }
-        catch (DsvmException)
+        catch (Exception e) when (e is DsvmException or IOException or UnauthorizedAccessException)
         {
             endpoints = [];
         }

@@ -317,7 +317,7 @@ public static class WorkspaceCommands
             var w = await s.Manager.GetAsync(Owner, p.GetValue(name)!, ct);
             if (p.GetValue(follow))
             {
-                s.RequireDockerBackend(w, "logs -f");
+                s.RequireCapability(w, c => c.Logs, "logs -f");
                 if (w.ContainerId is null)
                 {
                     throw new ConflictException($"workspace '{w.Name}' is not running");
@@ -351,7 +351,7 @@ public static class WorkspaceCommands
 
             var s = new WorkspaceServices();
             var w = await s.Manager.GetAsync(Owner, p.GetValue(name)!, ct);
-            s.RequireDockerBackend(w, "exec");
+            s.RequireCapability(w, c => c.Exec, "exec");
             var refreshed = (await s.Manager.ListAsync(Owner, ct)).First(x => x.Id == w.Id);
             if (refreshed.State != WorkspaceState.Running || refreshed.ContainerId is null)
             {
@@ -416,7 +416,7 @@ public static class WorkspaceCommands
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
             var s = new WorkspaceServices();
-            if (s.BackendConfig.TypeOf(s.Backends.DefaultName) == "docker")
+            if (s.BackendConfig.Backends.FirstOrDefault(b => b.Name == s.Backends.DefaultName) is { } defaultSection && s.BackendTypes.UsesLocalEngine(defaultSection))
             {
                 await s.Images.Docker.EnsureEngineAsync(ct);
             }

@@ -24,7 +24,8 @@ public sealed class WorkspaceServices
         Store = new SqliteWorkspaceStore(paths.Database);
         Sizes = LoadSizes(paths);
         Gpus = new NvidiaGpuDetector();
-        (BackendConfig, Backends) = BackendFactory.Load(paths, Sizes, Gpus, Images);
+        BackendTypes = BackendFactory.Registry(paths, Gpus, Images);
+        (BackendConfig, Backends) = BackendFactory.Load(paths, Sizes, BackendTypes);
         var timeout = Environment.GetEnvironmentVariable("DSVM_START_TIMEOUT") is { Length: > 0 } t && int.TryParse(t, out var secs) ? secs : 120;
         Manager = new WorkspaceManager(Backends, Store, Sizes, Gpus, new HttpReadinessProbe(), paths, TimeProvider.System,
             new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(timeout) });
@@ -38,6 +39,7 @@ public sealed class WorkspaceServices
     public SqliteWorkspaceStore Store { get; }
     public SizeCatalog Sizes { get; }
     public NvidiaGpuDetector Gpus { get; }
+    public BackendRegistry BackendTypes { get; }
     public BackendConfig BackendConfig { get; }
     public WorkspaceBackends Backends { get; }
 
@@ -45,12 +47,13 @@ public sealed class WorkspaceServices
     public IWorkspaceBackend Backend => Backends.Default;
     public WorkspaceManager Manager { get; }
 
-    /// <summary>Commands that talk to the engine directly (exec, logs -f) work for the local Docker backend only.</summary>
-    public void RequireDockerBackend(Workspace w, string command)
+    /// <summary>Commands that talk to the engine directly (exec, logs -f) need the capability on the workspace's backend.</summary>
+    public void RequireCapability(Workspace w, Func<BackendCapabilities, bool> has, string command)
     {
-        if (BackendConfig.TypeOf(w.Backend) != "docker")
+        if (!has(BackendTypes.CapabilitiesOf(BackendConfig, w.Backend)))
         {
-            throw new UsageException($"`dsvm {command}` works for workspaces on the local Docker engine; '{w.Name}' runs on backend '{w.Backend}'");
+            var able = BackendTypes.Types.Where(t => has(BackendTypes.Find(t)!.Capabilities));
+            throw new UsageException($"`dsvm {command}` works for workspaces on {string.Join(" or ", able)} backends; '{w.Name}' runs on backend '{w.Backend}'");
         }
     }
 

@@ -209,7 +209,17 @@ public static partial class HubHost
         // Records made before IDs: each gets its owner's user ID and a home record that keeps its old volume.
         var ids = (await accounts.ListUsersAsync(ct)).ToDictionary(u => u.Name, u => u.Id, StringComparer.Ordinal);
         await app.Services.GetRequiredService<WorkspaceManager>().AdoptLegacyRecordsAsync(owner => ids.GetValueOrDefault(owner), ct);
-        await app.Services.GetRequiredService<ReconcileService>().RunOnceAsync(ct);
+        try
+        {
+            await app.Services.GetRequiredService<ReconcileService>().RunOnceAsync(ct);
+        }
+        catch (Exception ex) when (ex is EnvironmentNotReadyException || EngineFaults.EngineOf(ex) is not null)
+        {
+            // A cluster that does not answer yet is no reason to refuse logins: backends connect on first use, and the
+            // periodic reconciliation repairs the records and routes once it answers.
+            EngineDownAtStart(app.Logger, EngineFaults.Reason(ex));
+        }
+
         return password;
     }
 
@@ -250,6 +260,9 @@ public static partial class HubHost
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Single-origin mode: Hub:WorkspaceDomain is not set, so every workspace shares the hub's origin and JavaScript running in a workspace can act as its user on the hub. Fine for one person on a laptop; set Hub:WorkspaceDomain (see docs/hub.md) for a shared hub")]
     private static partial void SingleOriginMode(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "workspaces not reconciled at start, an engine does not answer ({Reason}); retried every reconcile interval")]
+    private static partial void EngineDownAtStart(ILogger logger, string reason);
 
     /// <summary>Cookie-authenticated unsafe API calls must send the session's CSRF secret in a header.</summary>
     private static async Task CsrfCheck(HttpContext ctx, RequestDelegate next)

@@ -12,7 +12,7 @@ public sealed class BackendConfigTests
     [Fact]
     public void Without_a_file_the_local_engine_is_the_default_and_qemu_is_there_by_name()
     {
-        var config = BackendConfig.Load("/nonexistent/backends.yaml");
+        var config = BackendConfig.Load("/nonexistent/backends.yaml", TestBackendTypes.Registry);
         Assert.Equal("docker", config.Default);
         Assert.Equal(["docker", "qemu"], config.Backends.Select(b => b.Name));
         Assert.Empty(config.SizeRoutes);
@@ -32,7 +32,7 @@ public sealed class BackendConfigTests
             routes:
               sizes: { gpu-small: gpu-cluster }
               classes: { memory: swarm }
-            """, File);
+            """, File, TestBackendTypes.Registry);
 
         Assert.Equal("docker", config.Default);
         var swarm = config.Backends.Single(b => b.Name == "swarm");
@@ -57,7 +57,7 @@ public sealed class BackendConfigTests
             routes:
               sizes: { gpu-small: nowhere }
               classes: { huge: docker }
-            """, File));
+            """, File, TestBackendTypes.Registry));
 
         var messages = ex.Errors.Select(e => e.ToString()).ToList();
         Assert.Contains(messages, m => m.StartsWith($"{File}:1:1: defualt: unknown key 'defualt'", StringComparison.Ordinal) && m.Contains("did you mean 'default'", StringComparison.Ordinal));
@@ -71,7 +71,7 @@ public sealed class BackendConfigTests
     [Fact]
     public void Invalid_yaml_is_located()
     {
-        var ex = Assert.Throws<SpecValidationException>(() => BackendConfig.Parse("backends:\n  docker: [unclosed\n", File));
+        var ex = Assert.Throws<SpecValidationException>(() => BackendConfig.Parse("backends:\n  docker: [unclosed\n", File, TestBackendTypes.Registry));
         Assert.Contains("not valid YAML", ex.Message, StringComparison.Ordinal);
         Assert.StartsWith(File + ":", ex.Errors[0].ToString(), StringComparison.Ordinal);
     }
@@ -79,7 +79,7 @@ public sealed class BackendConfigTests
     [Fact]
     public void A_route_to_a_size_that_does_not_exist_is_refused()
     {
-        var config = BackendConfig.Parse("backends: { docker: {} }\nroutes: { sizes: { gpu-huge: docker } }\n", File);
+        var config = BackendConfig.Parse("backends: { docker: {} }\nroutes: { sizes: { gpu-huge: docker } }\n", File, TestBackendTypes.Registry);
         var ex = Assert.Throws<SpecValidationException>(() => config.CheckSizes(SizeCatalog.Load(null)));
         Assert.Contains("routes.sizes.gpu-huge: no size 'gpu-huge'", ex.Message, StringComparison.Ordinal);
     }
@@ -87,7 +87,7 @@ public sealed class BackendConfigTests
     [Fact]
     public void Section_errors_point_at_the_setting()
     {
-        var config = BackendConfig.Parse("backends:\n  docker:\n    endpoint: nope\n", File);
+        var config = BackendConfig.Parse("backends:\n  docker:\n    endpoint: nope\n", File, TestBackendTypes.Registry);
         var error = config.Backends[0].Error("endpoint", "bad");
         Assert.Equal($"{File}:3:15: backends.docker.endpoint: bad", error.ToString());
     }

@@ -31,7 +31,7 @@ public sealed class ParsingLimitsTests
                 SizeCatalog.Parse(text, SizesFile);
                 break;
             default:
-                BackendConfig.Parse(text, BackendsFile);
+                BackendConfig.Parse(text, BackendsFile, TestBackendTypes.Registry);
                 break;
         }
     }
@@ -207,7 +207,7 @@ public sealed class ParsingLimitsTests
     [Fact]
     public void An_unknown_size_in_routes_is_reported_in_the_file()
     {
-        var config = BackendConfig.Parse("backends:\n  docker: {}\nroutes:\n  sizes:\n    smal: docker\n", BackendsFile);
+        var config = BackendConfig.Parse("backends:\n  docker: {}\nroutes:\n  sizes:\n    smal: docker\n", BackendsFile, TestBackendTypes.Registry);
         var ex = Assert.Throws<SpecValidationException>(() => config.CheckSizes(new SizeCatalog(SizeCatalog.Defaults)));
         var error = Assert.Single(ex.Errors);
         Assert.Equal($"{BackendsFile}:5:5: routes.sizes.smal: no size 'smal' (did you mean 'small'?) (see `dsvm sizes`)", error.ToString());

@@ -58,7 +58,7 @@ public sealed class QemuCliTests
 
             var exec = await Dsvm.RunAsync("exec", name, "--", "true");
             Assert.Equal(2, exec.ExitCode);
-            Assert.Contains("works for workspaces on the local Docker engine; 'clivm' runs on backend 'qemu'", exec.Stdout, StringComparison.Ordinal);
+            Assert.Contains("`dsvm exec` works for workspaces on docker backends; 'clivm' runs on backend 'qemu'", exec.Stdout, StringComparison.Ordinal);
 
             var doctor = await Dsvm.RunAsync("doctor", "--output", "json");
             var qemu = doctor.Json.GetProperty("findings").EnumerateArray().Single(f => f.GetProperty("check").GetString()!.StartsWith("backend qemu", StringComparison.Ordinal));

@@ -40,6 +40,21 @@ public sealed class InitializationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_engine_that_does_not_answer_at_start_does_not_keep_the_hub_from_serving()
+    {
+        // A real Docker client on a socket that does not exist, as the only backend: the start-up reconciliation fails,
+        // is logged, and is left to the periodic one (backends connect on first use).
+        var missing = new Dsvm.Docker.DockerWorkspaceBackend(
+            new Dsvm.Docker.DockerBackendOptions { Endpoint = new Uri("unix:///nonexistent/dsvm-init-test.sock") }, new NoGpus());
+        _world.Backends = _ => new Dsvm.Core.Workspaces.WorkspaceBackends(
+            new Dictionary<string, Func<Dsvm.Core.Workspaces.IWorkspaceBackend>> { ["docker"] = () => missing }, "docker");
+        var hub = await _world.StartHubAsync(HubWorld.DefaultOptions());
+        var admin = hub.NewClient();
+        await admin.LoginAsync(HubWorld.AdminName, HubWorld.AdminPassword).Expect(HttpStatusCode.OK);
+        await admin.Http.GetAsync("api/v1/environments").Expect(HttpStatusCode.OK);
+    }
+
+    [Fact]
     public async Task Configured_admin_password_is_used_and_nothing_is_returned()
     {
         var hub = await _world.StartHubAsync(HubWorld.DefaultOptions() with { AdminName = "root", AdminPassword = "configured-secret-9" });

@@ -7,9 +7,15 @@ namespace Dsvm.Core.Workspaces;
 /// <summary>One setting of a backend section, with where it was written (for located errors).</summary>
 public sealed record BackendSetting(string Value, int Line, int Column);
 
-/// <summary>A configured backend: its name, its type (docker, qemu, swarm, kubernetes) and its settings.</summary>
+/// <summary>
+/// A configured backend: its name, its type (a registered one: see <see cref="BackendRegistry"/>) and its settings,
+/// with the helpers backend registrations parse them with (every error names the file, line and key).
+/// </summary>
 public sealed record BackendSection(string Name, string Type, IReadOnlyDictionary<string, BackendSetting> Settings, string File, int Line, int Column)
 {
+    /// <summary>Where <c>type:</c> was written, when it was (else the section's name gave the type).</summary>
+    public BackendSetting? TypeSetting { get; init; }
+
     public string? Get(string key) => Settings.TryGetValue(key, out var s) ? s.Value : null;
 
     /// <summary>An error at the setting (or the section when the setting is absent).</summary>
@@ -18,11 +24,66 @@ public sealed record BackendSection(string Name, string Type, IReadOnlyDictionar
         var at = Settings.TryGetValue(key, out var s) ? (s.Line, s.Column) : (Line, Column);
         return new SpecError(File, at.Item1, at.Item2, $"backends.{Name}.{key}", message);
     }
+
+    /// <summary>An error about the section's type, at its <c>type:</c> setting or its name.</summary>
+    public SpecError TypeError(string message) =>
+        new(File, TypeSetting?.Line ?? Line, TypeSetting?.Column ?? Column, $"backends.{Name}.type", message);
+
+    /// <summary>An absolute URI, or null when the setting is absent.</summary>
+    public Uri? Uri(string key) =>
+        Get(key) is not { } value ? null
+        : System.Uri.TryCreate(value, UriKind.Absolute, out var uri) ? uri
+        : throw new SpecValidationException([Error(key, $"'{value}' is not an absolute URI (e.g. unix:///var/run/docker.sock or tcp://10.0.0.2:2376)")]);
+
+    /// <summary>A whole number in [min, max], or null when the setting is absent.</summary>
+    public int? Number(string key, int min, int max, string what) =>
+        Get(key) is not { } text
+            ? null
+            : int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
+                ? n
+                : throw new SpecValidationException([Error(key, $"'{text}' is not a number of {what} ({min}-{max})")]);
+
+    /// <summary><c>key=value,key=value</c> (empty when the setting is absent).</summary>
+    public Dictionary<string, string> Pairs(string key)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in (Get(key) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var eq = pair.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0)
+            {
+                throw new SpecValidationException([Error(key, $"'{pair}' is not key=value (e.g. accelerator=nvidia,zone=a)")]);
+            }
+
+            result[pair[..eq]] = pair[(eq + 1)..];
+        }
+
+        return result;
+    }
+
+    /// <summary>A file path, <c>~/</c> expanded to the user's home; null when the setting is absent.</summary>
+    public string? FilePath(string key) =>
+        Get(key) is not { } path ? null
+        : path.StartsWith("~/", StringComparison.Ordinal) ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), path[2..])
+        : path;
+
+    /// <summary>A backend's own validation (a <see cref="UsageException"/> from its constructor) reported at the section.</summary>
+    public T Checked<T>(Func<T> create)
+    {
+        try
+        {
+            return create();
+        }
+        catch (UsageException ex)
+        {
+            throw new SpecValidationException([new SpecError(File, Line, Column, $"backends.{Name}", ex.Message)]);
+        }
+    }
 }
 
 /// <summary>
-/// <c>backends.yaml</c>: which engines run workspaces and which sizes go where. Without the file there is one
-/// backend, the local Docker engine (plus <c>qemu</c>, VMs on this machine, when asked for by name).
+/// <c>backends.yaml</c>: which engines run workspaces and which sizes go where. Without the file, the registry's
+/// built-in backends (the local Docker engine, and <c>qemu</c> VMs on this machine when asked for by name).
 /// <code>
 /// default: docker
 /// backends:
@@ -38,9 +99,7 @@ public sealed record BackendConfig
 {
     public const string FileName = "backends.yaml";
 
-    public static readonly IReadOnlyList<string> Types = ["docker", "qemu", "swarm", "kubernetes"];
-
-    public string Default { get; init; } = "docker";
+    public required string Default { get; init; }
 
     public IReadOnlyList<BackendSection> Backends { get; init; } = [];
 
@@ -51,25 +110,21 @@ public sealed record BackendConfig
     /// <summary>Where each size route is written (file, line, column, key path), for errors found once the sizes are known.</summary>
     public IReadOnlyDictionary<string, SpecError> SizeRouteLocations { get; init; } = new Dictionary<string, SpecError>();
 
-    /// <summary>The built-in configuration: the local engine, and qemu VMs by name.</summary>
-    public static BackendConfig BuiltIn { get; } = new()
-    {
-        Backends =
-        [
-            new BackendSection("docker", "docker", new Dictionary<string, BackendSetting>(), "(built-in)", 0, 0),
-            new BackendSection("qemu", "qemu", new Dictionary<string, BackendSetting>(), "(built-in)", 0, 0),
-        ],
-    };
+    /// <summary>The registry's built-in backends, the first the default.</summary>
+    public static BackendConfig BuiltIn(BackendRegistry registry) =>
+        registry.BuiltIn is [var first, ..] builtIn
+            ? new() { Default = first.Name, Backends = builtIn }
+            : throw new UsageException("no backend type is built in: configure backends.yaml");
 
-    /// <summary>The user's file when it exists, else <see cref="BuiltIn"/>.</summary>
-    public static BackendConfig Load(string? file) =>
-        file is not null && File.Exists(file) ? Parse(SpecYaml.ReadFile(file), file) : BuiltIn;
+    /// <summary>The user's file when it exists, else the registry's built-in backends.</summary>
+    public static BackendConfig Load(string? file, BackendRegistry registry) =>
+        file is not null && File.Exists(file) ? Parse(SpecYaml.ReadFile(file), file, registry) : BuiltIn(registry);
 
     private static readonly string[] TopKeys = ["default", "backends", "routes"];
     private static readonly string[] RouteKeys = ["sizes", "classes"];
 
-    /// <summary>Parses the file; every problem is reported at once with its line and key.</summary>
-    public static BackendConfig Parse(string text, string file)
+    /// <summary>Parses the file against the registered types; every problem is reported at once with its line and key.</summary>
+    public static BackendConfig Parse(string text, string file, BackendRegistry registry)
     {
         var errors = new List<SpecError>();
         void Err(YamlNode n, string path, string msg) => errors.Add(new SpecError(file, (int)n.Start.Line, (int)n.Start.Column, path, msg));
@@ -118,21 +173,27 @@ public sealed record BackendConfig
 
                     var type = settings.TryGetValue("type", out var t) ? t.Value : name;
                     settings.Remove("type");
-                    if (!Types.Contains(type))
+                    var section = new BackendSection(name, type, settings, file, (int)keyNode.Start.Line, (int)keyNode.Start.Column) { TypeSetting = t };
+                    if (registry.Find(type) is null)
                     {
-                        Err(t is null ? keyNode : valueNode, $"backends.{name}.type",
-                            $"'{type}' is not a backend type{SpecLoader.Suggest(type, Types)} (types: {string.Join(", ", Types)}; name the section after one or give type:)");
+                        errors.Add(registry.UnknownType(type, section.TypeError));
                         continue;
                     }
 
-                    sections.Add(new BackendSection(name, type, settings, file, (int)keyNode.Start.Line, (int)keyNode.Start.Column));
+                    sections.Add(section);
                 }
             }
         }
 
+        var builtIn = registry.BuiltIn;
         if (sections.Count == 0)
         {
-            sections.AddRange(BuiltIn.Backends);
+            if (builtIn.Count == 0 && errors.Count == 0)
+            {
+                throw new SpecValidationException([new SpecError(file, 1, 1, "backends", $"no backend configured (types: {string.Join(", ", registry.Types)})")]);
+            }
+
+            sections.AddRange(builtIn);
         }
 
         var names = sections.Select(s => s.Name).ToList();
@@ -150,7 +211,8 @@ public sealed record BackendConfig
             return value;
         }
 
-        var defaultName = names.Contains("docker") ? "docker" : names[0];
+        // The first built-in type when it is configured (the local engine), else the first backend listed.
+        var defaultName = builtIn is [var first, ..] && names.Contains(first.Name) ? first.Name : names.FirstOrDefault() ?? "";
         if (Child(root, "default") is { } defaultNode)
         {
             defaultName = Route(defaultNode, "default") ?? defaultName;
@@ -198,9 +260,6 @@ public sealed record BackendConfig
 
         return new BackendConfig { Default = defaultName, Backends = sections, SizeRoutes = sizeRoutes, ClassRoutes = classRoutes, SizeRouteLocations = sizeRouteAt };
     }
-
-    /// <summary>The type of a configured backend, or null when there is none of that name.</summary>
-    public string? TypeOf(string name) => Backends.FirstOrDefault(b => b.Name == name)?.Type;
 
     /// <summary>Size routes must name sizes that exist (checked once the catalog is known).</summary>
     public void CheckSizes(SizeCatalog sizes)

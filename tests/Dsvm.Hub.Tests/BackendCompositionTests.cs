@@ -1,0 +1,87 @@
+using Dsvm.Cli;
+using Dsvm.Core;
+using Dsvm.Core.Workspaces;
+using Dsvm.Images;
+
+namespace Dsvm.Hub.Tests;
+
+/// <summary>The composition the CLI and the hub share (<see cref="BackendFactory.Registry"/>): every backend project's registration.</summary>
+public sealed class BackendCompositionTests : IDisposable
+{
+    private const string File = "/etc/dsvm/backends.yaml";
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "dsvm-compose-" + Guid.NewGuid().ToString("N")[..12]);
+    private readonly BackendRegistry _registry;
+
+    public BackendCompositionTests()
+    {
+        var paths = new DsvmPaths(Path.Combine(_dir, "data"), Path.Combine(_dir, "cache"));
+        _registry = BackendFactory.Registry(paths, new NoGpus(), new ImageServices(paths));
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void Every_backend_project_registers_its_type_and_the_local_engine_is_the_built_in_default()
+    {
+        Assert.Equal(["docker", "qemu", "swarm", "kubernetes"], _registry.Types);
+        var config = BackendConfig.Load(null, _registry);
+        Assert.Equal("docker", config.Default);
+        Assert.Equal(["docker", "qemu"], config.Backends.Select(b => b.Name));
+        Assert.True(_registry.Find("docker")!.Capabilities is { Exec: true, Logs: true, Gpu: true });
+        Assert.True(_registry.Find("kubernetes")!.Capabilities is { Exec: false, Logs: false, Gpu: true });
+    }
+
+    [Fact]
+    public void An_unknown_type_is_a_located_error_never_another_backend()
+    {
+        // Before the registry, a section of an unknown type made by hand crashed with a KeyNotFoundException (a stack trace).
+        var section = new BackendSection("cluster", "nomad", new Dictionary<string, BackendSetting>(), File, 3, 3);
+        var ex = Assert.Throws<SpecValidationException>(() => _registry.Create(new BackendConfig { Default = "cluster", Backends = [section] }));
+        Assert.Equal($"{File}:3:3: backends.cluster.type: 'nomad' is not a backend type (types: docker, qemu, swarm, kubernetes; name the section after one or give type:)",
+            Assert.Single(ex.Errors).ToString());
+
+        var parsed = Assert.Throws<SpecValidationException>(() => BackendConfig.Parse("backends:\n  gpu:\n    type: kubernets\n", File, _registry));
+        Assert.Contains("'kubernets' is not a backend type (did you mean 'kubernetes'?)", parsed.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Settings_are_checked_by_each_registration_with_file_line_and_key()
+    {
+        var config = BackendConfig.Parse("""
+            backends:
+              docker:
+                endpoint: nope
+              vm:
+                type: qemu
+                accelerator: xen
+              swarm:
+                registry: 10.0.0.2:5000
+              k8s:
+                type: kubernetes
+                endpoint-mode: magic
+                node-selector: zone
+            """, File, _registry);
+        var ex = Assert.Throws<SpecValidationException>(() => _registry.Create(config));
+        Assert.Equal(
+            [
+                $"{File}:3:15: backends.docker.endpoint: 'nope' is not an absolute URI (e.g. unix:///var/run/docker.sock or tcp://10.0.0.2:2376)",
+                $"{File}:6:18: backends.vm.accelerator: 'xen' is not an accelerator (auto, kvm, tcg)",
+                $"{File}:7:3: backends.swarm.manager: required: the engine API of a swarm manager (unix:///var/run/docker.sock on a manager, or tcp://manager:2376)",
+                $"{File}:11:20: backends.k8s.endpoint-mode: 'magic' is not an endpoint mode (service, pod-ip, template)",
+            ],
+            ex.Errors.Select(e => e.ToString()));
+    }
+
+    [Theory]
+    [InlineData("backends:\n  k8s: { type: kubernetes }\n", false)]
+    [InlineData("backends:\n  swarm: { manager: \"tcp://10.0.0.2:2376\" }\n", false)]
+    [InlineData("backends:\n  swarm: { manager: \"tcp://10.0.0.2:2376\", registry: \"10.0.0.2:5000\" }\n", true)]
+    [InlineData("backends:\n  k8s: { type: kubernetes }\n  docker: {}\n", true)]
+    [InlineData("backends:\n  docker: { endpoint: \"tcp://10.0.0.3:2376\" }\n", true)]
+    [InlineData("backends:\n  vm: { type: qemu }\n", true)]
+    public void The_local_engine_is_needed_only_by_backends_that_run_on_it(string yaml, bool needed)
+    {
+        var config = BackendConfig.Parse(yaml, File, _registry);
+        Assert.Equal(needed, _registry.UsesLocalEngine(config));
+    }
+}
