@@ -26,6 +26,8 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     public const string HomeLabel = "io.opendsvm.home";
     public const string NodeLabel = "io.opendsvm.node";
 
+    private static readonly TimeSpan NetworkRemoveTimeout = TimeSpan.FromSeconds(30);
+
     private readonly DockerClient _manager;
     private readonly DockerClient _local;
     private readonly SwarmBackendOptions _options;
@@ -82,6 +84,14 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
 
     public async Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
+        if (request.Size.Network == WorkspaceNetwork.Isolated)
+        {
+            // An internal overlay has no docker_gwbridge, so a host-mode port is never published and the hub (not a
+            // swarm task) could not reach Jupyter. Refused rather than started with a way out (docs/swarm.md).
+            throw new WorkspaceStartException(WorkspaceFailure.Backend,
+                $"size {request.Size.Name} has network: isolated, which the swarm backend does not support yet (its workspaces always reach the outside); use a size with network: internet");
+        }
+
         var nodes = await NodesAsync(ct);
         var pin = await FindPinAsync(request.HomeVolume, ct);
         if (pin is not null && !nodes.Any(n => n.ID == pin))
@@ -99,7 +109,8 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         var name = ServiceName(request.Id);
         // A service left by a crash or a killed command: the home is separate, so it is safe to replace.
         await RemoveServiceAsync(name, ct);
-        var parameters = CreateParameters(request, name, NodeImage(request.Image), pin);
+        var network = await EnsureNetworkAsync(request, ct);
+        var parameters = CreateParameters(request, name, NodeImage(request.Image), pin, network);
         ServiceCreateResponse created;
         try
         {
@@ -198,8 +209,8 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         }
     }
 
-    /// <summary>The service definition: reservations = limits = the size, host-mode port, unprivileged and locked down.</summary>
-    internal ServiceCreateParameters CreateParameters(WorkspaceStartRequest request, string name, string image, string? pinnedNode)
+    /// <summary>The service definition: reservations = limits = the size, its own overlay, host-mode port, unprivileged and locked down.</summary>
+    internal ServiceCreateParameters CreateParameters(WorkspaceStartRequest request, string name, string image, string? pinnedNode, string network)
     {
         var env = new List<string>
         {
@@ -293,6 +304,10 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                         Delay = (long)TimeSpan.FromSeconds(2).TotalNanoseconds,
                     },
                     Placement = new Placement { Constraints = constraints },
+                    // Its own overlay only (never docker0): no peer shares it. The task's way out and its host-mode
+                    // port go through the node's docker_gwbridge, which the engine creates with inter-container
+                    // traffic off, so same-node peers do not reach each other there either.
+                    Networks = [new NetworkAttachmentConfig { Target = network }],
                 },
                 EndpointSpec = new EndpointSpec
                 {
@@ -305,6 +320,104 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                 },
             },
         };
+    }
+
+    /// <summary>The workspace's own overlay: named by its ID, labelled like every object, not attachable by other containers.</summary>
+    internal static NetworksCreateParameters NetworkParameters(WorkspaceStartRequest request)
+    {
+        var labels = new Dictionary<string, string>
+        {
+            [ManagedLabel] = "true",
+            [WorkspaceLabel] = request.Id,
+            [WorkspaceLabels.Owner] = request.Owner,
+            [WorkspaceLabels.Name] = request.Name,
+        };
+        if (request.OwnerId.Length > 0)
+        {
+            labels[WorkspaceLabels.OwnerId] = request.OwnerId;
+        }
+
+        return new NetworksCreateParameters
+        {
+            Name = WorkspaceIds.NetworkName(request.Id),
+            Driver = "overlay",
+            Scope = "swarm",
+            CheckDuplicate = true, // engines before API 1.44 would otherwise create a second network of the same name
+            Attachable = false,
+            Internal = request.Size.Network == WorkspaceNetwork.Isolated,
+            Labels = labels,
+        };
+    }
+
+    /// <summary>
+    /// Creates the workspace's overlay, or reuses the one a crashed start left (same name, this workspace's label,
+    /// an overlay of the same kind); anything else of that name is removed first. Returns the network's ID.
+    /// </summary>
+    private async Task<string> EnsureNetworkAsync(WorkspaceStartRequest request, CancellationToken ct)
+    {
+        var parameters = NetworkParameters(request);
+        foreach (var existing in await NetworksOfAsync(request.Id, ct))
+        {
+            if (existing.Name == parameters.Name && existing.Driver == "overlay" && existing.Internal == parameters.Internal)
+            {
+                return existing.ID;
+            }
+
+            await RemoveNetworkAsync(existing.ID, ct);
+        }
+
+        try
+        {
+            return (await _manager.Networks.CreateNetworkAsync(parameters, ct)).ID;
+        }
+        catch (DockerApiException ex)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the swarm refused the workspace network {parameters.Name}: {Message(ex)}");
+        }
+    }
+
+    /// <summary>The swarm networks labelled with this workspace (found by label, never by name).</summary>
+    private async Task<IReadOnlyList<NetworkResponse>> NetworksOfAsync(string workspaceId, CancellationToken ct)
+    {
+        var networks = await _manager.Networks.ListNetworksAsync(new NetworksListParameters
+        {
+            Filters = new Dictionary<string, IDictionary<string, bool>>
+            {
+                ["label"] = new Dictionary<string, bool> { [$"{WorkspaceLabel}={workspaceId}"] = true },
+            },
+        }, ct);
+        return networks.Where(n => n.Scope == "swarm").ToList();
+    }
+
+    /// <summary>
+    /// Removes a workspace network. Right after its service is removed the manager may still count the service's
+    /// tasks on it ("in use") until their nodes report them gone: retried for up to 30 s, then left for the next
+    /// stop, start or delete of the workspace (they find it by label). Gone already is fine.
+    /// </summary>
+    private async Task RemoveNetworkAsync(string id, CancellationToken ct)
+    {
+        var deadline = _time.GetUtcNow() + NetworkRemoveTimeout;
+        while (true)
+        {
+            try
+            {
+                await _manager.Networks.DeleteNetworkAsync(id, ct);
+                return;
+            }
+            catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+            {
+                return;
+            }
+            catch (DockerApiException ex) when (_time.GetUtcNow() < deadline
+                                                && (ex.StatusCode == HttpStatusCode.Conflict || Message(ex).Contains("in use", StringComparison.OrdinalIgnoreCase)))
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(500), _time, ct);
+            }
+            catch (DockerApiException ex)
+            {
+                throw new DsvmException($"the workspace network {id} could not be removed: {Message(ex)}; the next stop or delete of the workspace tries again");
+            }
+        }
     }
 
     /// <summary>
@@ -523,6 +636,12 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         foreach (var id in await ServicesOfAsync(handle.Id, ct))
         {
             await RemoveServiceAsync(id, ct);
+        }
+
+        // Then its overlay (found by label: a network whose service is gone, from a crash, goes too).
+        foreach (var network in await NetworksOfAsync(handle.Id, ct))
+        {
+            await RemoveNetworkAsync(network.ID, ct);
         }
     }
 

@@ -36,7 +36,7 @@ public sealed class ServiceParametersTests : IDisposable
     };
 
     private ServiceSpec Spec(WorkspaceStartRequest r, string? pin = null) =>
-        _backend.CreateParameters(r, "dsvm-alice-proj", _backend.NodeImage(r.Image), pin).Service;
+        _backend.CreateParameters(r, "dsvm-alice-proj", _backend.NodeImage(r.Image), pin, "net0123id").Service;
 
     [Fact]
     public void Limits_and_reservations_are_the_size()
@@ -63,7 +63,42 @@ public sealed class ServiceParametersTests : IDisposable
         Assert.Equal(8888U, port.TargetPort);
         Assert.Equal(0U, port.PublishedPort); // the node picks a free port; the task's status reports it
         Assert.Equal("dnsrr", spec.EndpointSpec.Mode);
-        Assert.True(spec.TaskTemplate.Networks is null or { Count: 0 });
+    }
+
+    [Fact]
+    public void The_service_is_on_its_own_overlay_only()
+    {
+        var spec = Spec(Request());
+        var net = Assert.Single(spec.TaskTemplate.Networks);
+        Assert.Equal("net0123id", net.Target);
+    }
+
+    [Fact]
+    public async Task An_isolated_size_is_refused_before_anything_is_created()
+    {
+        // The manager endpoint does not exist: the refusal comes before any call to it.
+        var size = new MachineSize("offline", 1, 1, 0, SizeClass.General, "", WorkspaceNetwork.Isolated);
+        var ex = await Assert.ThrowsAsync<WorkspaceStartException>(() => _backend.StartAsync(Request(size), null, default));
+        Assert.Equal(WorkspaceFailure.Backend, ex.Reason);
+        Assert.Contains("network: isolated", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("offline", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_overlay_is_named_by_workspace_id_labelled_and_not_attachable()
+    {
+        var p = SwarmWorkspaceBackend.NetworkParameters(Request());
+        Assert.Equal("dsvm-net-ws-0123456789ab", p.Name);
+        Assert.Equal("overlay", p.Driver);
+        Assert.Equal("swarm", p.Scope);
+        Assert.False(p.Attachable); // no plain container (another user's included) can join it
+        Assert.False(p.Internal);
+        Assert.Equal("true", p.Labels["io.opendsvm.managed"]);
+        Assert.Equal("ws-0123456789ab", p.Labels["io.opendsvm.workspace"]);
+        Assert.Equal("u-a11ce0000000", p.Labels["io.opendsvm.owner-id"]);
+        Assert.Equal("alice", p.Labels["io.opendsvm.owner"]);
+        Assert.Equal("proj", p.Labels["io.opendsvm.name"]);
+        Assert.DoesNotContain("alice", p.Name, StringComparison.Ordinal);
     }
 
     [Fact]
