@@ -26,6 +26,9 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     public const string HomeLabel = "io.opendsvm.home";
     public const string NodeLabel = "io.opendsvm.node";
 
+    /// <summary>Marks the one-shot home take-over service (<c>home-takeover</c>): not a workspace's server.</summary>
+    public const string RoleLabel = "io.opendsvm.role";
+
     private static readonly TimeSpan NetworkRemoveTimeout = TimeSpan.FromSeconds(30);
 
     private readonly DockerClient _manager;
@@ -86,8 +89,9 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     {
         if (request.Size.Network == WorkspaceNetwork.Isolated)
         {
-            // An internal overlay has no docker_gwbridge, so a host-mode port is never published and the hub (not a
-            // swarm task) could not reach Jupyter. Refused rather than started with a way out (docs/swarm.md).
+            // A task on an internal overlay only gets no docker_gwbridge (libnetwork adds it for a way out), so its
+            // host-mode port would not be published and the hub (not a swarm task) could not reach Jupyter. Refused
+            // rather than started with a way out (docs/swarm.md).
             throw new WorkspaceStartException(WorkspaceFailure.Backend,
                 $"size {request.Size.Name} has network: isolated, which the swarm backend does not support yet (its workspaces always reach the outside); use a size with network: internet");
         }
@@ -110,6 +114,13 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         // A service left by a crash or a killed command: the home is separate, so it is safe to replace.
         await RemoveServiceAsync(name, ct);
         var network = await EnsureNetworkAsync(request, ct);
+        if (pin is not null)
+        {
+            // An existing home (on its node): files of the uid before 65530 become the workspace user's.
+            progress?.Report(new WorkspaceProgress($"checking the home's owner on node {Describe(nodes, pin)}"));
+            await TakeOverHomeAsync(request, NodeImage(request.Image), pin, network, ct);
+        }
+
         var parameters = CreateParameters(request, name, NodeImage(request.Image), pin, network);
         ServiceCreateResponse created;
         try
@@ -317,6 +328,118 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                     [
                         new PortConfig { Protocol = "tcp", TargetPort = SwarmBackendOptions.JupyterPort, PublishMode = "host" },
                     ],
+                },
+            },
+        };
+    }
+
+    /// <summary>
+    /// An existing home may hold files of the uid the images had before <see cref="WorkspaceUser.Uid"/>. Swarm has no
+    /// remote volume access, so a one-shot service (restart condition none) of the workspace's image runs
+    /// <see cref="WorkspaceUser.TakeOverScript"/> on the home's node: root with CAP_CHOWN and CAP_DAC_READ_SEARCH only,
+    /// on the workspace's own overlay (swarm services cannot have no network; nothing else is on that one). A no-op
+    /// once the home's directory is the user's. Waits for it to finish; a node that cannot run it fails the start.
+    /// </summary>
+    private async Task TakeOverHomeAsync(WorkspaceStartRequest request, string image, string pin, string network, CancellationToken ct)
+    {
+        var name = ServiceName(request.Id) + "-home";
+        await RemoveServiceAsync(name, ct);
+        ServiceCreateResponse created;
+        try
+        {
+            created = await _manager.Swarm.CreateServiceAsync(TakeOverParameters(request, name, image, pin, network), ct);
+        }
+        catch (DockerApiException ex)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the swarm refused the home take-over service: {Message(ex)}");
+        }
+
+        try
+        {
+            DateTimeOffset? unschedulableSince = null;
+            while (true)
+            {
+                var task = await CurrentTaskAsync(created.ID, ct);
+                var state = task?.Status?.State ?? TaskState.New;
+                if (state == TaskState.Complete)
+                {
+                    return;
+                }
+
+                if (state is TaskState.Failed or TaskState.Rejected or TaskState.Shutdown or TaskState.Orphaned)
+                {
+                    var logs = await GetLogsAsync(new WorkspaceHandle(request.Id, Name, JsonSerializer.SerializeToElement(new { service = created.ID })), 5, ct);
+                    throw new WorkspaceStartException(WorkspaceFailure.Backend,
+                        $"the home {request.HomeVolume} could not be given to uid {WorkspaceUser.Uid}: {TaskDetail(task!)} {logs.Trim()}".TrimEnd());
+                }
+
+                if (state == TaskState.Pending && !string.IsNullOrEmpty(task?.Status?.Err))
+                {
+                    unschedulableSince ??= _time.GetUtcNow();
+                    if (_time.GetUtcNow() - unschedulableSince > _options.UnschedulableTimeout)
+                    {
+                        var nodes = await NodesAsync(ct);
+                        throw new WorkspaceStartException(WorkspaceFailure.Capacity,
+                            $"the swarm cannot place the workspace's home take-over: {task!.Status!.Err}{PinNote(pin, nodes)}");
+                    }
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(250), _time, ct);
+            }
+        }
+        finally
+        {
+            await RemoveServiceAsync(created.ID, CancellationToken.None);
+        }
+    }
+
+    /// <summary>The one-shot take-over service: on the home's node, root with two capabilities, small limits, never restarted.</summary>
+    internal static ServiceCreateParameters TakeOverParameters(WorkspaceStartRequest request, string name, string image, string pin, string network)
+    {
+        var labels = new Dictionary<string, string>
+        {
+            [ManagedLabel] = "true",
+            [WorkspaceLabel] = request.Id,
+            [RoleLabel] = "home-takeover",
+        };
+        if (request.HomeId.Length > 0)
+        {
+            labels[HomeLabel] = request.HomeId;
+        }
+
+        return new ServiceCreateParameters
+        {
+            Service = new ServiceSpec
+            {
+                Name = name,
+                Labels = labels,
+                Mode = new ServiceMode { Replicated = new ReplicatedService { Replicas = 1 } },
+                TaskTemplate = new TaskSpec
+                {
+                    ContainerSpec = new ContainerSpec
+                    {
+                        Image = image,
+                        User = "0:0",
+                        Command = ["/bin/sh", "-c", WorkspaceUser.TakeOverScript(SwarmBackendOptions.HomePath)],
+                        Labels = new Dictionary<string, string>(labels),
+                        CapabilityDrop = ["ALL"],
+                        CapabilityAdd = ["CAP_CHOWN", "CAP_DAC_READ_SEARCH"],
+                        Mounts =
+                        [
+                            new Mount
+                            {
+                                Type = "volume", Source = request.HomeVolume, Target = SwarmBackendOptions.HomePath,
+                                VolumeOptions = new VolumeOptions { NoCopy = true },
+                            },
+                        ],
+                    },
+                    Resources = new ResourceRequirements
+                    {
+                        Limits = new SwarmLimit { NanoCPUs = 500_000_000, MemoryBytes = 256L << 20, Pids = 64 },
+                    },
+                    RestartPolicy = new SwarmRestartPolicy { Condition = "none" },
+                    Placement = new Placement { Constraints = [$"node.id=={pin}"] },
+                    Networks = [new NetworkAttachmentConfig { Target = network }],
                 },
             },
         };
@@ -820,7 +943,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         }, ct)).Where(t => t.Status?.State == TaskState.Running).Select(t => t.ServiceID).ToHashSet(StringComparer.Ordinal);
         foreach (var s in services)
         {
-            if (s.Spec.Labels is null || !s.Spec.Labels.TryGetValue(WorkspaceLabel, out var id))
+            if (s.Spec.Labels is null || !s.Spec.Labels.TryGetValue(WorkspaceLabel, out var id) || s.Spec.Labels.ContainsKey(RoleLabel))
             {
                 continue;
             }

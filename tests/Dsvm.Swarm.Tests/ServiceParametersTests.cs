@@ -74,6 +74,28 @@ public sealed class ServiceParametersTests : IDisposable
     }
 
     [Fact]
+    public void The_home_take_over_runs_once_on_the_homes_node_as_root_with_two_capabilities()
+    {
+        var p = SwarmWorkspaceBackend.TakeOverParameters(Request(), "dsvm-ws-0123456789ab-home", "10.0.5.1:5000/dsvm/datascience:abc123", "node7", "net0123id").Service;
+        Assert.Equal("none", p.TaskTemplate.RestartPolicy.Condition);
+        Assert.Equal(1UL, p.Mode.Replicated.Replicas);
+        Assert.Equal(["node.id==node7"], p.TaskTemplate.Placement.Constraints);
+        Assert.Equal("net0123id", Assert.Single(p.TaskTemplate.Networks).Target);
+        var c = p.TaskTemplate.ContainerSpec;
+        Assert.Equal("0:0", c.User);
+        Assert.Equal(["ALL"], c.CapabilityDrop);
+        Assert.Equal(["CAP_CHOWN", "CAP_DAC_READ_SEARCH"], c.CapabilityAdd);
+        Assert.Equal(WorkspaceUser.TakeOverScript("/home/dsvm"), c.Command[^1]);
+        var home = Assert.Single(c.Mounts);
+        Assert.Equal(("volume", "dsvm-home-h-00000000beef", "/home/dsvm"), (home.Type, home.Source, home.Target));
+        Assert.Equal(64, p.TaskTemplate.Resources.Limits.Pids);
+        Assert.Equal("home-takeover", p.Labels["io.opendsvm.role"]);
+        Assert.Equal("ws-0123456789ab", p.Labels["io.opendsvm.workspace"]);
+        Assert.Equal("h-00000000beef", p.Labels["io.opendsvm.home"]);
+        Assert.True(p.EndpointSpec is null || p.EndpointSpec.Ports is null or { Count: 0 }); // nothing published
+    }
+
+    [Fact]
     public async Task An_isolated_size_is_refused_before_anything_is_created()
     {
         // The manager endpoint does not exist: the refusal comes before any call to it.
