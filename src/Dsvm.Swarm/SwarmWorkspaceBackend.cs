@@ -26,6 +26,11 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     public const string HomeLabel = "io.opendsvm.home";
     public const string NodeLabel = "io.opendsvm.node";
 
+    /// <summary>Marks the one-shot home take-over service (<c>home-takeover</c>): not a workspace's server.</summary>
+    public const string RoleLabel = "io.opendsvm.role";
+
+    private static readonly TimeSpan NetworkRemoveTimeout = TimeSpan.FromSeconds(30);
+
     private readonly DockerClient _manager;
     private readonly DockerClient _local;
     private readonly SwarmBackendOptions _options;
@@ -82,6 +87,15 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
 
     public async Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
+        if (request.Size.Network == WorkspaceNetwork.Isolated)
+        {
+            // A task on an internal overlay only gets no docker_gwbridge (libnetwork adds it for a way out), so its
+            // host-mode port would not be published and the hub (not a swarm task) could not reach Jupyter. Refused
+            // rather than started with a way out (docs/swarm.md).
+            throw new WorkspaceStartException(WorkspaceFailure.Backend,
+                $"size {request.Size.Name} has network: isolated, which the swarm backend does not support yet (its workspaces always reach the outside); use a size with network: internet");
+        }
+
         var nodes = await NodesAsync(ct);
         var pin = await FindPinAsync(request.HomeVolume, ct);
         if (pin is not null && !nodes.Any(n => n.ID == pin))
@@ -99,7 +113,15 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         var name = ServiceName(request.Id);
         // A service left by a crash or a killed command: the home is separate, so it is safe to replace.
         await RemoveServiceAsync(name, ct);
-        var parameters = CreateParameters(request, name, NodeImage(request.Image), pin);
+        var network = await EnsureNetworkAsync(request, ct);
+        if (pin is not null)
+        {
+            // An existing home (on its node): files of the uid before 65530 become the workspace user's.
+            progress?.Report(new WorkspaceProgress($"checking the home's owner on node {Describe(nodes, pin)}"));
+            await TakeOverHomeAsync(request, NodeImage(request.Image), pin, network, ct);
+        }
+
+        var parameters = CreateParameters(request, name, NodeImage(request.Image), pin, network);
         ServiceCreateResponse created;
         try
         {
@@ -198,8 +220,8 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         }
     }
 
-    /// <summary>The service definition: reservations = limits = the size, host-mode port, unprivileged and locked down.</summary>
-    internal ServiceCreateParameters CreateParameters(WorkspaceStartRequest request, string name, string image, string? pinnedNode)
+    /// <summary>The service definition: reservations = limits = the size, its own overlay, host-mode port, unprivileged and locked down.</summary>
+    internal ServiceCreateParameters CreateParameters(WorkspaceStartRequest request, string name, string image, string? pinnedNode, string network)
     {
         var env = new List<string>
         {
@@ -293,6 +315,10 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                         Delay = (long)TimeSpan.FromSeconds(2).TotalNanoseconds,
                     },
                     Placement = new Placement { Constraints = constraints },
+                    // Its own overlay only (never docker0): no peer shares it. The task's way out and its host-mode
+                    // port go through the node's docker_gwbridge, which the engine creates with inter-container
+                    // traffic off, so same-node peers do not reach each other there either.
+                    Networks = [new NetworkAttachmentConfig { Target = network }],
                 },
                 EndpointSpec = new EndpointSpec
                 {
@@ -305,6 +331,216 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                 },
             },
         };
+    }
+
+    /// <summary>
+    /// An existing home may hold files of the uid the images had before <see cref="WorkspaceUser.Uid"/>. Swarm has no
+    /// remote volume access, so a one-shot service (restart condition none) of the workspace's image runs
+    /// <see cref="WorkspaceUser.TakeOverScript"/> on the home's node: root with CAP_CHOWN and CAP_DAC_READ_SEARCH only,
+    /// on the workspace's own overlay (swarm services cannot have no network; nothing else is on that one). A no-op
+    /// once the home's directory is the user's. Waits for it to finish; a node that cannot run it fails the start.
+    /// </summary>
+    private async Task TakeOverHomeAsync(WorkspaceStartRequest request, string image, string pin, string network, CancellationToken ct)
+    {
+        var name = ServiceName(request.Id) + "-home";
+        await RemoveServiceAsync(name, ct);
+        ServiceCreateResponse created;
+        try
+        {
+            created = await _manager.Swarm.CreateServiceAsync(TakeOverParameters(request, name, image, pin, network), ct);
+        }
+        catch (DockerApiException ex)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the swarm refused the home take-over service: {Message(ex)}");
+        }
+
+        try
+        {
+            DateTimeOffset? unschedulableSince = null;
+            while (true)
+            {
+                var task = await CurrentTaskAsync(created.ID, ct);
+                var state = task?.Status?.State ?? TaskState.New;
+                if (state == TaskState.Complete)
+                {
+                    return;
+                }
+
+                if (state is TaskState.Failed or TaskState.Rejected or TaskState.Shutdown or TaskState.Orphaned)
+                {
+                    var logs = await GetLogsAsync(new WorkspaceHandle(request.Id, Name, JsonSerializer.SerializeToElement(new { service = created.ID })), 5, ct);
+                    throw new WorkspaceStartException(WorkspaceFailure.Backend,
+                        $"the home {request.HomeVolume} could not be given to uid {WorkspaceUser.Uid}: {TaskDetail(task!)} {logs.Trim()}".TrimEnd());
+                }
+
+                if (state == TaskState.Pending && !string.IsNullOrEmpty(task?.Status?.Err))
+                {
+                    unschedulableSince ??= _time.GetUtcNow();
+                    if (_time.GetUtcNow() - unschedulableSince > _options.UnschedulableTimeout)
+                    {
+                        var nodes = await NodesAsync(ct);
+                        throw new WorkspaceStartException(WorkspaceFailure.Capacity,
+                            $"the swarm cannot place the workspace's home take-over: {task!.Status!.Err}{PinNote(pin, nodes)}");
+                    }
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(250), _time, ct);
+            }
+        }
+        finally
+        {
+            await RemoveServiceAsync(created.ID, CancellationToken.None);
+        }
+    }
+
+    /// <summary>The one-shot take-over service: on the home's node, root with two capabilities, small limits, never restarted.</summary>
+    internal static ServiceCreateParameters TakeOverParameters(WorkspaceStartRequest request, string name, string image, string pin, string network)
+    {
+        var labels = new Dictionary<string, string>
+        {
+            [ManagedLabel] = "true",
+            [WorkspaceLabel] = request.Id,
+            [RoleLabel] = "home-takeover",
+        };
+        if (request.HomeId.Length > 0)
+        {
+            labels[HomeLabel] = request.HomeId;
+        }
+
+        return new ServiceCreateParameters
+        {
+            Service = new ServiceSpec
+            {
+                Name = name,
+                Labels = labels,
+                Mode = new ServiceMode { Replicated = new ReplicatedService { Replicas = 1 } },
+                TaskTemplate = new TaskSpec
+                {
+                    ContainerSpec = new ContainerSpec
+                    {
+                        Image = image,
+                        User = "0:0",
+                        Command = ["/bin/sh", "-c", WorkspaceUser.TakeOverScript(SwarmBackendOptions.HomePath)],
+                        Labels = new Dictionary<string, string>(labels),
+                        CapabilityDrop = ["ALL"],
+                        CapabilityAdd = ["CAP_CHOWN", "CAP_DAC_READ_SEARCH"],
+                        Mounts =
+                        [
+                            new Mount
+                            {
+                                Type = "volume", Source = request.HomeVolume, Target = SwarmBackendOptions.HomePath,
+                                VolumeOptions = new VolumeOptions { NoCopy = true },
+                            },
+                        ],
+                    },
+                    Resources = new ResourceRequirements
+                    {
+                        Limits = new SwarmLimit { NanoCPUs = 500_000_000, MemoryBytes = 256L << 20, Pids = 64 },
+                    },
+                    RestartPolicy = new SwarmRestartPolicy { Condition = "none" },
+                    Placement = new Placement { Constraints = [$"node.id=={pin}"] },
+                    Networks = [new NetworkAttachmentConfig { Target = network }],
+                },
+            },
+        };
+    }
+
+    /// <summary>The workspace's own overlay: named by its ID, labelled like every object, not attachable by other containers.</summary>
+    internal static NetworksCreateParameters NetworkParameters(WorkspaceStartRequest request)
+    {
+        var labels = new Dictionary<string, string>
+        {
+            [ManagedLabel] = "true",
+            [WorkspaceLabel] = request.Id,
+            [WorkspaceLabels.Owner] = request.Owner,
+            [WorkspaceLabels.Name] = request.Name,
+        };
+        if (request.OwnerId.Length > 0)
+        {
+            labels[WorkspaceLabels.OwnerId] = request.OwnerId;
+        }
+
+        return new NetworksCreateParameters
+        {
+            Name = WorkspaceIds.NetworkName(request.Id),
+            Driver = "overlay",
+            Scope = "swarm",
+            CheckDuplicate = true, // engines before API 1.44 would otherwise create a second network of the same name
+            Attachable = false,
+            Internal = request.Size.Network == WorkspaceNetwork.Isolated,
+            Labels = labels,
+        };
+    }
+
+    /// <summary>
+    /// Creates the workspace's overlay, or reuses the one a crashed start left (same name, this workspace's label,
+    /// an overlay of the same kind); anything else of that name is removed first. Returns the network's ID.
+    /// </summary>
+    private async Task<string> EnsureNetworkAsync(WorkspaceStartRequest request, CancellationToken ct)
+    {
+        var parameters = NetworkParameters(request);
+        foreach (var existing in await NetworksOfAsync(request.Id, ct))
+        {
+            if (existing.Name == parameters.Name && existing.Driver == "overlay" && existing.Internal == parameters.Internal)
+            {
+                return existing.ID;
+            }
+
+            await RemoveNetworkAsync(existing.ID, ct);
+        }
+
+        try
+        {
+            return (await _manager.Networks.CreateNetworkAsync(parameters, ct)).ID;
+        }
+        catch (DockerApiException ex)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the swarm refused the workspace network {parameters.Name}: {Message(ex)}");
+        }
+    }
+
+    /// <summary>The swarm networks labelled with this workspace (found by label, never by name).</summary>
+    private async Task<IReadOnlyList<NetworkResponse>> NetworksOfAsync(string workspaceId, CancellationToken ct)
+    {
+        var networks = await _manager.Networks.ListNetworksAsync(new NetworksListParameters
+        {
+            Filters = new Dictionary<string, IDictionary<string, bool>>
+            {
+                ["label"] = new Dictionary<string, bool> { [$"{WorkspaceLabel}={workspaceId}"] = true },
+            },
+        }, ct);
+        return networks.Where(n => n.Scope == "swarm").ToList();
+    }
+
+    /// <summary>
+    /// Removes a workspace network. Right after its service is removed the manager may still count the service's
+    /// tasks on it ("in use") until their nodes report them gone: retried for up to 30 s, then left for the next
+    /// stop, start or delete of the workspace (they find it by label). Gone already is fine.
+    /// </summary>
+    private async Task RemoveNetworkAsync(string id, CancellationToken ct)
+    {
+        var deadline = _time.GetUtcNow() + NetworkRemoveTimeout;
+        while (true)
+        {
+            try
+            {
+                await _manager.Networks.DeleteNetworkAsync(id, ct);
+                return;
+            }
+            catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+            {
+                return;
+            }
+            catch (DockerApiException ex) when (_time.GetUtcNow() < deadline
+                                                && (ex.StatusCode == HttpStatusCode.Conflict || Message(ex).Contains("in use", StringComparison.OrdinalIgnoreCase)))
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(500), _time, ct);
+            }
+            catch (DockerApiException ex)
+            {
+                throw new DsvmException($"the workspace network {id} could not be removed: {Message(ex)}; the next stop or delete of the workspace tries again");
+            }
+        }
     }
 
     /// <summary>
@@ -524,6 +760,12 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         {
             await RemoveServiceAsync(id, ct);
         }
+
+        // Then its overlay (found by label: a network whose service is gone, from a crash, goes too).
+        foreach (var network in await NetworksOfAsync(handle.Id, ct))
+        {
+            await RemoveNetworkAsync(network.ID, ct);
+        }
     }
 
     private async Task<IReadOnlyList<string>> ServicesOfAsync(string workspaceId, CancellationToken ct)
@@ -701,7 +943,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         }, ct)).Where(t => t.Status?.State == TaskState.Running).Select(t => t.ServiceID).ToHashSet(StringComparer.Ordinal);
         foreach (var s in services)
         {
-            if (s.Spec.Labels is null || !s.Spec.Labels.TryGetValue(WorkspaceLabel, out var id))
+            if (s.Spec.Labels is null || !s.Spec.Labels.TryGetValue(WorkspaceLabel, out var id) || s.Spec.Labels.ContainsKey(RoleLabel))
             {
                 continue;
             }

@@ -36,7 +36,7 @@ public sealed class ServiceParametersTests : IDisposable
     };
 
     private ServiceSpec Spec(WorkspaceStartRequest r, string? pin = null) =>
-        _backend.CreateParameters(r, "dsvm-alice-proj", _backend.NodeImage(r.Image), pin).Service;
+        _backend.CreateParameters(r, "dsvm-alice-proj", _backend.NodeImage(r.Image), pin, "net0123id").Service;
 
     [Fact]
     public void Limits_and_reservations_are_the_size()
@@ -63,7 +63,64 @@ public sealed class ServiceParametersTests : IDisposable
         Assert.Equal(8888U, port.TargetPort);
         Assert.Equal(0U, port.PublishedPort); // the node picks a free port; the task's status reports it
         Assert.Equal("dnsrr", spec.EndpointSpec.Mode);
-        Assert.True(spec.TaskTemplate.Networks is null or { Count: 0 });
+    }
+
+    [Fact]
+    public void The_service_is_on_its_own_overlay_only()
+    {
+        var spec = Spec(Request());
+        var net = Assert.Single(spec.TaskTemplate.Networks);
+        Assert.Equal("net0123id", net.Target);
+    }
+
+    [Fact]
+    public void The_home_take_over_runs_once_on_the_homes_node_as_root_with_two_capabilities()
+    {
+        var p = SwarmWorkspaceBackend.TakeOverParameters(Request(), "dsvm-ws-0123456789ab-home", "10.0.5.1:5000/dsvm/datascience:abc123", "node7", "net0123id").Service;
+        Assert.Equal("none", p.TaskTemplate.RestartPolicy.Condition);
+        Assert.Equal(1UL, p.Mode.Replicated.Replicas);
+        Assert.Equal(["node.id==node7"], p.TaskTemplate.Placement.Constraints);
+        Assert.Equal("net0123id", Assert.Single(p.TaskTemplate.Networks).Target);
+        var c = p.TaskTemplate.ContainerSpec;
+        Assert.Equal("0:0", c.User);
+        Assert.Equal(["ALL"], c.CapabilityDrop);
+        Assert.Equal(["CAP_CHOWN", "CAP_DAC_READ_SEARCH"], c.CapabilityAdd);
+        Assert.Equal(WorkspaceUser.TakeOverScript("/home/dsvm"), c.Command[^1]);
+        var home = Assert.Single(c.Mounts);
+        Assert.Equal(("volume", "dsvm-home-h-00000000beef", "/home/dsvm"), (home.Type, home.Source, home.Target));
+        Assert.Equal(64, p.TaskTemplate.Resources.Limits.Pids);
+        Assert.Equal("home-takeover", p.Labels["io.opendsvm.role"]);
+        Assert.Equal("ws-0123456789ab", p.Labels["io.opendsvm.workspace"]);
+        Assert.Equal("h-00000000beef", p.Labels["io.opendsvm.home"]);
+        Assert.True(p.EndpointSpec is null || p.EndpointSpec.Ports is null or { Count: 0 }); // nothing published
+    }
+
+    [Fact]
+    public async Task An_isolated_size_is_refused_before_anything_is_created()
+    {
+        // The manager endpoint does not exist: the refusal comes before any call to it.
+        var size = new MachineSize("offline", 1, 1, 0, SizeClass.General, "", WorkspaceNetwork.Isolated);
+        var ex = await Assert.ThrowsAsync<WorkspaceStartException>(() => _backend.StartAsync(Request(size), null, default));
+        Assert.Equal(WorkspaceFailure.Backend, ex.Reason);
+        Assert.Contains("network: isolated", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("offline", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_overlay_is_named_by_workspace_id_labelled_and_not_attachable()
+    {
+        var p = SwarmWorkspaceBackend.NetworkParameters(Request());
+        Assert.Equal("dsvm-net-ws-0123456789ab", p.Name);
+        Assert.Equal("overlay", p.Driver);
+        Assert.Equal("swarm", p.Scope);
+        Assert.False(p.Attachable); // no plain container (another user's included) can join it
+        Assert.False(p.Internal);
+        Assert.Equal("true", p.Labels["io.opendsvm.managed"]);
+        Assert.Equal("ws-0123456789ab", p.Labels["io.opendsvm.workspace"]);
+        Assert.Equal("u-a11ce0000000", p.Labels["io.opendsvm.owner-id"]);
+        Assert.Equal("alice", p.Labels["io.opendsvm.owner"]);
+        Assert.Equal("proj", p.Labels["io.opendsvm.name"]);
+        Assert.DoesNotContain("alice", p.Name, StringComparison.Ordinal);
     }
 
     [Fact]
