@@ -68,7 +68,7 @@ public static class EnvCommands
             var lockFile = await Output.WithProgressAsync(json, "resolving", say => s.Resolver.ResolveAsync(spec, say, ct));
             var before = EnvDiffCommand.Snapshot(spec.Directory);
             lockFile.Save(spec.Directory);
-            var change = EnvDiffCommand.ChangeLine(before, lockFile);
+            var change = PackageDiff.ChangeLine(before, lockFile);
             var file = Path.Combine(spec.Directory, EnvironmentLock.FileName);
             if (json)
             {
@@ -114,7 +114,7 @@ public static class EnvCommands
             }
             else
             {
-                if (EnvDiffCommand.Snapshot(spec.Directory) is { } after && EnvDiffCommand.ChangeLine(before, after) is { } change)
+                if (EnvDiffCommand.Snapshot(spec.Directory) is { } after && PackageDiff.ChangeLine(before, after) is { } change)
                 {
                     AnsiConsole.Console.WriteLine(change);
                 }

@@ -93,16 +93,4 @@ public static class EnvDiffCommand
             return null;
         }
     }
-
-    /// <summary>"lock changed: +3 −1 ~12" when the lock changed from <paramref name="before"/>; null when it did not.</summary>
-    public static string? ChangeLine(EnvironmentLock? before, EnvironmentLock after)
-    {
-        if (before is not null && before.Digest == after.Digest)
-        {
-            return null;
-        }
-
-        var d = PackageDiff.Compute(before?.AllPackages ?? [], after.AllPackages);
-        return before is null ? $"new lock: {d.Counts}" : $"lock changed: {d.Counts}" + (d.IsEmpty ? " (same packages; base or spec digest changed)" : "");
-    }
 }

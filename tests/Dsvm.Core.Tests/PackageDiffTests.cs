@@ -50,4 +50,21 @@ public sealed class PackageDiffTests
         Assert.Equal([new VersionChange("apt", "3.0.3", "3.0.4")], d.Upgraded);
         Assert.Equal([P("git", "1:2.47.3-0+deb13u1")], d.Added);
     }
+
+    [Fact]
+    public void ChangeLine_says_what_changed_or_nothing_when_the_lock_is_the_same()
+    {
+        EnvironmentLock Lock(params LockedPackage[] toolsets) => new()
+        {
+            Environment = "demo", SpecDigest = "sha256:" + new string('a', 64),
+            Base = new BaseLock { Distribution = "debian", Suite = "trixie", Components = ["main"], Mirror = "http://deb.debian.org/debian", RootfsDigest = "sha256:" + new string('b', 64) },
+            BasePackages = [], ToolsetPackages = toolsets, ExtraPackages = [],
+        };
+        var before = Lock(P("a", "1"), P("b", "1"), P("c", "1"));
+
+        Assert.Null(PackageDiff.ChangeLine(before, Lock(P("a", "1"), P("b", "1"), P("c", "1"))));
+        Assert.Equal("lock changed: +1 −1 ~1", PackageDiff.ChangeLine(before, Lock(P("a", "2"), P("b", "1"), P("d", "1"))));
+        Assert.Equal("new lock: +1 −0 ~0", PackageDiff.ChangeLine(null, Lock(P("a", "1"))));
+        Assert.Equal("lock changed: +0 −0 ~0 (same packages; the spec or base changed)", PackageDiff.ChangeLine(before, before with { SpecDigest = "sha256:" + new string('c', 64) }));
+    }
 }

@@ -63,6 +63,22 @@ public sealed record PackageDiff
     /// <summary>The packages of two locks: everything each finished image holds (<see cref="EnvironmentLock.AllPackages"/>).</summary>
     public static PackageDiff Compute(EnvironmentLock from, EnvironmentLock to) => Compute(from.AllPackages, to.AllPackages);
 
+    /// <summary>
+    /// The one line <c>env lock</c> and <c>env build</c> print when a lock changes: "lock changed: +3 −1 ~12" (or
+    /// "new lock: …" when there was none); null when the lock is the same.
+    /// </summary>
+    public static string? ChangeLine(EnvironmentLock? before, EnvironmentLock after)
+    {
+        ArgumentNullException.ThrowIfNull(after);
+        if (before is not null && before.Digest == after.Digest)
+        {
+            return null;
+        }
+
+        var d = Compute(before?.AllPackages ?? [], after.AllPackages);
+        return before is null ? $"new lock: {d.Counts}" : $"lock changed: {d.Counts}" + (d.IsEmpty ? " (same packages; the spec or base changed)" : "");
+    }
+
     private static SortedDictionary<string, string> ByName(IEnumerable<LockedPackage> packages)
     {
         var map = new SortedDictionary<string, string>(StringComparer.Ordinal);
