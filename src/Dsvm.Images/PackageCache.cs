@@ -32,7 +32,7 @@ public sealed record PackageCacheStats
 /// <para>Only immutable files are cached: <c>pool/…/*.deb</c> (a Debian archive never changes a file of a given
 /// name_version_arch) and <c>by-hash/SHA256/&lt;hash&gt;</c> indexes (checked against their hash before they are
 /// stored). apt in the build verifies every .deb against the signed Release → Packages hash chain, so a damaged cache
-/// file fails the build instead of reaching an image. Requests for other hosts than the lock's mirror are refused.</para>
+/// file fails the build instead of reaching an image. Other hosts are passed through uncached.</para>
 /// </summary>
 public sealed partial class PackageCache : IAsyncDisposable
 {
@@ -68,7 +68,8 @@ public sealed partial class PackageCache : IAsyncDisposable
     public string ProxyUrl => $"http://127.0.0.1:{Port.ToString(CultureInfo.InvariantCulture)}";
 
     /// <summary>What <c>docker build</c> needs to use the cache: the host network (to reach 127.0.0.1) and the proxy.</summary>
-    public IReadOnlyList<string> BuildArguments => ["--network", "host", "--build-arg", $"http_proxy={ProxyUrl}"];
+    public IReadOnlyList<string> BuildArguments =>
+        ["--network", "host", "--build-arg", $"http_proxy={ProxyUrl}", "--build-arg", "no_proxy=localhost,127.0.0.1,::1"];
 
     public PackageCacheStats Stats => new()
     {
@@ -215,14 +216,14 @@ public sealed partial class PackageCache : IAsyncDisposable
             return false;
         }
 
-        if (!Uri.TryCreate(request.Target, UriKind.Absolute, out var uri) || uri.Scheme != "http"
-            || !_mirrors.Contains(uri.Authority.ToLowerInvariant()) || uri.AbsolutePath.Contains("/../", StringComparison.Ordinal))
+        if (!Uri.TryCreate(request.Target, UriKind.Absolute, out var uri) || uri.Scheme != "http" || uri.AbsolutePath.Contains("/../", StringComparison.Ordinal))
         {
             await WriteAsync(stream, 403, "Forbidden", [], null, false, ct);
             return false;
         }
 
-        if (CacheFileFor(uri) is { } file)
+        // Only the lock's mirror is cached; another http:// host a build step asks for (a pip index, say) is passed through.
+        if (_mirrors.Contains(uri.Authority.ToLowerInvariant()) && CacheFileFor(uri) is { } file)
         {
             if (!File.Exists(file))
             {

@@ -84,17 +84,19 @@ public sealed class PackageCacheTests : IAsyncDisposable
     }
 
     [Fact]
-    public async Task Mutable_indexes_pass_through_and_other_hosts_are_refused()
+    public async Task Mutable_indexes_and_other_hosts_pass_through_uncached()
     {
         _mirror.Files["/debian/dists/trixie/InRelease"] = Encoding.ASCII.GetBytes("signed");
+        _mirror.Files["/simple/x.deb"] = Encoding.ASCII.GetBytes("elsewhere");
 
         Assert.Equal("signed", await _apt.GetStringAsync(Mirror + "/dists/trixie/InRelease"));
         Assert.Equal("signed", await _apt.GetStringAsync(Mirror + "/dists/trixie/InRelease"));
-        var other = await _apt.GetAsync("http://evil.example.net/x.deb");
+        Assert.Equal("elsewhere", await _apt.GetStringAsync("http://pypi.example.net/simple/x.deb"));
+        Assert.Equal("elsewhere", await _apt.GetStringAsync("http://pypi.example.net/simple/x.deb"));
 
-        Assert.Equal(2, _cache.Stats.PassedThrough);
+        Assert.Equal(4, _cache.Stats.PassedThrough);
         Assert.Equal(0, _cache.Stats.Hits);
-        Assert.Equal(HttpStatusCode.Forbidden, other.StatusCode);
-        Assert.DoesNotContain(_mirror.Requests, r => r.Contains("x.deb", StringComparison.Ordinal));
+        Assert.Equal(0, _cache.Stats.Misses);
+        Assert.False(Directory.Exists(Path.Combine(_dir.Path, "pypi.example.net")));
     }
 }
