@@ -22,6 +22,7 @@ public static class EnvCommands
         env.Subcommands.Add(List());
         env.Subcommands.Add(Toolsets());
         env.Subcommands.Add(Export());
+        env.Subcommands.Add(EnvDiffCommand.Create());
         return env;
     }
 
@@ -65,7 +66,9 @@ public static class EnvCommands
             await s.Docker.EnsureEngineAsync(ct);
             var json = Output.IsJson(p, format);
             var lockFile = await Output.WithProgressAsync(json, "resolving", say => s.Resolver.ResolveAsync(spec, say, ct));
+            var before = EnvDiffCommand.Snapshot(spec.Directory);
             lockFile.Save(spec.Directory);
+            var change = PackageDiff.ChangeLine(before, lockFile);
             var file = Path.Combine(spec.Directory, EnvironmentLock.FileName);
             if (json)
             {
@@ -73,6 +76,7 @@ public static class EnvCommands
                 {
                     file, digest = lockFile.Digest, packages = lockFile.AllPackages.Count,
                     toolsets = lockFile.ToolsetPackages.Count, extra = lockFile.ExtraPackages.Count, @base = lockFile.BasePackages.Count,
+                    changed = change is not null, changes = change is null ? null : PackageDiff.Compute(before?.AllPackages ?? [], lockFile.AllPackages),
                 });
             }
             else
@@ -80,6 +84,7 @@ public static class EnvCommands
                 AnsiConsole.Console.MarkupLine(
                     $"[green]✓[/] wrote {Markup.Escape(file)}: {lockFile.AllPackages.Count} packages "
                     + $"(base {lockFile.BasePackages.Count}, toolsets {lockFile.ToolsetPackages.Count}, extra {lockFile.ExtraPackages.Count}), {lockFile.Digest[..19]}");
+                AnsiConsole.Console.WriteLine(change ?? "lock unchanged");
             }
 
             return ExitCodes.Ok;
@@ -100,6 +105,7 @@ public static class EnvCommands
             var spec = s.LoadSpec(p.GetValue(arg)!);
             var json = Output.IsJson(p, format);
             var options = new BuildOptions { Frozen = p.GetValue(frozen), NoCache = p.GetValue(noCache) };
+            var before = EnvDiffCommand.Snapshot(spec.Directory);
             var record = await Output.WithProgressAsync(json, $"building {spec.Name}", say =>
                 s.Builder.BuildAsync(spec, options, new Progress(say), ct));
             if (json)
@@ -108,6 +114,11 @@ public static class EnvCommands
             }
             else
             {
+                if (EnvDiffCommand.Snapshot(spec.Directory) is { } after && PackageDiff.ChangeLine(before, after) is { } change)
+                {
+                    AnsiConsole.Console.WriteLine(change);
+                }
+
                 WriteChecks(record.Checks);
                 AnsiConsole.Console.MarkupLine(
                     $"[green]✓[/] {Markup.Escape(record.Image)} ({Output.Size(record.SizeBytes)}) "

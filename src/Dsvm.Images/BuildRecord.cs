@@ -27,6 +27,9 @@ public sealed record BuildRecord
     public string? Failure { get; init; }
     public long SizeBytes { get; init; }
     public IReadOnlyList<CheckResult> Checks { get; init; } = [];
+
+    /// <summary>What the package cache served and fetched during the build; null without a cache or for a cached build.</summary>
+    public PackageCacheStats? PackageCache { get; init; }
 }
 
 /// <summary>Reads and writes <see cref="BuildRecord"/>s.</summary>

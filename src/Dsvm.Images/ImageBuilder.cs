@@ -15,6 +15,9 @@ public sealed record BuildOptions
 
     /// <summary>Build even when an image with the same tag exists, without the engine's layer cache.</summary>
     public bool NoCache { get; init; }
+
+    /// <summary>The package cache folder; null for the default (<see cref="PackageCache.DefaultDirectory"/>), "off" for none.</summary>
+    public string? PackageCache { get; init; }
 }
 
 /// <summary>Progress of a build, for the CLI's display.</summary>
@@ -93,6 +96,8 @@ public sealed partial class ImageBuilder(
         Say("build", $"building {rendered.Image}");
         var tail = new Queue<string>();
         var step = "";
+        var cacheDir = options.PackageCache is { } pc ? (pc == "off" ? null : pc) : PackageCache.DefaultDirectory(paths);
+        await using var cache = cacheDir is null ? null : PackageCache.Start(cacheDir, [new Uri(lockFile.Base.Mirror)]);
         await using (var log = new StreamWriter(logPath))
         {
             using var tar = new MemoryStream();
@@ -104,6 +109,7 @@ public sealed partial class ImageBuilder(
                 args.Add("--no-cache");
             }
 
+            args.AddRange(cache?.BuildArguments ?? []);
             args.Add("-");
             var exit = await docker.StreamAsync(args, line =>
             {
@@ -122,6 +128,11 @@ public sealed partial class ImageBuilder(
                         int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)));
                 }
             }, ct, tar);
+            if (cache?.Stats is { } cs)
+            {
+                await log.WriteLineAsync($"dsvm package cache {cs.Directory}: {cs.Hits} files from the cache, {cs.Misses} fetched from the mirror, {cs.PassedThrough} index requests passed through");
+            }
+
             await log.FlushAsync(ct);
             if (exit != 0)
             {
@@ -144,7 +155,7 @@ public sealed partial class ImageBuilder(
         {
             Environment = spec.Name, Image = rendered.Image, Tag = rendered.Tag, LockDigest = lockFile.Digest,
             Status = failed.Count == 0 ? BuildStatus.Succeeded : BuildStatus.Failed, StartedAt = started,
-            Seconds = sw.Elapsed.TotalSeconds, LogPath = logPath, Checks = results, SizeBytes = size,
+            Seconds = sw.Elapsed.TotalSeconds, LogPath = logPath, Checks = results, SizeBytes = size, PackageCache = cache?.Stats,
             Failure = failed.Count == 0 ? null : string.Join("\n", failed.Select(f => $"check {f.Id} failed: {f.Detail}")),
         };
         records.Save(record);
