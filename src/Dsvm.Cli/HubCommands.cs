@@ -44,7 +44,7 @@ public static class HubCommands
                 IdleTimeout = p.GetValue(idle) is { } minutes ? TimeSpan.FromMinutes(minutes) : configured.IdleTimeout,
             };
             var sizes = WorkspaceServices.LoadSizes(paths);
-            var (_, backends) = BackendFactory.Load(paths, sizes, gpus, images);
+            var (backendConfig, backends) = BackendFactory.Load(paths, sizes, gpus, images);
             var state = HubDatabase.Open(HubDatabase.Configured(p.GetValue(database)), paths);
             var app = HubHost.Build(options, new HubDependencies
             {
@@ -52,7 +52,8 @@ public static class HubCommands
                 Backends = backends,
                 Store = state.Store,
                 Gpus = gpus,
-                Environments = new DockerEnvironmentCatalog(images),
+                Environments = HubEnvironmentCatalogs.Create(options.Registry, () => new DockerEnvironmentCatalog(images),
+                    backendConfig.Backends.Any(b => b.Type == "docker"), TimeProvider.System),
                 Paths = paths,
                 Sizes = sizes,
             });
