@@ -23,6 +23,7 @@ public static class EnvCommands
         env.Subcommands.Add(Toolsets());
         env.Subcommands.Add(Export());
         env.Subcommands.Add(EnvDiffCommand.Create());
+        env.Subcommands.Add(EnvPushCommand.Create());
         return env;
     }
 
@@ -98,21 +99,23 @@ public static class EnvCommands
         var format = Output.FormatOption();
         var frozen = new Option<bool>("--frozen") { Description = "Fail if environment.lock is missing or stale instead of re-resolving" };
         var noCache = new Option<bool>("--no-cache") { Description = "Rebuild every layer, even if an image with this tag exists" };
-        var cmd = new Command("build", "Build (lock if needed, build, run the in-image checks) an environment image") { arg, format, frozen, noCache };
+        var push = EnvPushCommand.PushOption();
+        var cmd = new Command("build", "Build (lock if needed, build, run the in-image checks) an environment image") { arg, format, frozen, noCache, push };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
             var s = new ImageServices(DsvmPaths.FromEnvironment());
+            var registry = p.GetValue(push) is { } r ? Dsvm.Images.Registry.RegistryAddress.Parse(r) : null; // bad syntax fails before building
             var spec = s.LoadSpec(p.GetValue(arg)!);
             var json = Output.IsJson(p, format);
             var options = new BuildOptions { Frozen = p.GetValue(frozen), NoCache = p.GetValue(noCache) };
             var before = EnvDiffCommand.Snapshot(spec.Directory);
             var record = await Output.WithProgressAsync(json, $"building {spec.Name}", say =>
                 s.Builder.BuildAsync(spec, options, new Progress(say), ct));
-            if (json)
+            if (json && registry is null)
             {
                 Output.WriteJson(record);
             }
-            else
+            else if (!json)
             {
                 if (EnvDiffCommand.Snapshot(spec.Directory) is { } after && PackageDiff.ChangeLine(before, after) is { } change)
                 {
@@ -123,6 +126,15 @@ public static class EnvCommands
                 AnsiConsole.Console.MarkupLine(
                     $"[green]✓[/] {Markup.Escape(record.Image)} ({Output.Size(record.SizeBytes)}) "
                     + (record.Cached ? "was up to date" : $"built in {record.Seconds:F0} s") + $"; log: {Markup.Escape(record.LogPath ?? "-")}");
+            }
+
+            if (registry is not null)
+            {
+                var pushed = await EnvPushCommand.PushAsync(s, spec.Name, registry, json, write: !json, ct);
+                if (json)
+                {
+                    Output.WriteJson(new { build = record, push = pushed });
+                }
             }
 
             return ExitCodes.Ok;

@@ -18,6 +18,7 @@ public static class ExitCodes
     public const int Conflict = 10;
     public const int Forbidden = 11;
     public const int State = 12;
+    public const int Registry = 13;
     public const int Cancelled = 130;
 
     public static int For(DsvmException ex) => ex.Kind switch
@@ -33,6 +34,7 @@ public static class ExitCodes
         "forbidden" => Forbidden,
         "state" => State,
         "usage" => Usage,
+        "registry" => Registry,
         _ => Error,
     };
 }

@@ -60,7 +60,8 @@ public static class HubCommands
                 Backends = backends,
                 Store = state.Store,
                 Gpus = gpus,
-                Environments = HubEnvironments.For(backendConfig, registry, images),
+                Environments = HubEnvironmentCatalogs.Create(options.Registry, () => HubEnvironments.For(backendConfig, registry, images),
+                    registry.UsesLocalEngine(backendConfig), TimeProvider.System),
                 Paths = paths,
                 Sizes = sizes,
             });

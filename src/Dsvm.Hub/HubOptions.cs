@@ -96,6 +96,9 @@ public sealed record HubOptions
     /// <summary>OpenID Connect login; off unless <c>Oidc:Authority</c> is set.</summary>
     public OidcOptions Oidc { get; init; } = new();
 
+    /// <summary>Environments from an OCI registry (pulled by digest); off unless <c>Registry:Url</c> is set.</summary>
+    public HubRegistryOptions Registry { get; init; } = new();
+
     /// <summary>Workspace starts in flight at once; more are answered 429 with Retry-After.</summary>
     public int MaxConcurrentStarts { get; init; } = 10;
 

@@ -68,9 +68,12 @@ public static partial class KubernetesObjects
         return bytes.ToString(CultureInfo.InvariantCulture);
     }
 
-    /// <summary>The image as the cluster pulls it: the registry prefix (if any) before the local tag.</summary>
+    /// <summary>
+    /// The image as the cluster pulls it: the registry prefix (if any) before the local tag; an image that already
+    /// names its registry (a registry catalog's <c>REGISTRY/dsvm/NAME@sha256:…</c>) is pulled as it is.
+    /// </summary>
     public static string ImageRef(string image, KubernetesBackendOptions options) =>
-        options.ImageRegistryPrefix is { Length: > 0 } prefix ? prefix.TrimEnd('/') + "/" + image : image;
+        options.ImageRegistryPrefix is { Length: > 0 } prefix && !ImageReferences.HasRegistry(image) ? prefix.TrimEnd('/') + "/" + image : image;
 
     /// <summary>The managed labels plus the request's labels that Kubernetes accepts (others are left out, never sent).</summary>
     public static Dictionary<string, string> Labels(string id, IReadOnlyDictionary<string, string>? extra = null)

@@ -79,11 +79,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     /// <summary>The image reference the nodes pull: <c>REGISTRY/dsvm/ENV:TAG</c> with a registry, else the local name.</summary>
     public string NodeImage(string image) => _options.Registry is { } r && !HasRegistry(image) ? $"{r}/{image}" : image;
 
-    private static bool HasRegistry(string image)
-    {
-        var first = image.Split('/')[0];
-        return image.Contains('/', StringComparison.Ordinal) && (first.Contains('.', StringComparison.Ordinal) || first.Contains(':', StringComparison.Ordinal) || first == "localhost");
-    }
+    private static bool HasRegistry(string image) => ImageReferences.HasRegistry(image);
 
     public async Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
@@ -104,7 +100,8 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                 $"the home volume {request.HomeVolume} is on node {pin}, which is no longer in the swarm; restore the node, or delete the workspace's home");
         }
 
-        if (_options.Registry is not null)
+        // An image that names its registry (a registry catalog's digest reference) is pulled by the nodes as it is.
+        if (_options.Registry is not null && !HasRegistry(request.Image))
         {
             progress?.Report(new WorkspaceProgress($"pushing {request.Image} to {_options.Registry}"));
             await PushAsync(request.Image, ct);

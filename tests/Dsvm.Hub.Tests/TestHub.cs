@@ -49,7 +49,7 @@ internal sealed class HubWorld : IAsyncDisposable
     /// <summary>Warnings and errors the hubs logged.</summary>
     public TestLogs Logs { get; } = new();
 
-    public IEnvironmentCatalog Environments { get; } =
+    public IEnvironmentCatalog Environments { get; set; } =
         new StaticEnvironmentCatalog([new HubEnvironment("minimal", "dsvm/minimal:test", GpuMode.None, "a test environment", 0)]);
 
     /// <summary>When set, hubs built from here log through this (instead of nowhere, or the console with DSVM_TEST_HUB_LOG=1).</summary>

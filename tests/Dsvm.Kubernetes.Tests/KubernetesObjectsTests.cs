@@ -107,6 +107,16 @@ public sealed class KubernetesObjectsTests
     }
 
     [Fact]
+    public void Pod_ImageFromARegistryCatalog_IsPulledByDigestWithoutThePrefix()
+    {
+        var pinned = "127.0.0.1:5000/dsvm/minimal@sha256:" + new string('a', 64);
+        var options = Options with { ImageRegistryPrefix = "registry.example.com/" };
+        Assert.Equal(pinned, KubernetesObjects.ImageRef(pinned, options));
+        Assert.Equal("registry.example.com/dsvm/minimal:0123abcd", KubernetesObjects.ImageRef("dsvm/minimal:0123abcd", options));
+        Assert.Equal("localhost/dsvm/x:1", KubernetesObjects.ImageRef("localhost/dsvm/x:1", options));
+    }
+
+    [Fact]
     public void Pod_ContainerContract_LikeTheDockerBackend()
     {
         var pod = KubernetesObjects.Pod(Request(), Options with { ImageRegistryPrefix = "registry.example.com/", ImagePullPolicy = "Always" });

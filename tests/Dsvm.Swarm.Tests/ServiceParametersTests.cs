@@ -168,6 +168,8 @@ public sealed class ServiceParametersTests : IDisposable
         var spec = Spec(Request());
         Assert.Equal("10.0.5.1:5000/dsvm/datascience:abc123", spec.TaskTemplate.ContainerSpec.Image);
         Assert.Equal("registry.example:443/dsvm/x:1", _backend.NodeImage("registry.example:443/dsvm/x:1"));
+        var pinned = "127.0.0.1:5000/dsvm/minimal@sha256:" + new string('a', 64);
+        Assert.Equal(pinned, _backend.NodeImage(pinned));
         Assert.Equal(("127.0.0.1:5000/dsvm/minimal", "t1"), SwarmWorkspaceBackend.SplitTag("127.0.0.1:5000/dsvm/minimal:t1"));
         Assert.Equal(("127.0.0.1:5000/dsvm/minimal", "latest"), SwarmWorkspaceBackend.SplitTag("127.0.0.1:5000/dsvm/minimal"));
     }

@@ -223,9 +223,17 @@ public static class ApiEndpoints
 
     private static void MapCatalog(RouteGroupBuilder api)
     {
-        api.MapGet("/environments", async (IEnvironmentCatalog catalog, CancellationToken ct) =>
-            (await catalog.ListAsync(ct)).Select(e => new { e.Name, e.Description, gpu = e.Gpu.ToString().ToLowerInvariant(), e.SizeBytes }))
-            .RequireAuthorization(ReadPolicy);
+        api.MapGet("/environments", async (IEnvironmentCatalog catalog, HttpResponse response, CancellationToken ct) =>
+        {
+            var list = await catalog.ListAsync(ct);
+            if (catalog.Problems.Count > 0)
+            {
+                // The list stays an array (clients read it as one); a source that failed is named in a header.
+                response.Headers["Dsvm-Catalog-Problem"] = new string(string.Join("; ", catalog.Problems).Select(c => c is >= ' ' and <= '~' ? c : ' ').ToArray());
+            }
+
+            return list.Select(e => new { e.Name, e.Description, gpu = e.Gpu.ToString().ToLowerInvariant(), e.SizeBytes });
+        }).RequireAuthorization(ReadPolicy);
         api.MapGet("/sizes", (HubWorkspaces hub) =>
             hub.Sizes.All.Select(s => new { s.Name, s.Vcpus, s.MemoryGiB, s.Gpus, @class = s.Class.ToString().ToLowerInvariant(), s.Description }))
             .RequireAuthorization(ReadPolicy);

@@ -9,6 +9,9 @@ public sealed record HubEnvironment(string Name, string Image, GpuMode Gpu, stri
 public interface IEnvironmentCatalog
 {
     Task<IReadOnlyList<HubEnvironment>> ListAsync(CancellationToken ct);
+
+    /// <summary>Why part of the catalog is missing from the last list (e.g. its registry is unreachable); empty when whole.</summary>
+    IReadOnlyList<string> Problems => [];
 }
 
 /// <summary>A fixed list (tests, or a hub configured with explicit images).</summary>

@@ -1,0 +1,23 @@
+namespace Dsvm.Core;
+
+/// <summary>Reading image references the way Docker does.</summary>
+public static class ImageReferences
+{
+    /// <summary>
+    /// True when the reference names its registry (<c>host:port/…</c>, <c>registry.example.org/…</c>,
+    /// <c>localhost/…</c>): such an image (e.g. <c>REGISTRY/dsvm/NAME@sha256:…</c> from a registry catalog) is
+    /// pulled as it is, never prefixed with another registry or pushed again.
+    /// </summary>
+    public static bool HasRegistry(string image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        var slash = image.IndexOf('/', StringComparison.Ordinal);
+        if (slash <= 0)
+        {
+            return false;
+        }
+
+        var first = image[..slash];
+        return first.Contains('.', StringComparison.Ordinal) || first.Contains(':', StringComparison.Ordinal) || first == "localhost";
+    }
+}
