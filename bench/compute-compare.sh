@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A 2000x2000 matmul, a RandomForest fit and 20 small torch training steps in two images, interleaved, 3 rounds:
 #   bench/compute-compare.sh OLD_IMAGE NEW_IMAGE      (2 CPUs each; DSVM_CPUS=2 as a medium workspace gets)
-# A stand-in for the `bench/run.sh --suite compute` of issue 11, which is not written yet. Uses the Docker engine.
+# Bare containers (docker run), so it also compares images that no longer start as workspaces (before the uid
+# change); `bench/run.sh --suite compute` is the workspace benchmark. Uses the Docker engine.
 set -euo pipefail
 code='import time, numpy as np
 from sklearn.ensemble import RandomForestClassifier

@@ -11,7 +11,7 @@ internal sealed record BenchOptions
         OpenDSVM benchmark: prints tables (or JSON); it measures, it never asserts timings.
 
         usage: bench/run.sh [options]
-          --suite build|workspaces|hub|peers|swarm|vm|all
+          --suite build|workspaces|hub|peers|swarm|vm|compute|all
                                          which suite to run (default: all = build and workspaces; hub, peers,
                                          swarm and vm are opt-in: they take minutes; swarm needs root, vm qemu;
                                          peers compares with configurable-http-proxy and JupyterHub)
@@ -31,6 +31,10 @@ internal sealed record BenchOptions
           --peer-duration SECONDS        peers suite: length of each wrk run (default: 5)
           --quick                        peers suite: one round of 2 s runs
           --chp PATH                     peers suite: the configurable-http-proxy to compare with
+          --image IMAGE                  compute suite: the image measured (default: dsvm/datascience:latest)
+          --baseline netlib|previous|IMAGE
+                                         compute suite: what it is compared with (default netlib: the same
+                                         image with the reference BLAS; previous: the previous build here)
           --help                         this text
         """;
 
@@ -39,6 +43,9 @@ internal sealed record BenchOptions
     public bool RunHub { get; init; }
     public bool RunSwarm { get; init; }
     public bool RunPeers { get; init; }
+    public bool RunCompute { get; init; }
+    public string? ComputeImage { get; init; }
+    public string? BaselineImage { get; init; }
     public int Rounds { get; init; } = 3;
     public int PeerDuration { get; init; } = 5;
     public bool Quick { get; init; }
@@ -98,8 +105,9 @@ internal sealed record BenchOptions
                     "swarm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = true, RunVm = false, RunPeers = false },
                     "peers" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = true },
                     "vm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = true, RunPeers = false },
+                    "compute" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = false, RunCompute = true },
                     "all" => o with { RunBuild = true, RunWorkspaces = true, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = false },
-                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub, peers, swarm, vm or all (not '{v}')"),
+                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub, peers, swarm, vm, compute or all (not '{v}')"),
                 },
                 "--envs" => o with { Envs = ParseEnvs(Value()) },
                 "--runs" => o with { Runs = PositiveInt(arg, Value()) },
@@ -122,6 +130,8 @@ internal sealed record BenchOptions
                 "--peer-duration" => o with { PeerDuration = PositiveInt(arg, Value()) },
                 "--quick" => o with { Quick = true },
                 "--chp" => o with { ChpPath = Path.GetFullPath(Value()) },
+                "--image" => o with { ComputeImage = Value() },
+                "--baseline" => o with { BaselineImage = Value() },
                 "--help" or "-h" => o with { Help = true },
                 _ => throw new ArgumentException($"unknown argument '{args[i]}' (see --help)"),
             };

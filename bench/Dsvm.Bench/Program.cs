@@ -53,6 +53,12 @@ try
     }
 
     var images = new ImageServices(home.Paths);
+    if (options.RunCompute)
+    {
+        await images.Docker.EnsureEngineAsync(cts.Token);
+        return await new ComputeSuite(options, home, images).RunAsync(cts.Token);
+    }
+
     var needsDocker = options.RunBuild || options.RunWorkspaces || options.RunSwarm || options.RunVm || (options.RunHub && !options.SkipDocker);
     if (needsDocker)
     {
