@@ -2,8 +2,6 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
-using CliWrap;
-using CliWrap.Buffered;
 using Dsvm.Testing;
 
 namespace Dsvm.Faults.Tests;
@@ -19,19 +17,12 @@ public sealed class HubKilledAtEveryStepTests : IAsyncLifetime
 {
     private const int Killed = 137;
     private const string Password = "hub-fault-password";
-    private readonly string _home;
-    private readonly string _name = "hubfault-" + Guid.NewGuid().ToString("N")[..8];
+    private readonly FaultWorkspace _ws = new("hubfault");
     private readonly int _port;
     private Process? _hub;
 
     public HubKilledAtEveryStepTests()
     {
-        _home = Path.Combine(TestEnvironment.Home, "faults", _name);
-        Directory.CreateDirectory(Path.Combine(_home, "data"));
-        Directory.CreateDirectory(Path.Combine(_home, "config"));
-        var cache = Path.Combine(TestEnvironment.Home, "cache");
-        Directory.CreateDirectory(cache);
-        Directory.CreateSymbolicLink(Path.Combine(_home, "cache"), cache);
         using var probe = new TcpListener(IPAddress.Loopback, 0);
         probe.Start();
         _port = ((IPEndPoint)probe.LocalEndpoint).Port;
@@ -53,17 +44,7 @@ public sealed class HubKilledAtEveryStepTests : IAsyncLifetime
     public async Task DisposeAsync()
     {
         StopHub();
-        foreach (var id in (await Docker("ps", "-aq", "--filter", $"label=io.opendsvm.name={_name}")).StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            await Docker("rm", "-f", id);
-        }
-
-        foreach (var volume in await HomesAsync())
-        {
-            await Docker("volume", "rm", "-f", volume);
-        }
-
-        Directory.Delete(_home, recursive: true);
+        await _ws.CleanUpAsync();
     }
 
     private void StopHub()
@@ -92,7 +73,7 @@ public sealed class HubKilledAtEveryStepTests : IAsyncLifetime
             start.ArgumentList.Add(a);
         }
 
-        start.Environment["DSVM_HOME"] = _home;
+        start.Environment["DSVM_HOME"] = _ws.Home;
         start.Environment["DSVM_HUB_ADMIN_PASSWORD"] = Password;
         start.Environment["DSVM_START_TIMEOUT"] = "60";
         start.Environment["DSVM_FAULT"] = fault;
@@ -122,27 +103,9 @@ public sealed class HubKilledAtEveryStepTests : IAsyncLifetime
         Assert.Fail("the hub did not answer within 60 s");
     }
 
-    private sealed record Result(int ExitCode, string Stdout, string Stderr)
-    {
-        public override string ToString() => $"exit {ExitCode}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
-    }
-
     /// <summary>The CLI as a hub client (its login stored under this test's folder).</summary>
-    private async Task<Result> DsvmAsync(string? stdin, params string[] args)
-    {
-        var cmd = Cli.Wrap("dotnet")
-            .WithArguments([TestEnvironment.CliDll, .. args])
-            .WithEnvironmentVariables(e => e.Set("XDG_CONFIG_HOME", Path.Combine(_home, "config")).Set("DSVM_HOME", Path.Combine(_home, "client")))
-            .WithWorkingDirectory(TestEnvironment.RepoRoot)
-            .WithValidation(CommandResultValidation.None);
-        if (stdin is not null)
-        {
-            cmd = cmd.WithStandardInputPipe(PipeSource.FromString(stdin + "\n"));
-        }
-
-        var r = await cmd.ExecuteBufferedAsync();
-        return new Result(r.ExitCode, r.StandardOutput, r.StandardError);
-    }
+    private Task<Result> DsvmAsync(string? stdin, params string[] args) =>
+        FaultWorkspace.RunCliAsync(e => e.Set("XDG_CONFIG_HOME", Path.Combine(_ws.Home, "config")).Set("DSVM_HOME", Path.Combine(_ws.Home, "client")), stdin, args);
 
     private async Task<Result> OkAsync(params string[] args)
     {
@@ -151,34 +114,18 @@ public sealed class HubKilledAtEveryStepTests : IAsyncLifetime
         return r;
     }
 
-    private static async Task<BufferedCommandResult> Docker(params string[] args) =>
-        await Cli.Wrap("docker").WithArguments(args).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+    private async Task<int> RunningAsync() => (await _ws.ContainersAsync()).Running;
 
-    private async Task<int> RunningAsync() =>
-        (await Docker("ps", "-q", "--filter", $"label=io.opendsvm.name={_name}")).StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
-
-    private async Task<string[]> HomesAsync() =>
-        (await Docker("volume", "ls", "-q", "--filter", $"label=io.opendsvm.name={_name}")).StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+    private Task<string[]> HomesAsync() => _ws.HomesAsync();
 
     /// <summary>The workspace's state as the hub reports it (null: no record), checked against the engine.</summary>
     private async Task<string?> StateAsync()
     {
         var r = await OkAsync("ls", "-o", "json");
         var state = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("workspaces").EnumerateArray()
-            .Where(w => w.GetProperty("name").GetString() == _name)
+            .Where(w => w.GetProperty("name").GetString() == _ws.Name)
             .Select(w => w.GetProperty("state").GetString()?.ToLowerInvariant()).FirstOrDefault();
-        var running = await RunningAsync();
-        Assert.True(running <= 1, $"{running} containers run for one workspace");
-        if (running == 1)
-        {
-            Assert.True(state is "running" or "starting", $"a container runs but the hub says {state ?? "no record"}");
-        }
-
-        if (state is "running")
-        {
-            Assert.True(running == 1, "the hub says running, no container runs");
-        }
-
+        await _ws.AssertTruthfulAsync(state, r.ToString());
         return state;
     }
 
@@ -214,10 +161,10 @@ public sealed class HubKilledAtEveryStepTests : IAsyncLifetime
 
     private async Task AssertUsableAgainAsync()
     {
-        var up = await DsvmAsync(null, "up", "--env", "minimal", "--name", _name, "--size", "small", "-o", "json");
+        var up = await DsvmAsync(null, "up", "--env", "minimal", "--name", _ws.Name, "--size", "small", "-o", "json");
         Assert.True(up.ExitCode == 0, $"up after the fault: {up}");
         Assert.Equal("running", await StateAsync());
-        await OkAsync("rm", _name);
+        await OkAsync("rm", _ws.Name);
         Assert.Null(await StateAsync());
         Assert.Equal(0, await RunningAsync());
         // rm without --delete-home keeps the home.
@@ -234,7 +181,7 @@ public sealed class HubKilledAtEveryStepTests : IAsyncLifetime
         await StartHubAsync(step);
         await LoginAsync();
 
-        var up = await DsvmAsync(null, "up", "--env", "minimal", "--name", _name, "--size", "small", "-o", "json");
+        var up = await DsvmAsync(null, "up", "--env", "minimal", "--name", _ws.Name, "--size", "small", "-o", "json");
         Assert.NotEqual(0, up.ExitCode);
         var state = await RestartAndSettleAsync(step);
         Assert.True(state is "running" or "stopped" or "failed", $"after a kill at {step} the hub says {state ?? "no record"}");
@@ -254,10 +201,10 @@ public sealed class HubKilledAtEveryStepTests : IAsyncLifetime
     {
         await StartHubAsync(step);
         await LoginAsync();
-        var up = await DsvmAsync(null, "up", "--env", "minimal", "--name", _name, "--size", "small", "-o", "json");
+        var up = await DsvmAsync(null, "up", "--env", "minimal", "--name", _ws.Name, "--size", "small", "-o", "json");
         Assert.True(up.ExitCode == 0, $"up: {up}");
 
-        var stop = await DsvmAsync(null, "stop", _name);
+        var stop = await DsvmAsync(null, "stop", _ws.Name);
         Assert.NotEqual(0, stop.ExitCode);
         var state = await RestartAndSettleAsync(step);
         Assert.True(state is "stopped" or "running", $"after a kill at {step} the hub says {state ?? "no record"}");

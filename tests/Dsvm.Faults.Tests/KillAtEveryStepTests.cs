@@ -1,20 +1,7 @@
 using System.Text.Json;
-using CliWrap;
-using CliWrap.Buffered;
 using Dsvm.Testing;
 
 namespace Dsvm.Faults.Tests;
-
-public sealed class DockerTheoryAttribute : TheoryAttribute
-{
-    public DockerTheoryAttribute()
-    {
-        if (TestEnvironment.DockerSkipReason is { } reason)
-        {
-            Skip = reason;
-        }
-    }
-}
 
 /// <summary>
 /// The real <c>dsvm</c> tool against the real engine, killed (SIGKILL, via <c>DSVM_FAULT</c>) at each named step of
@@ -23,60 +10,17 @@ public sealed class DockerTheoryAttribute : TheoryAttribute
 /// Each test has a data folder of its own (the image cache is the shared one).
 /// </summary>
 [Trait("Requires", "Docker")]
-public sealed class KillAtEveryStepTests : IDisposable
+public sealed class KillAtEveryStepTests : IAsyncLifetime
 {
     private const int Killed = 137;
-    private readonly string _home;
-    private readonly string _name = "fault-" + Guid.NewGuid().ToString("N")[..8];
+    private readonly FaultWorkspace _ws = new("fault");
 
-    public KillAtEveryStepTests()
-    {
-        _home = Path.Combine(TestEnvironment.Home, "faults", _name);
-        Directory.CreateDirectory(Path.Combine(_home, "data"));
-        var cache = Path.Combine(TestEnvironment.Home, "cache");
-        Directory.CreateDirectory(cache);
-        if (!Directory.Exists(Path.Combine(_home, "cache")))
-        {
-            Directory.CreateSymbolicLink(Path.Combine(_home, "cache"), cache);
-        }
-    }
+    public Task InitializeAsync() => Task.CompletedTask;
 
-    public void Dispose()
-    {
-        // Whatever a failed assertion left: the containers and the home of this test's workspace.
-        foreach (var id in Docker("ps", "-aq", "--filter", $"label=io.opendsvm.name={_name}").GetAwaiter().GetResult().StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            Docker("rm", "-f", id).GetAwaiter().GetResult();
-        }
+    public async Task DisposeAsync() => await _ws.CleanUpAsync();
 
-        foreach (var volume in HomesAsync().GetAwaiter().GetResult())
-        {
-            Docker("volume", "rm", "-f", volume).GetAwaiter().GetResult();
-        }
-
-        Directory.Delete(_home, recursive: true);
-    }
-
-    private sealed record Result(int ExitCode, string Stdout, string Stderr)
-    {
-        public override string ToString() => $"exit {ExitCode}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
-    }
-
-    private async Task<Result> DsvmAsync(string? fault, params string[] args)
-    {
-        var r = await Cli.Wrap("dotnet")
-            .WithArguments([TestEnvironment.CliDll, .. args])
-            .WithEnvironmentVariables(e =>
-            {
-                e.Set("DSVM_HOME", _home);
-                e.Set("DSVM_FAULT", fault);
-                e.Set("DSVM_START_TIMEOUT", "60");
-            })
-            .WithWorkingDirectory(TestEnvironment.RepoRoot)
-            .WithValidation(CommandResultValidation.None)
-            .ExecuteBufferedAsync();
-        return new Result(r.ExitCode, r.StandardOutput, r.StandardError);
-    }
+    private Task<Result> DsvmAsync(string? fault, params string[] args) =>
+        FaultWorkspace.RunCliAsync(e => e.Set("DSVM_HOME", _ws.Home).Set("DSVM_FAULT", fault).Set("DSVM_START_TIMEOUT", "60"), null, args);
 
     private async Task<Result> OkAsync(params string[] args)
     {
@@ -85,49 +29,22 @@ public sealed class KillAtEveryStepTests : IDisposable
         return r;
     }
 
-    private static async Task<BufferedCommandResult> Docker(params string[] args) =>
-        await Cli.Wrap("docker").WithArguments(args).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
-
     private Task<Result> UpAsync(string? fault = null, string size = "small") =>
-        DsvmAsync(fault, "up", "--env", "minimal", "--name", _name, "--size", size, "--local", "-o", "json");
+        DsvmAsync(fault, "up", "--env", "minimal", "--name", _ws.Name, "--size", size, "--local", "-o", "json");
 
-    /// <summary>This workspace's containers, running or not, found by label.</summary>
-    private async Task<(int Running, int All)> ContainersAsync()
-    {
-        var running = (await Docker("ps", "-q", "--filter", $"label=io.opendsvm.name={_name}")).StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
-        var all = (await Docker("ps", "-aq", "--filter", $"label=io.opendsvm.name={_name}")).StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
-        return (running, all);
-    }
+    private Task<(int Running, int All)> ContainersAsync() => _ws.ContainersAsync();
 
     /// <summary>The record as <c>dsvm ls</c> shows it (null: none), after checking the invariants against the engine.</summary>
     private async Task<JsonElement?> LsAsync()
     {
         var r = await OkAsync("ls", "--local", "-o", "json");
         var record = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("workspaces").EnumerateArray()
-            .Where(w => w.GetProperty("name").GetString() == _name).Select(w => (JsonElement?)w).FirstOrDefault();
-        var (running, _) = await ContainersAsync();
-        var state = record?.GetProperty("state").GetString();
-        // No running container that the state calls stopped (or that has no record at all).
-        if (running > 0)
-        {
-            Assert.True(state is "running" or "starting", $"a container runs but ls says {state ?? "no record"}: {r}");
-        }
-
-        // No record that claims a running server without one.
-        if (state is "running")
-        {
-            Assert.True(running == 1, $"ls says running, {running} container(s) run: {r}");
-        }
-
-        Assert.True(running <= 1, $"{running} containers run for one workspace");
+            .Where(w => w.GetProperty("name").GetString() == _ws.Name).Select(w => (JsonElement?)w).FirstOrDefault();
+        await _ws.AssertTruthfulAsync(record?.GetProperty("state").GetString(), r.ToString());
         return record;
     }
 
-    /// <summary>The workspace's home volumes, found by label (whatever their naming scheme).</summary>
-    private async Task<string[]> HomesAsync() =>
-        (await Docker("volume", "ls", "-q", "--filter", $"label=io.opendsvm.name={_name}")).StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-
-    private async Task AssertHomeKeptAsync() => Assert.Single(await HomesAsync());
+    private Task AssertHomeKeptAsync() => _ws.AssertHomeKeptAsync();
 
     private async Task AssertRecoversAsync()
     {
@@ -135,7 +52,7 @@ public sealed class KillAtEveryStepTests : IDisposable
         Assert.True(up.ExitCode == 0, $"up after the fault: {up}");
         Assert.Equal("running", (await LsAsync())?.GetProperty("state").GetString());
         Assert.Equal((1, 1), await ContainersAsync());
-        await OkAsync("rm", _name, "--local");
+        await OkAsync("rm", _ws.Name, "--local");
         Assert.Null(await LsAsync());
         Assert.Null(await LsAsync());
         Assert.Equal((0, 0), await ContainersAsync());
@@ -166,7 +83,7 @@ public sealed class KillAtEveryStepTests : IDisposable
     {
         Assert.Equal(0, (await UpAsync()).ExitCode);
 
-        var killed = await DsvmAsync(step, "stop", _name, "--local");
+        var killed = await DsvmAsync(step, "stop", _ws.Name, "--local");
         Assert.True(killed.ExitCode == Killed, $"expected a kill at {step}: {killed}");
 
         // The interrupted stop is finished by the next look, never left Stopping with the container running.
@@ -183,14 +100,14 @@ public sealed class KillAtEveryStepTests : IDisposable
     {
         Assert.Equal(0, (await UpAsync()).ExitCode);
 
-        var killed = await DsvmAsync(step, "resize", _name, "--size", "medium", "--local");
+        var killed = await DsvmAsync(step, "resize", _ws.Name, "--size", "medium", "--local");
         Assert.True(killed.ExitCode == Killed, $"expected a kill at {step}: {killed}");
 
         var record = await LsAsync();
         Assert.Equal("stopped", record?.GetProperty("state").GetString());
-        await OkAsync("start", _name, "--local");
+        await OkAsync("start", _ws.Name, "--local");
         Assert.Equal("running", (await LsAsync())?.GetProperty("state").GetString());
-        await OkAsync("rm", _name, "--local");
+        await OkAsync("rm", _ws.Name, "--local");
         Assert.Null(await LsAsync());
         await AssertHomeKeptAsync();
     }
@@ -200,11 +117,11 @@ public sealed class KillAtEveryStepTests : IDisposable
     {
         Assert.Equal(0, (await UpAsync()).ExitCode);
 
-        var killed = await DsvmAsync("rm.after-engine", "rm", _name, "--local");
+        var killed = await DsvmAsync("rm.after-engine", "rm", _ws.Name, "--local");
         Assert.True(killed.ExitCode == Killed, $"expected a kill: {killed}");
 
         Assert.Equal("stopped", (await LsAsync())?.GetProperty("state").GetString());
-        await OkAsync("rm", _name, "--local");
+        await OkAsync("rm", _ws.Name, "--local");
         Assert.Null(await LsAsync());
         Assert.Null(await LsAsync());
         await AssertHomeKeptAsync();
@@ -214,7 +131,7 @@ public sealed class KillAtEveryStepTests : IDisposable
     public async Task CorruptStateFile_IsOneLine_MovedAside_AndDoctorRepairRebuildsTheRecord()
     {
         Assert.Equal(0, (await UpAsync()).ExitCode);
-        var db = Path.Combine(_home, "data", "dsvm.db");
+        var db = Path.Combine(_ws.Home, "data", "dsvm.db");
         foreach (var f in new[] { db + "-wal", db + "-shm" }.Where(File.Exists))
         {
             File.Delete(f);
@@ -231,14 +148,14 @@ public sealed class KillAtEveryStepTests : IDisposable
         var joined = output.Replace("\n", "", StringComparison.Ordinal);
         Assert.Contains(db, joined, StringComparison.Ordinal);
         Assert.Contains("dsvm doctor --repair", joined, StringComparison.Ordinal);
-        Assert.Single(Directory.GetFiles(Path.Combine(_home, "data"), "dsvm.db.corrupt-*"));
+        Assert.Single(Directory.GetFiles(Path.Combine(_ws.Home, "data"), "dsvm.db.corrupt-*"));
 
         var repair = await OkAsync("doctor", "--repair");
-        Assert.Contains($"rebuilt local/{_name}", repair.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"rebuilt local/{_ws.Name}", repair.Stdout, StringComparison.Ordinal);
         Assert.Equal("stopped", (await LsAsync())?.GetProperty("state").GetString());
-        await OkAsync("start", _name, "--local");
+        await OkAsync("start", _ws.Name, "--local");
         Assert.Equal("running", (await LsAsync())?.GetProperty("state").GetString());
-        await OkAsync("rm", _name, "--local");
+        await OkAsync("rm", _ws.Name, "--local");
         await AssertHomeKeptAsync();
     }
 }
