@@ -35,7 +35,6 @@ public sealed class PipEnvironmentTests
         var b1 = index.Add("dsvm_b", "1.0");
         var a1 = index.Add("dsvm_a", "1.0", "dsvm-b>=1.0");
         var c1 = index.Add("dsvm_c", "1.0");
-        var images = new List<string>();
         try
         {
             // Lock: the requirement and its dependency, each with version and sha256; Debian's own Python
@@ -50,7 +49,6 @@ public sealed class PipEnvironmentTests
 
             // Build: exactly the lock, by hash, without resolving; importable in the image.
             var record = await S.Builder.BuildAsync(spec, new BuildOptions { Frozen = true }, null, default);
-            images.Add(record.Image);
             Assert.Equal(BuildStatus.Succeeded, record.Status);
             var log = await File.ReadAllTextAsync(record.LogPath!);
             Assert.Contains("pip install --no-deps --require-hashes", log, StringComparison.Ordinal);
@@ -81,9 +79,14 @@ public sealed class PipEnvironmentTests
         }
         finally
         {
-            foreach (var image in images)
+            // This test's images only; the layers the minimal environment shares stay.
+            foreach (var repository in new[] { "dsvm/pip-test", $"{PipLocker.LockRepository}pip-test" })
             {
-                await S.Docker.RunAsync(["rmi", image], default);
+                var tags = await S.Docker.RunAsync(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository], default);
+                foreach (var image in tags.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    await S.Docker.RunAsync(["rmi", image], default);
+                }
             }
         }
     }
