@@ -77,6 +77,7 @@ public static class EnvCommands
                 {
                     file, digest = lockFile.Digest, packages = lockFile.AllPackages.Count,
                     toolsets = lockFile.ToolsetPackages.Count, extra = lockFile.ExtraPackages.Count, @base = lockFile.BasePackages.Count,
+                    pip = lockFile.Pip?.Packages.Count ?? 0,
                     changed = change is not null, changes = change is null ? null : PackageDiff.Compute(before?.AllPackages ?? [], lockFile.AllPackages),
                 });
             }
@@ -84,7 +85,8 @@ public static class EnvCommands
             {
                 AnsiConsole.Console.MarkupLine(
                     $"[green]✓[/] wrote {Markup.Escape(file)}: {lockFile.AllPackages.Count} packages "
-                    + $"(base {lockFile.BasePackages.Count}, toolsets {lockFile.ToolsetPackages.Count}, extra {lockFile.ExtraPackages.Count}), {lockFile.Digest[..19]}");
+                    + $"(base {lockFile.BasePackages.Count}, toolsets {lockFile.ToolsetPackages.Count}, extra {lockFile.ExtraPackages.Count})"
+                    + (lockFile.Pip is { } pip ? $" and {pip.Packages.Count} pip distributions" : "") + $", {lockFile.Digest[..19]}");
                 AnsiConsole.Console.WriteLine(change ?? "lock unchanged");
             }
 

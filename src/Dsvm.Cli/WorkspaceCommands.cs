@@ -369,7 +369,7 @@ public static class WorkspaceCommands
             }
 
             args.Add(refreshed.ContainerId);
-            args.AddRange(p.GetValue(command)!);
+            args.AddRange(WorkspaceVariables.WrapExec(p.GetValue(command)!));
             return await PassThroughAsync(s.Images.Docker.Executable, args, ct);
         }, ct));
         return cmd;

@@ -465,7 +465,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
 
         var seconds = Math.Max(1, (int)Math.Ceiling(request.Timeout.TotalSeconds));
         var cmd = new List<string> { "timeout", "--kill-after=5", seconds.ToString(System.Globalization.CultureInfo.InvariantCulture) };
-        cmd.AddRange(request.Command);
+        cmd.AddRange(WorkspaceVariables.WrapExec(request.Command));
         ContainerExecCreateResponse created;
         try
         {

@@ -40,6 +40,7 @@ public static class DockerfileRenderer
         ctx.Add("dsvm/lock/extra.txt", Lines(lockFile.ExtraPackages));
         // Sorted as `LC_ALL=C sort` sorts the name=version lines, so the in-image check is a plain diff.
         ctx.Add("dsvm/lock/installed.txt", string.Concat(lockFile.AllPackages.Select(p => p + "\n").Order(StringComparer.Ordinal)));
+        PipLayer.AddFiles(ctx, lockFile);
         ctx.Add("dsvm/runtime/bin/dsvm-start", StartScript, executable: true);
         ctx.Add("dsvm/runtime/bin/dsvm-selfcheck", CheckScript.Render(checks), executable: true);
         ctx.Add("dsvm/runtime/jupyter/jupyter_server_config.py", JupyterConfig);
@@ -93,6 +94,7 @@ public static class DockerfileRenderer
         d.Append(" && if ! diff -u /opt/dsvm/lock/installed.txt /tmp/actual.txt > /tmp/lock.diff; then \\\n");
         d.Append("      echo 'DSVM-LOCK-MISMATCH: the installed packages differ from environment.lock:'; cat /tmp/lock.diff; exit 1; fi \\\n");
         d.Append(" && rm -f /tmp/actual.txt /tmp/lock.diff\n");
+        PipLayer.Append(d, lockFile);
         d.Append("COPY dsvm/runtime/bin/ /opt/dsvm/bin/\n");
         d.Append("COPY dsvm/runtime/jupyter/ /etc/jupyter/\n");
         d.Append($"COPY dsvm/runtime/jupyterlab/overrides.json {JupyterLabOverridesPath}\n");

@@ -104,6 +104,7 @@ public sealed partial class ImageBuilder(
             rendered.Context.WriteTar(tar);
             tar.Position = 0;
             var args = new List<string> { "build", "--tag", rendered.Image, "--rm", "--force-rm" };
+            args.AddRange(PipLocker.NetworkArgs(lockForBuild.Pip?.Index));
             if (options.NoCache)
             {
                 args.Add("--no-cache");
@@ -200,6 +201,11 @@ public sealed partial class ImageBuilder(
     /// <summary>Turns the end of a failed build log into one clear message.</summary>
     internal static string Explain(IReadOnlyList<string> tail, string step, EnvironmentSpec spec)
     {
+        if (PipLocker.ExplainBuildFailure(tail, spec) is { } pip)
+        {
+            return pip;
+        }
+
         var missing = tail.Select(l => MissingVersion().Match(l)).Where(m => m.Success).ToList();
         if (missing.Count > 0)
         {

@@ -79,7 +79,7 @@ public sealed partial class LockResolver(DockerCli docker, BaseImageProvider bas
         var toolsets = ParseSimulation(sections["sim-toolsets"], spec, "toolsets");
         var all = ParseSimulation(sections["sim-all"], spec, "packages");
         var toolsetNames = toolsets.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
-        return new EnvironmentLock
+        var aptLock = new EnvironmentLock
         {
             Environment = spec.Name,
             SpecDigest = spec.Digest,
@@ -96,6 +96,7 @@ public sealed partial class LockResolver(DockerCli docker, BaseImageProvider bas
             ToolsetPackages = toolsets,
             ExtraPackages = all.Where(p => !toolsetNames.Contains(p.Name)).ToList(),
         };
+        return spec.Pip is null ? aptLock : aptLock with { Pip = await new PipLocker(docker, catalog).LockAsync(spec, aptLock, log, ct) };
     }
 
     /// <summary>Splits the script output at its <c>@@name</c> markers.</summary>

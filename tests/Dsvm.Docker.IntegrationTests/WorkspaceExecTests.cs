@@ -56,4 +56,26 @@ public sealed class WorkspaceExecTests
             await _stack.CleanupAsync(name);
         }
     }
+
+    [DockerFact]
+    public async Task ExecGetsTheThreadVariablesOfTheSizeLikeTheServerDoes()
+    {
+        const string name = "exec-threads";
+        await _stack.CleanupAsync(name);
+        try
+        {
+            var w = await _stack.UpAsync(name, size: "small");
+
+            var threads = await ExecAsync(w, ["sh", "-c", "echo $DSVM_CPUS $OMP_NUM_THREADS $OPENBLAS_NUM_THREADS $MKL_NUM_THREADS $NUMEXPR_NUM_THREADS $NUMBA_NUM_THREADS $MC_CORES"]);
+            Assert.Equal(0, threads.ExitCode);
+            Assert.Equal("1 1 1 1 1 1 1\n", threads.Stdout);
+
+            var arguments = await ExecAsync(w, ["printf", "%s|", "a b", "$HOME", "'q'"]);
+            Assert.Equal("a b|$HOME|'q'|", arguments.Stdout);
+        }
+        finally
+        {
+            await _stack.CleanupAsync(name);
+        }
+    }
 }

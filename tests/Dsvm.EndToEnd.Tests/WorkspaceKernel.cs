@@ -1,6 +1,4 @@
-using System.IO.Compression;
-using System.Security.Cryptography;
-using System.Text;
+using Dsvm.Testing;
 
 namespace Dsvm.EndToEnd.Tests;
 
@@ -65,34 +63,6 @@ public static class WorkspaceKernel
         return r.Stdout;
     }
 
-    /// <summary>A minimal pure-Python wheel: one module with <c>__version__</c>, METADATA, WHEEL and a hashed RECORD.</summary>
-    public static byte[] Wheel(string distribution, string version)
-    {
-        var files = new List<(string Path, byte[] Content)>
-        {
-            ($"{distribution}/__init__.py", Encoding.UTF8.GetBytes($"__version__ = \"{version}\"\n")),
-            ($"{distribution}-{version}.dist-info/METADATA", Encoding.UTF8.GetBytes($"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n")),
-            ($"{distribution}-{version}.dist-info/WHEEL", Encoding.UTF8.GetBytes("Wheel-Version: 1.0\nGenerator: dsvm-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")),
-        };
-        var record = new StringBuilder();
-        foreach (var (path, content) in files)
-        {
-            var hash = Convert.ToBase64String(SHA256.HashData(content)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-            record.Append(path).Append(",sha256=").Append(hash).Append(',').Append(content.Length).Append('\n');
-        }
-        var recordPath = $"{distribution}-{version}.dist-info/RECORD";
-        record.Append(recordPath).Append(",,\n");
-        files.Add((recordPath, Encoding.UTF8.GetBytes(record.ToString())));
-
-        using var stream = new MemoryStream();
-        using (var zip = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true))
-        {
-            foreach (var (path, content) in files)
-            {
-                using var entry = zip.CreateEntry(path).Open();
-                entry.Write(content);
-            }
-        }
-        return stream.ToArray();
-    }
+    /// <summary>A minimal pure-Python wheel (<see cref="TestWheels.Build"/>).</summary>
+    public static byte[] Wheel(string distribution, string version) => TestWheels.Build(distribution, version);
 }

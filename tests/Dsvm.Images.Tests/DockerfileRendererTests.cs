@@ -376,4 +376,14 @@ public sealed class DockerfileRendererTests
         Assert.Equal("1", env["PIP_BREAK_SYSTEM_PACKAGES"]);
         Assert.StartsWith(env["HOME"] + "/.local/bin:", env["PATH"], StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void ExecSetsTheSameThreadVariablesAsTheEntrypoint()
+    {
+        var list = "for v in " + string.Join(' ', Dsvm.Core.Workspaces.WorkspaceVariables.ThreadVariables) + "; do";
+        Assert.Contains(list, DockerfileRenderer.StartScript, StringComparison.Ordinal);
+        Assert.Contains(list, Dsvm.Core.Workspaces.WorkspaceVariables.ExecPrelude, StringComparison.Ordinal);
+        Assert.Equal(["/bin/sh", "-c", Dsvm.Core.Workspaces.WorkspaceVariables.ExecPrelude, "dsvm-exec", "a b", "$x"],
+            Dsvm.Core.Workspaces.WorkspaceVariables.WrapExec(["a b", "$x"]));
+    }
 }

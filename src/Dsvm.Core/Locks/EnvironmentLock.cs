@@ -45,12 +45,18 @@ public sealed record EnvironmentLock
     public const string FileName = "environment.lock";
     public const int CurrentVersion = 1;
 
+    /// <summary>The format of a lock with a <c>pip:</c> section (older dsvm refuse it rather than build without it).</summary>
+    public const int PipVersion = 2;
+
     public required string Environment { get; init; }
     public required string SpecDigest { get; init; }
     public required BaseLock Base { get; init; }
     public required IReadOnlyList<LockedPackage> BasePackages { get; init; }
     public required IReadOnlyList<LockedPackage> ToolsetPackages { get; init; }
     public required IReadOnlyList<LockedPackage> ExtraPackages { get; init; }
+
+    /// <summary>Python distributions from the spec's <c>pip:</c> section, or null when it has none.</summary>
+    public PipLock? Pip { get; init; }
 
     /// <summary>Every package the finished image must hold, sorted by name; a later layer's version wins.</summary>
     public IReadOnlyList<LockedPackage> AllPackages =>
@@ -66,7 +72,7 @@ public sealed record EnvironmentLock
     private string CanonicalBody()
     {
         var sb = new StringBuilder();
-        sb.Append("lockVersion: ").Append(CurrentVersion).Append('\n');
+        sb.Append("lockVersion: ").Append(Pip is null ? CurrentVersion : PipVersion).Append('\n');
         sb.Append("environment: ").Append(Environment).Append('\n');
         sb.Append("specDigest: ").Append(SpecDigest).Append('\n');
         sb.Append("base:\n");
@@ -80,6 +86,7 @@ public sealed record EnvironmentLock
         AppendGroup(sb, "base", BasePackages);
         AppendGroup(sb, "toolsets", ToolsetPackages);
         AppendGroup(sb, "extra", ExtraPackages);
+        Pip?.Append(sb);
         return sb.ToString();
     }
 
@@ -179,10 +186,11 @@ public sealed record EnvironmentLock
         }
 
         var version = Scalar(root, "lockVersion", "lockVersion");
-        if (version != CurrentVersion.ToString(System.Globalization.CultureInfo.InvariantCulture))
+        var hasPip = root.Children.TryGetValue(new YamlScalarNode("pip"), out var pipNode);
+        if (version != (hasPip ? PipVersion : CurrentVersion).ToString(System.Globalization.CultureInfo.InvariantCulture))
         {
             throw Error(file, (int)root.Start.Line, "lockVersion",
-                $"lock format {version} is not supported (this dsvm writes {CurrentVersion}); regenerate it with `dsvm env lock`");
+                $"lock format {version} is not supported (this dsvm writes {CurrentVersion}, or {PipVersion} with a pip section); regenerate it with `dsvm env lock`");
         }
 
         var baseMap = Map(root, "base", "base");
@@ -203,6 +211,7 @@ public sealed record EnvironmentLock
             BasePackages = Packages(packages, "base"),
             ToolsetPackages = Packages(packages, "toolsets"),
             ExtraPackages = Packages(packages, "extra"),
+            Pip = hasPip ? PipLock.Parse(pipNode!, file) : null,
         };
     }
 

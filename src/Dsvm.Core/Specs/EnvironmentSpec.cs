@@ -56,6 +56,9 @@ public sealed record EnvironmentSpec
     public GpuMode Gpu { get; init; } = GpuMode.None;
     public CheckSpec Checks { get; init; } = new();
 
+    /// <summary>Python distributions from a package index (<c>pip:</c>), or null.</summary>
+    public PipSpec? Pip { get; init; }
+
     /// <summary>Folder holding the spec; relative paths resolve against it.</summary>
     public string Directory { get; init; } = ".";
 

@@ -13,7 +13,7 @@ public static partial class SpecLoader
     public const string FileName = "environment.yaml";
 
     private static readonly string[] TopKeys =
-        ["name", "description", "base", "toolsets", "packages", "samples", "files", "env", "kernels", "gpu", "checks"];
+        ["name", "description", "base", "toolsets", "packages", "samples", "files", "env", "kernels", "gpu", "checks", "pip"];
     private static readonly string[] BaseKeys = ["distribution", "suite", "components", "mirror"];
     private static readonly string[] FileKeys = ["source", "target"];
     private static readonly string[] CheckKeys = ["python", "r", "notebooks", "commands"];
@@ -90,11 +90,13 @@ public static partial class SpecLoader
         var env = ParseEnv(ctx, root);
         var files = ParseFiles(ctx, root, directory);
         var checks = ParseChecks(ctx, root);
+        var pip = ParsePip(ctx, root);
 
         // Cross-field rules.
         ValidateToolsets(ctx, root, toolsets, gpu, catalog);
         ValidatePackagesUnique(ctx, packages);
         ValidateKernels(ctx, toolsets, kernels, catalog);
+        ValidatePipHasPip(ctx, pip, toolsets, packages, catalog);
         if (samples is not null)
         {
             ValidateRelativePath(ctx, "samples", samples, directory, expectDirectory: true);
@@ -135,6 +137,7 @@ public static partial class SpecLoader
             Kernels = kernels,
             Gpu = gpu,
             Checks = checks,
+            Pip = pip,
             Directory = directory,
             FilePath = file,
             Locations = ctx.Locations,

@@ -18,4 +18,25 @@ public static class WorkspaceVariables
 
     public static IReadOnlyList<KeyValuePair<string, string>> For(MachineSize size) =>
         [new(Cpus, ThreadsFor(size).ToString(CultureInfo.InvariantCulture))];
+
+    /// <summary>The thread variables the image's entrypoint (<c>dsvm-start</c>) sets from <see cref="Cpus"/>.</summary>
+    public static readonly IReadOnlyList<string> ThreadVariables =
+        ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS", "MC_CORES"];
+
+    /// <summary>
+    /// The same defaulting as <c>dsvm-start</c>, for a process started beside the server (<c>dsvm exec</c>, the
+    /// hub's exec): it inherits the container's variables (<see cref="Cpus"/>, the spec's <c>env</c>) but not what
+    /// the entrypoint exported. A variable already set is kept. Works with images built before this existed.
+    /// </summary>
+    public static readonly string ExecPrelude =
+        "cpus=\"${DSVM_CPUS:-}\"; case \"$cpus\" in ''|0*|*[!0-9]*) cpus=\"$(nproc 2>/dev/null || echo 1)\" ;; esac; "
+        + "for v in " + string.Join(' ', ThreadVariables) + "; do eval \"[ -n \\\"\\${$v:-}\\\" ] || export $v=$cpus\"; done; "
+        + "exec \"$@\"";
+
+    /// <summary>
+    /// <paramref name="command"/> run through <see cref="ExecPrelude"/>: the arguments reach it as positional
+    /// parameters, never parsed by the shell.
+    /// </summary>
+    public static IReadOnlyList<string> WrapExec(IEnumerable<string> command) =>
+        ["/bin/sh", "-c", ExecPrelude, "dsvm-exec", .. command];
 }
