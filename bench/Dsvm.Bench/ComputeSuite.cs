@@ -23,25 +23,6 @@ internal sealed partial class ComputeSuite
     private const string Owner = "bench";
     private const string Environment = "datascience";
 
-    /// <summary>The workload: prints one line "matmul2000 S rf S torch20 S" (seconds).</summary>
-    private const string Code = """
-        import time, numpy as np
-        from sklearn.ensemble import RandomForestClassifier
-        from sklearn.datasets import make_classification
-        import torch
-        a = np.random.default_rng(0).random((2000, 2000)); a @ a
-        t0 = time.perf_counter(); a @ a; t1 = time.perf_counter()
-        X, y = make_classification(n_samples=5000, n_features=40, random_state=0)
-        t2 = time.perf_counter(); RandomForestClassifier(n_estimators=50, n_jobs=-1, random_state=0).fit(X, y); t3 = time.perf_counter()
-        m = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 10)); opt = torch.optim.SGD(m.parameters(), lr=0.01)
-        x = torch.randn(256, 512); yy = torch.randint(0, 10, (256,))
-        t4 = time.perf_counter()
-        for _ in range(20):
-            opt.zero_grad(); torch.nn.functional.cross_entropy(m(x), yy).backward(); opt.step()
-        t5 = time.perf_counter()
-        print("matmul2000 %.4f rf %.4f torch20 %.4f" % (t1 - t0, t3 - t2, t5 - t4))
-        """;
-
     private static readonly string[] Measures = ["matmul2000", "rf", "torch20"];
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
 
@@ -51,11 +32,13 @@ internal sealed partial class ComputeSuite
     private readonly DockerWorkspaceBackend _backend;
     private readonly string _run = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(2));
     private readonly List<string> _live = [];
+    private readonly string _code;
 
     public ComputeSuite(BenchOptions options, BenchHome home, ImageServices images)
     {
         _options = options;
         _images = images;
+        _code = File.ReadAllText(Path.Combine(home.RepoRoot, "bench", "compute-workload.py"));
         var gpus = new NvidiaGpuDetector();
         _backend = new DockerWorkspaceBackend(new DockerBackendOptions(), gpus);
         _manager = new WorkspaceManager(_backend, new SqliteWorkspaceStore(home.Paths.Database), SizeCatalog.Load(null), gpus,
@@ -163,7 +146,7 @@ internal sealed partial class ComputeSuite
         var vars = new[] { "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS" }.Select(v => $"{v}={threads}");
         var result = await _backend.ExecAsync(w.Handle, new WorkspaceExecRequest
         {
-            Command = ["env", .. vars, "python3", "-c", Code],
+            Command = ["env", .. vars, "python3", "-c", _code],
             Timeout = TimeSpan.FromMinutes(10),
         }, ct);
         var m = LinePattern().Match(result.Stdout);
