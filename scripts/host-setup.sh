@@ -50,12 +50,13 @@ if ! engine_up; then
   # files of their own): containerd as started below, dockerd by its default pid file.
   if ! pgrep -f '^(/usr/bin/|/usr/sbin/)?containerd( --config /etc/containerd/config.toml)?$' >/dev/null; then
     log "starting containerd"
-    nohup containerd >>/var/log/opendsvm/containerd.log 2>&1 &
+    # In a session of its own: the engine outlives the shell, terminal or job (and its process group) that started it.
+    setsid -f containerd >>/var/log/opendsvm/containerd.log 2>&1 </dev/null
     for _ in $(seq 1 50); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.2; done
   fi
   if ! { [ -f /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; }; then
     log "starting dockerd"
-    nohup dockerd --containerd=/run/containerd/containerd.sock >>/var/log/opendsvm/dockerd.log 2>&1 &
+    setsid -f dockerd --containerd=/run/containerd/containerd.sock >>/var/log/opendsvm/dockerd.log 2>&1 </dev/null
   fi
   for _ in $(seq 1 150); do engine_up && break; sleep 0.2; done
   if ! engine_up; then
