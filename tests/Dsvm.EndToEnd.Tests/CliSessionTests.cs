@@ -111,7 +111,7 @@ public sealed class CliSessionTests
         await File.WriteAllTextAsync(backends, "backends:\n  docker: {}\n  cluster: { type: kubernets }\nroutes:\n  sizes: { small: nowhere }\n");
         var badConfig = await Dsvm.RunWithAsync(new Dictionary<string, string> { ["DSVM_BACKENDS"] = backends }, "up", "--env", dir, "--name", "bad");
         Assert.Equal(3, badConfig.ExitCode);
-        Assert.Contains("bad-backends.yaml:3:12: backends.cluster.type: 'kubernets' is not a backend type", badConfig.Stdout, StringComparison.Ordinal);
+        Assert.Contains("bad-backends.yaml:3:20: backends.cluster.type: 'kubernets' is not a backend type (did you mean 'kubernetes'?)", badConfig.Stdout, StringComparison.Ordinal);
         Assert.Contains("bad-backends.yaml:5:19: routes.sizes.small: 'nowhere' is not a configured backend", badConfig.Stdout, StringComparison.Ordinal);
 
         foreach (var r in new[] { badSize, badName, badEnv, invalid, badBackend, badConfig })
