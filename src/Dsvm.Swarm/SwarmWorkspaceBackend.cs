@@ -92,6 +92,11 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                 $"size {request.Size.Name} has network: isolated, which the swarm backend does not support yet (its workspaces always reach the outside); use a size with network: internet");
         }
 
+        if (request.Gpu && request.Size.Gpus > 0)
+        {
+            await EnsureGpuTasksSurviveAsync(request, ct);
+        }
+
         var nodes = await NodesAsync(ct);
         var pin = await FindPinAsync(request.HomeVolume, ct);
         if (pin is not null && !nodes.Any(n => n.ID == pin))
@@ -139,6 +144,40 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             await RemoveServiceAsync(created.ID, CancellationToken.None);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Refuses a GPU start where the swarm's manager would kill it: Docker Engine before 23.0.2 (swarmkit before
+    /// moby/swarmkit#3082) rejects a running task that holds a generic resource whenever its node changes, and every
+    /// workspace's own overlay changes its node (moby/moby#44378: "task rejected by constraint enforcer: assigned node
+    /// no longer meets constraints"). Said before anything is created, rather than a GPU workspace that dies later.
+    /// </summary>
+    private async Task EnsureGpuTasksSurviveAsync(WorkspaceStartRequest request, CancellationToken ct)
+    {
+        string? version;
+        try
+        {
+            version = (await _manager.System.GetVersionAsync(ct)).Version;
+        }
+        catch (Exception ex) when (ex is DockerApiException or HttpRequestException or IOException or TimeoutException)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the swarm manager at {_options.ManagerEndpoint} does not answer: {ex.Message}");
+        }
+
+        if (RejectsGenericResourceTasks(version))
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Gpu,
+                $"size {request.Size.Name} needs {request.Size.Gpus} GPU(s), and the swarm's manager runs Docker Engine {version}: before 23.0.2, Swarm stops a task "
+                + "holding a GPU whenever its node changes, which every workspace's network does (moby/moby#44378). "
+                + "Upgrade the managers' engines to 23.0.2 or later, or use a size without GPUs.");
+        }
+    }
+
+    /// <summary>True for engine versions before 23.0.2 (<c>20.10.24+dfsg1</c>, <c>23.0.1</c>); an unreadable version (a development build) is given the benefit of the doubt.</summary>
+    internal static bool RejectsGenericResourceTasks(string? engineVersion)
+    {
+        var digits = new string((engineVersion ?? "").TakeWhile(c => char.IsAsciiDigit(c) || c == '.').ToArray()).TrimEnd('.');
+        return System.Version.TryParse(digits.Contains('.', StringComparison.Ordinal) ? digits : digits + ".0", out var v) && v < new System.Version(23, 0, 2);
     }
 
     /// <summary>Waits until the service's task runs and has its host port; records the home's node as soon as it is known.</summary>

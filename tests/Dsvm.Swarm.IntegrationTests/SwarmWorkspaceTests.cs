@@ -179,16 +179,40 @@ public sealed class SwarmWorkspaceTests(SwarmFixture fx, ITestOutputHelper outpu
         Assert.False((await fx.Backend.GetStatusAsync(w.Handle, default)).Exists);
     }
 
+    /// <summary>
+    /// Where the lab's engine stops running GPU tasks (before 23.0.2, moby/moby#44378; Debian 12's 20.10 is one: CI saw
+    /// "task rejected by constraint enforcer: assigned node no longer meets constraints" once workspaces had their own
+    /// overlays), a GPU size is refused up front with the reason and nothing is left in the swarm; on a fixed engine
+    /// it is placed only on the node advertising NVIDIA-GPU, and two GPUs fit nowhere.
+    /// </summary>
     [SwarmFact]
-    public async Task A_gpu_size_is_placed_only_on_the_node_advertising_NVIDIA_GPU()
+    public async Task A_gpu_size_is_placed_only_on_the_node_advertising_NVIDIA_GPU_or_refused_where_the_engine_would_kill_it()
     {
-        var id = "ws-gputest0001";
+        var id = "ws-a0b1c2d3e4f5";
         var request = new WorkspaceStartRequest
         {
             Id = id, Name = "gpu", Owner = SwarmFixture.Owner, Image = fx.Image,
             Size = new MachineSize("gpu-tiny", 0.1, 0.25, 1, SizeClass.Gpu), Token = "t0k3n", HomeVolume = "dsvm-home-sw-gpu",
             BaseUrl = "/user/sw/gpu/", Gpu = true,
         };
+        var version = (await SwarmLab.DockerAsync(1, ["version", "-f", "{{.Server.Version}}"])).StandardOutput.Trim();
+        output.WriteLine($"lab engine {version}");
+        if (SwarmWorkspaceBackend.RejectsGenericResourceTasks(version))
+        {
+            var refused = await Assert.ThrowsAsync<WorkspaceStartException>(() => fx.Backend.StartAsync(request, null, default));
+            output.WriteLine(refused.Message);
+            Assert.Equal(WorkspaceFailure.Gpu, refused.Reason);
+            Assert.Contains($"Docker Engine {version}", refused.Message, StringComparison.Ordinal);
+            Assert.Contains("23.0.2", refused.Message, StringComparison.Ordinal);
+            foreach (var kind in new[] { "service", "network" })
+            {
+                var left = await SwarmLab.DockerAsync(1, [kind, "ls", "-q", "--filter", $"label=io.opendsvm.workspace={id}"]);
+                Assert.Equal("", left.StandardOutput.Trim());
+            }
+
+            return;
+        }
+
         var launch = await fx.Backend.StartAsync(request, null, default);
         try
         {
@@ -198,7 +222,7 @@ public sealed class SwarmWorkspaceTests(SwarmFixture fx, ITestOutputHelper outpu
             // Two GPUs fit on no node: refused with Swarm's reason, not left pending.
             var ex = await Assert.ThrowsAsync<WorkspaceStartException>(() => fx.Backend.StartAsync(request with
             {
-                Id = "ws-gputest0002", Name = "gpu2", HomeVolume = "dsvm-home-sw-gpu2", Size = request.Size with { Gpus = 2 },
+                Id = "ws-a0b1c2d3e4f6", Name = "gpu2", HomeVolume = "dsvm-home-sw-gpu2", Size = request.Size with { Gpus = 2 },
             }, null, default));
             output.WriteLine(ex.Message);
             Assert.Equal(WorkspaceFailure.Capacity, ex.Reason);

@@ -224,4 +224,16 @@ public sealed class ServiceParametersTests : IDisposable
         Assert.Contains("DSVM_CPUS=2", Spec(Request(new MachineSize("odd", 2.5, 4, 0, SizeClass.General))).TaskTemplate.ContainerSpec.Env);
         Assert.Contains("DSVM_CPUS=1", Spec(Request(new MachineSize("half", 0.5, 1, 0, SizeClass.General))).TaskTemplate.ContainerSpec.Env);
     }
+
+    [Theory]
+    [InlineData("20.10.24+dfsg1", true)]
+    [InlineData("20.10.5", true)]
+    [InlineData("23.0.1", true)]
+    [InlineData("23.0.2", false)]
+    [InlineData("24.0.7", false)]
+    [InlineData("27.3.1-1~debian.12", false)]
+    [InlineData("dev", false)]
+    [InlineData("", false)]
+    public void Engines_before_23_0_2_are_known_to_reject_running_gpu_tasks(string version, bool rejects) =>
+        Assert.Equal(rejects, SwarmWorkspaceBackend.RejectsGenericResourceTasks(version));
 }
