@@ -72,6 +72,13 @@ public sealed class WorkspaceExecTests
 
             var arguments = await ExecAsync(w, ["printf", "%s|", "a b", "$HOME", "'q'"]);
             Assert.Equal("a b|$HOME|'q'|", arguments.Stdout);
+
+            // pip as in a JupyterLab terminal: the PEP 668 guard lifted for the user, ~/.local/bin first on PATH.
+            var pip = await ExecAsync(w, ["sh", "-c", "echo $PIP_BREAK_SYSTEM_PACKAGES; echo $PATH"]);
+            Assert.Equal(0, pip.ExitCode);
+            var lines = pip.Stdout.Split('\n');
+            Assert.Equal("1", lines[0]);
+            Assert.StartsWith("/home/dsvm/.local/bin:", lines[1], StringComparison.Ordinal);
         }
         finally
         {

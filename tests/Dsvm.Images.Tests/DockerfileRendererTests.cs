@@ -383,6 +383,17 @@ public sealed class DockerfileRendererTests
         var list = "for v in " + string.Join(' ', Dsvm.Core.Workspaces.WorkspaceVariables.ThreadVariables) + "; do";
         Assert.Contains(list, DockerfileRenderer.StartScript, StringComparison.Ordinal);
         Assert.Contains(list, Dsvm.Core.Workspaces.WorkspaceVariables.ExecPrelude, StringComparison.Ordinal);
+        // pip's opt-out and ~/.local/bin exactly as the entrypoint writes them.
+        foreach (var line in new[]
+        {
+            "export PIP_BREAK_SYSTEM_PACKAGES=\"${PIP_BREAK_SYSTEM_PACKAGES:-1}\"",
+            "case \":$PATH:\" in *\":$HOME/.local/bin:\"*) ;; *) export PATH=\"$HOME/.local/bin:$PATH\" ;; esac",
+        })
+        {
+            Assert.Contains(line, DockerfileRenderer.StartScript, StringComparison.Ordinal);
+            Assert.Contains(line, Dsvm.Core.Workspaces.WorkspaceVariables.ExecPrelude, StringComparison.Ordinal);
+        }
+
         Assert.Equal(["/bin/sh", "-c", Dsvm.Core.Workspaces.WorkspaceVariables.ExecPrelude, "dsvm-exec", "a b", "$x"],
             Dsvm.Core.Workspaces.WorkspaceVariables.WrapExec(["a b", "$x"]));
     }

@@ -26,11 +26,15 @@ public static class WorkspaceVariables
     /// <summary>
     /// The same defaulting as <c>dsvm-start</c>, for a process started beside the server (<c>dsvm exec</c>, the
     /// hub's exec): it inherits the container's variables (<see cref="Cpus"/>, the spec's <c>env</c>) but not what
-    /// the entrypoint exported. A variable already set is kept. Works with images built before this existed.
+    /// the entrypoint exported: the thread variables, pip's PEP 668 opt-out for the user and <c>~/.local/bin</c>
+    /// first on <c>PATH</c> (so <c>dsvm exec NAME pip install X</c> works like a terminal in JupyterLab). A variable
+    /// already set is kept. Works with images built before this existed.
     /// </summary>
     public static readonly string ExecPrelude =
         "cpus=\"${DSVM_CPUS:-}\"; case \"$cpus\" in ''|0*|*[!0-9]*) cpus=\"$(nproc 2>/dev/null || echo 1)\" ;; esac; "
         + "for v in " + string.Join(' ', ThreadVariables) + "; do eval \"[ -n \\\"\\${$v:-}\\\" ] || export $v=$cpus\"; done; "
+        + "export PIP_BREAK_SYSTEM_PACKAGES=\"${PIP_BREAK_SYSTEM_PACKAGES:-1}\"; "
+        + "case \":$PATH:\" in *\":$HOME/.local/bin:\"*) ;; *) export PATH=\"$HOME/.local/bin:$PATH\" ;; esac; "
         + "exec \"$@\"";
 
     /// <summary>
