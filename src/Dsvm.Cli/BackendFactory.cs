@@ -3,6 +3,7 @@ using Dsvm.Core.Sizes;
 using Dsvm.Core.Workspaces;
 using Dsvm.Docker;
 using Dsvm.Images;
+using Dsvm.Images.Registry;
 using Dsvm.Kubernetes;
 using Dsvm.Qemu;
 using Dsvm.Swarm;
@@ -18,12 +19,28 @@ namespace Dsvm.Cli;
 public static class BackendFactory
 {
     /// <summary>The backend types this program knows, in the order of their built-in defaults (docker first).</summary>
-    public static BackendRegistry Registry(DsvmPaths paths, IGpuDetector gpus, ImageServices images) =>
+    /// <param name="logins">Registry logins for pulls; by default <c>DSVM_REGISTRY_*</c> or <c>DATA/registries.json</c>.</param>
+    public static BackendRegistry Registry(DsvmPaths paths, IGpuDetector gpus, ImageServices images, RegistryLogins? logins = null) =>
         new BackendRegistry()
-            .AddDockerBackend(gpus)
+            .AddDockerBackend(gpus, logins ?? StoredLogins(paths))
             .AddQemuBackend(paths, images)
             .AddSwarmBackend()
             .AddKubernetesBackend();
+
+    /// <summary>Logins from this machine's configuration (<see cref="RegistryCredentialStore"/>), read when a pull needs one.</summary>
+    public static RegistryLogins StoredLogins(DsvmPaths paths) => host => RegistryCredentialStore.Find(paths, RegistryAddress.Parse(host));
+
+    /// <summary>
+    /// The hub's logins: <c>Hub:Registry</c>'s user for its own registry (the catalog's images come from there), the
+    /// machine's configuration for any other.
+    /// </summary>
+    public static RegistryLogins HubLogins(DsvmPaths paths, string? registryUrl, string? username, string? password)
+    {
+        var stored = StoredLogins(paths);
+        // A bad Url is reported, with its key, where the catalog is set up; here it only means "not ours".
+        var own = string.IsNullOrEmpty(username) || string.IsNullOrEmpty(password) || !RegistryAddress.TryParse(registryUrl, out var address) ? null : address.Host;
+        return host => own is not null && string.Equals(host, own, StringComparison.OrdinalIgnoreCase) ? new RegistryLogin(username!, password!) : stored(host);
+    }
 
     /// <summary>The configured backends: <c>DSVM_BACKENDS</c> or <c>backends.yaml</c> in the data folder, else the built-in ones.</summary>
     public static BackendConfig LoadConfig(DsvmPaths paths, BackendRegistry registry) =>

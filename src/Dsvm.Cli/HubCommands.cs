@@ -36,7 +36,8 @@ public static class HubCommands
             var paths = DsvmPaths.FromEnvironment().EnsureCreated();
             var images = new ImageServices(paths);
             var gpus = new NvidiaGpuDetector();
-            var registry = BackendFactory.Registry(paths, gpus, images);
+            var registry = BackendFactory.Registry(paths, gpus, images,
+                BackendFactory.HubLogins(paths, configured.Registry.Url, configured.Registry.Username, configured.Registry.Password));
             var options = configured with
             {
                 Listen = p.GetResult(listen) is { Implicit: false } ? p.GetValue(listen)! : configured.Listen,

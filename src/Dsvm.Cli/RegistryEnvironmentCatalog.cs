@@ -1,3 +1,4 @@
+using Dsvm.Core;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Dsvm.Core.Specs;
@@ -149,7 +150,7 @@ public static class HubEnvironmentCatalogs
             throw new Dsvm.Core.UsageException("hub configuration: keys Hub:Registry:CacheFor and Hub:Registry:Timeout must be positive durations");
         }
 
-        var credentials = string.IsNullOrEmpty(registry.Username) ? null : new RegistryCredentials(registry.Username, registry.Password!);
+        var credentials = string.IsNullOrEmpty(registry.Username) ? null : new RegistryLogin(registry.Username, registry.Password!);
         var client = new RegistryClient(address, credentials, time, registry.Timeout);
         return new RegistryEnvironmentCatalog(client, dockerBackend ? local() : null, time, registry.CacheFor);
     }

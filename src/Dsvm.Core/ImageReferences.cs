@@ -8,16 +8,19 @@ public static class ImageReferences
     /// <c>localhost/…</c>): such an image (e.g. <c>REGISTRY/dsvm/NAME@sha256:…</c> from a registry catalog) is
     /// pulled as it is, never prefixed with another registry or pushed again.
     /// </summary>
-    public static bool HasRegistry(string image)
+    public static bool HasRegistry(string image) => RegistryOf(image) is not null;
+
+    /// <summary>The registry an image reference names (<c>10.0.5.1:5000</c> of <c>10.0.5.1:5000/dsvm/x@sha256:…</c>), else null.</summary>
+    public static string? RegistryOf(string image)
     {
         ArgumentNullException.ThrowIfNull(image);
         var slash = image.IndexOf('/', StringComparison.Ordinal);
         if (slash <= 0)
         {
-            return false;
+            return null;
         }
 
         var first = image[..slash];
-        return first.Contains('.', StringComparison.Ordinal) || first.Contains(':', StringComparison.Ordinal) || first == "localhost";
+        return first.Contains('.', StringComparison.Ordinal) || first.Contains(':', StringComparison.Ordinal) || first == "localhost" ? first : null;
     }
 }

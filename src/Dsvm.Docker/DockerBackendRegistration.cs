@@ -1,3 +1,4 @@
+using Dsvm.Core;
 using Dsvm.Core.Workspaces;
 
 namespace Dsvm.Docker;
@@ -8,7 +9,8 @@ public static class DockerBackendRegistration
     public const string Type = "docker";
 
     /// <summary>Registers the <c>docker</c> type, built in (the default without a <c>backends.yaml</c>).</summary>
-    public static BackendRegistry AddDockerBackend(this BackendRegistry registry, IGpuDetector gpus) => registry.Add(new BackendRegistration
+    /// <param name="logins">Logins for the registries workspace images name (pulled by digest); null: anonymous pulls.</param>
+    public static BackendRegistry AddDockerBackend(this BackendRegistry registry, IGpuDetector gpus, RegistryLogins? logins = null) => registry.Add(new BackendRegistration
     {
         Type = Type,
         Keys = ["endpoint", "bind-address"],
@@ -16,7 +18,7 @@ public static class DockerBackendRegistration
         BuiltIn = true,
         Prepare = section =>
         {
-            var options = Options(section);
+            var options = Options(section) with { Logins = logins };
             return () => new DockerWorkspaceBackend(options, gpus);
         },
         Endpoint = (section, engine) => engine == "Docker" ? section.Get("endpoint") ?? DockerBackendOptions.DefaultEndpoint().ToString() : null,

@@ -28,6 +28,12 @@ public sealed record DockerBackendOptions
 
     public string Iptables { get; init; } = "iptables";
 
+    /// <summary>
+    /// The login for a registry an image names (a registry catalog's <c>REGISTRY/dsvm/NAME@sha256:…</c>), used when
+    /// the engine pulls it; none: anonymous.
+    /// </summary>
+    public RegistryLogins? Logins { get; init; }
+
     public const int JupyterPort = 8888;
     public const string HomePath = "/home/dsvm";
     public const string User = WorkspaceUser.DockerUser;
@@ -68,7 +74,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
 
     public async Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
-        await EnsureImageAsync(request.Image, ct);
+        await EnsureImageAsync(request.Image, progress, ct);
         await EnsureHomeAsync(request, ct);
         await EnsureNetworkAsync(request.Size.Network, ct);
         var name = ContainerName(request);
@@ -215,20 +221,64 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         }
     }
 
-    private async Task EnsureImageAsync(string image, CancellationToken ct)
+    /// <summary>
+    /// The image must be in the engine: one that names its registry (a registry catalog's digest reference) is pulled
+    /// by the engine, with the configured login for that registry; a local name must have been built here.
+    /// </summary>
+    private async Task EnsureImageAsync(string image, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
         try
         {
             await client.Images.InspectImageAsync(image, ct);
+            return;
         }
-        catch (DockerImageNotFoundException)
+        catch (DockerApiException ex) when (ex is DockerImageNotFoundException || ex.StatusCode == HttpStatusCode.NotFound)
         {
-            throw new WorkspaceStartException(WorkspaceFailure.Image, $"image '{image}' is not in the local engine; build it with `dsvm env build`");
+            if (ImageReferences.RegistryOf(image) is not { } registry)
+            {
+                throw new WorkspaceStartException(WorkspaceFailure.Image, $"image '{image}' is not in the local engine; build it with `dsvm env build`");
+            }
+
+            progress?.Report(new WorkspaceProgress($"pulling {image}"));
+            await PullAsync(image, registry, ct);
         }
-        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+    }
+
+    private async Task PullAsync(string image, string registry, CancellationToken ct)
+    {
+        var login = options.Logins?.Invoke(registry);
+        var auth = login is null ? new AuthConfig() : new AuthConfig { ServerAddress = registry, Username = login.Username, Password = login.Password };
+        var errors = new List<string>();
+        try
         {
-            throw new WorkspaceStartException(WorkspaceFailure.Image, $"image '{image}' is not in the local engine; build it with `dsvm env build`");
+            // The engine's stream carries a failure as a message, not as a status code.
+            await client.Images.CreateImageAsync(new ImagesCreateParameters { FromImage = image }, auth, new SyncProgress(m =>
+            {
+                if ((m.Error?.Message ?? m.ErrorMessage) is { Length: > 0 } e)
+                {
+                    lock (errors)
+                    {
+                        errors.Add(e);
+                    }
+                }
+            }), ct);
         }
+        catch (DockerApiException ex)
+        {
+            errors.Add(Message(ex));
+        }
+
+        if (errors.Count > 0)
+        {
+            var hint = login is null ? $" (no login is configured for {registry})" : $" (as user '{login.Username}')";
+            throw new WorkspaceStartException(WorkspaceFailure.Image, $"the engine could not pull '{image}' from {registry}{hint}: {errors[0]}");
+        }
+    }
+
+    /// <summary>Synchronous progress: the engine's stream is read on one thread, an error must not be lost to a post.</summary>
+    private sealed class SyncProgress(Action<JSONMessage> onMessage) : IProgress<JSONMessage>
+    {
+        public void Report(JSONMessage value) => onMessage(value);
     }
 
     private async Task EnsureHomeAsync(WorkspaceStartRequest request, CancellationToken ct)

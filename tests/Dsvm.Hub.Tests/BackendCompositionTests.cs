@@ -84,4 +84,35 @@ public sealed class BackendCompositionTests : IDisposable
         var config = BackendConfig.Parse(yaml, File, _registry);
         Assert.Equal(needed, _registry.UsesLocalEngine(config));
     }
+
+    [Fact]
+    public void The_hub_pulls_from_its_own_registry_with_Hub_Registry_login_and_from_others_with_the_machines()
+    {
+        var paths = new DsvmPaths(Path.Combine(_dir, "data"), Path.Combine(_dir, "cache")).EnsureCreated();
+        var file = Path.Combine(paths.Data, Dsvm.Images.Registry.RegistryCredentialStore.FileName);
+        System.IO.File.WriteAllText(file, """{"10.0.5.1:5000": {"username": "node", "password": "n0de"}}""");
+        if (!OperatingSystem.IsWindows())
+        {
+            System.IO.File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+
+        var logins = BackendFactory.HubLogins(paths, "https://Registry.Example.org:443", "hub", "hüb pw");
+        Assert.Equal(new RegistryLogin("hub", "hüb pw"), logins("registry.example.org:443"));
+        Assert.Equal(new RegistryLogin("node", "n0de"), logins("10.0.5.1:5000"));
+        Assert.Null(logins("other.example.org"));
+        Assert.DoesNotContain("pw", logins("registry.example.org:443")!.ToString(), StringComparison.Ordinal);
+
+        // No Hub:Registry login, or a bad Url (reported with its key elsewhere): the machine's configuration only.
+        Assert.Null(BackendFactory.HubLogins(paths, "https://registry.example.org:443", null, null)("registry.example.org:443"));
+        Assert.Null(BackendFactory.HubLogins(paths, "not a registry", "hub", "pw")("registry.example.org:443"));
+    }
+
+    [Theory]
+    [InlineData("10.0.5.1:5000/dsvm/minimal@sha256:0123", "10.0.5.1:5000")]
+    [InlineData("registry.example.org/dsvm/x:1", "registry.example.org")]
+    [InlineData("localhost/dsvm/x", "localhost")]
+    [InlineData("dsvm/minimal:abc", null)]
+    [InlineData("minimal", null)]
+    public void An_image_names_its_registry_only_with_a_dot_a_port_or_localhost(string image, string? registry) =>
+        Assert.Equal(registry, ImageReferences.RegistryOf(image));
 }

@@ -1,3 +1,4 @@
+using Dsvm.Core;
 using Dsvm.Images.Registry;
 using Dsvm.Testing;
 
@@ -43,7 +44,7 @@ public sealed class RegistryClientTests
         await registry.UploadImageAsync("dsvm/minimal", "latest", Labels);
         var address = RegistryAddress.Parse(registry.Host);
 
-        using (var good = new RegistryClient(address, new RegistryCredentials("ci", "correct horse")))
+        using (var good = new RegistryClient(address, new RegistryLogin("ci", "correct horse")))
         {
             Assert.Equal(["dsvm/minimal"], await good.ListRepositoriesAsync("dsvm/", CancellationToken.None));
             Assert.Equal("none", (await good.GetImageAsync("dsvm/minimal", "latest", CancellationToken.None)).Labels["io.opendsvm.gpu"]);
@@ -55,7 +56,7 @@ public sealed class RegistryClientTests
             Assert.Contains("requires credentials", ex.Message, StringComparison.Ordinal);
         }
 
-        using (var wrong = new RegistryClient(address, new RegistryCredentials("ci", "wrong")))
+        using (var wrong = new RegistryClient(address, new RegistryLogin("ci", "wrong")))
         {
             var ex = await Assert.ThrowsAsync<RegistryException>(() => wrong.ListRepositoriesAsync(null, CancellationToken.None));
             Assert.Contains("refused the credentials of user 'ci'", ex.Message, StringComparison.Ordinal);

@@ -130,7 +130,7 @@ public sealed class RegistryParsingTests
 
         File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         var c = RegistryCredentialStore.FromFile(file, registry);
-        Assert.Equal(new RegistryCredentials("ci", "s3cret"), c);
+        Assert.Equal(new RegistryLogin("ci", "s3cret"), c);
         Assert.DoesNotContain("s3cret", c!.ToString(), StringComparison.Ordinal);
         Assert.Null(RegistryCredentialStore.FromFile(file, RegistryAddress.Parse("127.0.0.1:5001")));
 

@@ -14,6 +14,26 @@ public sealed partial record RegistryAddress(string Host, Uri BaseUri)
     /// <summary>Environments live under this namespace of the registry: <c>HOST/dsvm/NAME</c>.</summary>
     public const string Namespace = "dsvm";
 
+    /// <summary><see cref="Parse"/> without the error: false for an empty or bad address.</summary>
+    public static bool TryParse(string? value, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out RegistryAddress? address)
+    {
+        address = null;
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            return false;
+        }
+
+        try
+        {
+            address = Parse(value);
+            return true;
+        }
+        catch (UsageException)
+        {
+            return false;
+        }
+    }
+
     public static RegistryAddress Parse(string value)
     {
         ArgumentNullException.ThrowIfNull(value);

@@ -1,3 +1,4 @@
+using Dsvm.Core;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
@@ -18,13 +19,13 @@ public sealed record RegistryImage(string Repository, string Tag, string Digest,
 public sealed partial class RegistryClient : IDisposable
 {
     private readonly HttpClient _http;
-    private readonly RegistryCredentials? _credentials;
+    private readonly RegistryLogin? _credentials;
     private readonly TimeProvider _time;
     private readonly Dictionary<string, string> _tokens = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
     private bool _basic;
 
-    public RegistryClient(RegistryAddress address, RegistryCredentials? credentials, TimeProvider? time = null, TimeSpan? timeout = null, HttpMessageHandler? handler = null)
+    public RegistryClient(RegistryAddress address, RegistryLogin? credentials, TimeProvider? time = null, TimeSpan? timeout = null, HttpMessageHandler? handler = null)
     {
         Address = address;
         _credentials = credentials;
@@ -293,7 +294,7 @@ public sealed partial class RegistryClient : IDisposable
         return true;
     }
 
-    private static AuthenticationHeaderValue BasicHeader(RegistryCredentials c) =>
+    private static AuthenticationHeaderValue BasicHeader(RegistryLogin c) =>
         new("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{c.Username}:{c.Password}")));
 
     private async Task<JsonDocument> ReadJsonAsync(HttpResponseMessage r, CancellationToken ct)

@@ -22,7 +22,7 @@ public sealed partial class RegistryPusher(DockerCli docker, BuildRecordStore re
     public const string ChecksResultsLabel = "io.opendsvm.checks.results";
     public const string CheckedAtLabel = "io.opendsvm.checks.at";
 
-    public async Task<PushResult> PushAsync(string environment, RegistryAddress registry, RegistryCredentials? credentials, Action<string>? log, CancellationToken ct)
+    public async Task<PushResult> PushAsync(string environment, RegistryAddress registry, RegistryLogin? credentials, Action<string>? log, CancellationToken ct)
     {
         var local = $"dsvm/{environment}:latest";
         if (!await docker.ImageExistsAsync(local, ct))

@@ -3,12 +3,6 @@ using Dsvm.Core;
 
 namespace Dsvm.Images.Registry;
 
-/// <summary>A user name and password (or token) for one registry. Never printed: <see cref="ToString"/> hides the secret.</summary>
-public sealed record RegistryCredentials(string Username, string Password)
-{
-    public override string ToString() => $"{Username}:***";
-}
-
 /// <summary>
 /// Registry credentials come from configuration, never from the command line (where other users of the machine
 /// would see them in the process list): the environment variables <c>DSVM_REGISTRY_USERNAME</c> and
@@ -23,7 +17,7 @@ public static class RegistryCredentialStore
 
     public const string PasswordVariable = "DSVM_REGISTRY_PASSWORD";
 
-    public static RegistryCredentials? Find(DsvmPaths paths, RegistryAddress registry)
+    public static RegistryLogin? Find(DsvmPaths paths, RegistryAddress registry)
     {
         var user = Environment.GetEnvironmentVariable(UsernameVariable);
         var password = Environment.GetEnvironmentVariable(PasswordVariable);
@@ -34,14 +28,14 @@ public static class RegistryCredentialStore
                 throw new UsageException($"set both {UsernameVariable} and {PasswordVariable}, or neither");
             }
 
-            return new RegistryCredentials(user, password);
+            return new RegistryLogin(user, password);
         }
 
         var file = Path.Combine(paths.Data, FileName);
         return File.Exists(file) ? FromFile(file, registry) : null;
     }
 
-    internal static RegistryCredentials? FromFile(string file, RegistryAddress registry)
+    internal static RegistryLogin? FromFile(string file, RegistryAddress registry)
     {
         if (!OperatingSystem.IsWindows()
             && (File.GetUnixFileMode(file) & (UnixFileMode.GroupRead | UnixFileMode.OtherRead | UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0)
@@ -70,7 +64,7 @@ public static class RegistryCredentialStore
             throw new UsageException($"{file}: key {registry.Host}: both \"username\" and \"password\" are required");
         }
 
-        return new RegistryCredentials(entry.Username, entry.Password);
+        return new RegistryLogin(entry.Username, entry.Password);
     }
 
     private static readonly JsonSerializerOptions JsonOptions = new()
