@@ -1,3 +1,4 @@
+using CliWrap;
 using System.Net.Http.Headers;
 using CliWrap.Buffered;
 using Dsvm.Core.Sizes;
@@ -63,15 +64,35 @@ public sealed class SwarmIsolationTests(SwarmFixture fx, ITestOutputHelper outpu
                 Assert.Equal(WorkspaceIds.NetworkName(w.Request.Id), w.Networks.Trim());
             }
 
-            // Not isolated yet (host rules on the nodes, docs/security.md "Not done"): reported, not asserted.
-            foreach (var (from, to) in new[] { (a, b), (a, c) })
+            // The nodes' host rules (scripts/swarm-node-rules.sh, installed by the lab as an operator would): no
+            // published port of another workspace (same node, other node), no port of any node (the manager's 2377,
+            // its own node's), nothing on the hub's machine (the registry on 10.211.0.1). Before the rules, a
+            // workspace reached the other node's published port and the manager port.
+            foreach (var (from, to) in new[] { (a, b), (a, c), (c, a), (b, c) })
             {
-                var published = await ConnectsAsync(from, to.Endpoint.Host, to.Endpoint.Port);
-                output.WriteLine($"{from.Request.Name} -> {to.Request.Name}'s published port {to.Endpoint.Host}:{to.Endpoint.Port}: {(published ? "REACHED" : "refused/dropped")}");
+                Assert.False(await ConnectsAsync(from, to.Endpoint.Host, to.Endpoint.Port),
+                    $"{from.Request.Name} (n{from.Node}) reaches {to.Request.Name}'s published port {to.Endpoint.Host}:{to.Endpoint.Port}");
             }
 
-            var manager = await ConnectsAsync(a, SwarmLab.NodeAddresses[0], 2377);
-            output.WriteLine($"iso-a -> manager port {SwarmLab.NodeAddresses[0]}:2377: {(manager ? "REACHED" : "refused/dropped")}");
+            foreach (var w in new[] { a, c })
+            {
+                foreach (var (host, port) in new[] { (SwarmLab.NodeAddresses[0], 2377), (SwarmLab.NodeAddresses[w.Node - 1], 7946), ("10.211.0.1", 5000) })
+                {
+                    Assert.False(await ConnectsAsync(w, host, port), $"{w.Request.Name} (n{w.Node}) reaches {host}:{port}");
+                }
+            }
+
+            // Published ports answer the hub's address only: another machine of the swarm's network (node 2's
+            // namespace, 10.211.0.12) is refused.
+            var fromNode2 = await Cli.Wrap("nsenter").WithArguments(["--net=/run/netns/dsvmsw-n2", "timeout", "3", "bash", "-c", $"exec 3<>/dev/tcp/{a.Endpoint.Host}/{a.Endpoint.Port}"])
+                .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+            Assert.True(fromNode2.ExitCode != 0, $"node 2 reaches {a.Request.Name}'s published port");
+
+            // The outside stays reachable (network: internet): an address beyond the protected /24, routed by the node.
+            await using (var outside = await OutsideAsync(a.Node))
+            {
+                Assert.True(await ConnectsAsync(a, OutsideAddress, outside.Port), $"{a.Request.Name} cannot reach {OutsideAddress}:{outside.Port} outside the swarm's network");
+            }
         }
         finally
         {
@@ -136,6 +157,51 @@ public sealed class SwarmIsolationTests(SwarmFixture fx, ITestOutputHelper outpu
         {
             await onN2.DeleteAsync(first.Launch.Handle, request.HomeVolume, keepHome: false, default);
         }
+    }
+
+    private const string OutsideAddress = "10.214.0.1";
+
+    /// <summary>
+    /// "The internet" for one node: <see cref="OutsideAddress"/> on this machine's end of the lab bridge, routed from
+    /// that node, with a listener on it; removed again on dispose.
+    /// </summary>
+    private static async Task<Outside> OutsideAsync(int node)
+    {
+        async Task Ip(params string[] args) =>
+            await Cli.Wrap("ip").WithArguments(args).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+        await Ip("addr", "add", OutsideAddress + "/32", "dev", "dsvmsw0");
+        await Ip("-n", $"dsvmsw-n{node}", "route", "add", OutsideAddress + "/32", "via", "10.211.0.1");
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Parse(OutsideAddress), 0);
+        listener.Start();
+        _ = AcceptAllAsync(listener);
+        return new Outside(((System.Net.IPEndPoint)listener.LocalEndpoint).Port, async () =>
+        {
+            listener.Stop();
+            await Ip("-n", $"dsvmsw-n{node}", "route", "del", OutsideAddress + "/32");
+            await Ip("addr", "del", OutsideAddress + "/32", "dev", "dsvmsw0");
+        });
+    }
+
+    private static async Task AcceptAllAsync(System.Net.Sockets.TcpListener listener)
+    {
+        try
+        {
+            while (true)
+            {
+                (await listener.AcceptTcpClientAsync()).Dispose();
+            }
+        }
+        catch (Exception ex) when (ex is System.Net.Sockets.SocketException or ObjectDisposedException)
+        {
+            // stopped
+        }
+    }
+
+    private sealed class Outside(int port, Func<Task> remove) : IAsyncDisposable
+    {
+        public int Port => port;
+
+        public async ValueTask DisposeAsync() => await remove();
     }
 
     private static SwarmWorkspaceBackend Backend(string constraint) => new(new SwarmBackendOptions

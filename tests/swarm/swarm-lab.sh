@@ -142,6 +142,12 @@ EOF
     dk "$n" swarm join --token "$token" --advertise-addr "$NET.1$n" "$NET.11:2377" >/dev/null
   done
   wait_for 60 "3 ready nodes" sh -c "[ \$(docker -H $(sock 1) node ls --format '{{.Status}}' | grep -c Ready) -eq 3 ]"
+  # Each node's host rules, as an operator installs them (docs/swarm.md): workspaces reach neither their node nor
+  # the lab's /24 (other nodes, this machine: the hub's, the registry), published ports only from 10.211.0.1.
+  # (docker_gwbridge need not exist yet: the rules name the interface.)
+  for n in "${NODES[@]}"; do
+    nsenter --net="/run/netns/dsvmsw-n$n" "$(dirname "$0")/../../scripts/swarm-node-rules.sh" --protect "$NET.0/24" --hub "$NET.1" 2>/dev/null
+  done
   log "swarm up: managers $NET.11, workers $NET.12 $NET.13, registry $NET.1:5000 (push via 127.0.0.1:5000)"
 }
 
