@@ -52,6 +52,9 @@ internal sealed record VmRecord
     public required long MemoryMiB { get; init; }
     public required string Accelerator { get; init; }
     public DateTimeOffset StartedAt { get; init; }
+
+    /// <summary>The start request's labels (owner, name, environment, size, image, home): none in records of before.</summary>
+    public Dictionary<string, string>? Labels { get; init; }
 }
 
 /// <summary>
@@ -159,6 +162,7 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
             Id = request.Id, Name = WorkspaceIds.ObjectName(request.Id), Owner = request.Owner, Image = request.Image,
             HomeVolume = request.HomeVolume, Port = port, Vcpus = spec.Vcpus, MemoryMiB = spec.MemoryMiB, Accelerator = accel,
             StartedAt = _time.GetUtcNow(),
+            Labels = new Dictionary<string, string>(request.Labels, StringComparer.Ordinal),
         };
         await File.WriteAllTextAsync(Path.Combine(dir, "vm.json"), JsonSerializer.Serialize(record, Json), ct);
         return new WorkspaceLaunch(HandleFor(record), Endpoint(port));
@@ -388,7 +392,13 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
             ct.ThrowIfCancellationRequested();
             if (ReadRecord(dir) is { } record)
             {
-                yield return new ManagedResource(record.Id, record.Name, AlivePid(dir) is not null, HandleFor(record));
+                yield return new ManagedResource(record.Id, record.Name, AlivePid(dir) is not null, HandleFor(record))
+                {
+                    Labels = record.Labels ?? new Dictionary<string, string>(StringComparer.Ordinal)
+                    {
+                        [WorkspaceLabels.Owner] = record.Owner, [WorkspaceLabels.Image] = record.Image, [WorkspaceLabels.HomeVolume] = record.HomeVolume,
+                    },
+                };
             }
         }
 

@@ -985,7 +985,11 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             }
 
             yield return new ManagedResource(id, s.Spec.Name, running.Contains(s.ID),
-                new WorkspaceHandle(id, Name, JsonSerializer.SerializeToElement(new { container = s.ID, service = s.Spec.Name })));
+                new WorkspaceHandle(id, Name, JsonSerializer.SerializeToElement(new { container = s.ID, service = s.Spec.Name })))
+            {
+                // Owner, name, environment, size, image, home: what `dsvm doctor --repair` rebuilds a lost record from.
+                Labels = new Dictionary<string, string>(s.Spec.Labels, StringComparer.Ordinal),
+            };
         }
     }
 

@@ -99,6 +99,43 @@ public sealed class QemuArgumentsTests
     }
 
     [Fact]
+    public async Task A_vm_is_listed_with_the_labels_of_its_start_so_a_lost_record_can_be_rebuilt()
+    {
+        using var tmp = new TempDir();
+        var backend = new QemuWorkspaceBackend(new QemuBackendOptions(), new DsvmPaths(tmp.Path, tmp.Path), new NoExporter());
+        void Write(VmRecord r)
+        {
+            Directory.CreateDirectory(Path.Combine(backend.Root, r.Id));
+            File.WriteAllText(Path.Combine(backend.Root, r.Id, "vm.json"),
+                System.Text.Json.JsonSerializer.Serialize(r, new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web)));
+        }
+
+        var labels = new Dictionary<string, string>
+        {
+            [WorkspaceLabels.Owner] = "ann", [WorkspaceLabels.Name] = "lab", [WorkspaceLabels.Environment] = "datascience", [WorkspaceLabels.Size] = "small",
+        };
+        Write(new VmRecord
+        {
+            Id = "ws-0123456789ab", Name = "dsvm-ws-0123456789ab", Owner = "ann", Image = "dsvm/datascience:1", HomeVolume = "dsvm-home-h-0123456789ab",
+            Port = 1, Vcpus = 1, MemoryMiB = 512, Accelerator = "tcg", Labels = labels,
+        });
+        // A record written before labels were kept: what the record itself knows, and no name (so it is not rebuilt).
+        Write(new VmRecord
+        {
+            Id = "ws-ba9876543210", Name = "dsvm-ws-ba9876543210", Owner = "bob", Image = "dsvm/minimal:2", HomeVolume = "dsvm-home-bob-old",
+            Port = 2, Vcpus = 1, MemoryMiB = 512, Accelerator = "tcg",
+        });
+
+        var listed = (await backend.ListManagedAsync(default).ToListAsync()).ToDictionary(r => r.WorkspaceId);
+        Assert.Equal(labels, listed["ws-0123456789ab"].Labels);
+        Assert.False(listed["ws-0123456789ab"].Running);
+        var old = listed["ws-ba9876543210"].Labels;
+        Assert.Equal("bob", old[WorkspaceLabels.Owner]);
+        Assert.Equal("dsvm-home-bob-old", old[WorkspaceLabels.HomeVolume]);
+        Assert.False(old.ContainsKey(WorkspaceLabels.Name));
+    }
+
+    [Fact]
     public async Task An_empty_state_folder_lists_nothing_and_unknown_vms_do_not_exist()
     {
         using var tmp = new TempDir();

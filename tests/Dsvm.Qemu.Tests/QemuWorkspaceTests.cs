@@ -190,7 +190,8 @@ public sealed class QemuWorkspaceTests(ITestOutputHelper output)
             }
 
             var listed = await VmStack.Backend.ListManagedAsync(default).ToListAsync();
-            Assert.Contains(listed, r => r.WorkspaceId == w.Id && r.Running);
+            Assert.Contains(listed, r => r.WorkspaceId == w.Id && r.Running
+                && r.Labels.GetValueOrDefault(WorkspaceLabels.Name) == Name && r.Labels.GetValueOrDefault(WorkspaceLabels.Owner) == VmStack.Owner);
 
             // Delete keeping the home: the VM goes, the home disk stays.
             var handle = w.Handle;

@@ -163,7 +163,7 @@ public sealed class SwarmFixture : IAsyncLifetime
     public static string NodeOf(Workspace w) =>
         System.Text.Json.JsonDocument.Parse(w.BackendState).RootElement.GetProperty("node").GetString()!;
 
-    private sealed class NoGpus : IGpuDetector
+    internal sealed class NoGpus : IGpuDetector
     {
         public Task<IReadOnlyList<GpuInfo>> DetectAsync(CancellationToken ct) => Task.FromResult<IReadOnlyList<GpuInfo>>([]);
     }

@@ -5,6 +5,7 @@ using System.Text.Json;
 using Dsvm.Core;
 using Dsvm.Core.Sizes;
 using Dsvm.Core.Workspaces;
+using Dsvm.Data;
 using Dsvm.Testing;
 using Xunit.Abstractions;
 
@@ -177,6 +178,40 @@ public sealed class SwarmWorkspaceTests(SwarmFixture fx, ITestOutputHelper outpu
         Assert.NotEqual(0, (await SwarmLab.DockerAsync(index, ["volume", "inspect", w.HomeVolume])).ExitCode);
         Assert.False(await fx.Backend.HomeExistsAsync(w.HomeVolume, default));
         Assert.False((await fx.Backend.GetStatusAsync(w.Handle, default)).Exists);
+    }
+
+    /// <summary>
+    /// Issue 12, "the backend is found by label" on Swarm: a record lost with the state file is rebuilt from the
+    /// service's labels by <c>dsvm doctor --repair</c>'s pass (owner, name, environment, size, home), Stopped, its
+    /// running server stopped (its token was in the lost file), its home kept on its node.
+    /// </summary>
+    [SwarmFact]
+    public async Task A_lost_record_is_rebuilt_from_the_service_labels_and_its_server_stopped()
+    {
+        const string name = "relabel";
+        var w = await fx.UpAsync(name);
+        var home = Path.Combine(TestEnvironment.Home, "swarm-rebuild");
+        var paths = new DsvmPaths(Path.Combine(home, "data"), Path.Combine(home, "cache")).EnsureCreated();
+        try
+        {
+            // A new state file: nothing about the running workspace.
+            var store = new SqliteWorkspaceStore(paths.Database);
+            var manager = new WorkspaceManager(fx.Backend, store, new SizeCatalog([.. SizeCatalog.Defaults, SwarmFixture.Tiny]), new SwarmFixture.NoGpus(),
+                new HttpReadinessProbe(SwarmFixture.Http), paths, TimeProvider.System, new WorkspaceOptions());
+            var rebuilt = Assert.Single(await manager.RebuildFromLabelsAsync(default), r => r.Id == w.Id);
+            Assert.Equal((SwarmFixture.Owner, name, "minimal", SwarmFixture.Tiny.Name, w.HomeVolume, WorkspaceState.Stopped),
+                (rebuilt.Owner, rebuilt.Name, rebuilt.Environment, rebuilt.Size, rebuilt.HomeVolume, rebuilt.State));
+            Assert.NotEqual(w.Token, rebuilt.Token);
+            Assert.False((await fx.Backend.GetStatusAsync(w.Handle, default)).Exists);
+            Assert.True(await fx.Backend.HomeExistsAsync(w.HomeVolume, default));
+            Assert.Empty(await manager.RebuildFromLabelsAsync(default)); // once
+        }
+        finally
+        {
+            await fx.Manager.DeleteAsync(SwarmFixture.Owner, name, deleteHome: true, null, default);
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            Directory.Delete(home, recursive: true);
+        }
     }
 
     /// <summary>
