@@ -45,6 +45,13 @@ public sealed record SwarmBackendOptions
     /// <summary>A start whose task stays unschedulable (no node fits, home node drained) this long fails.</summary>
     public TimeSpan UnschedulableTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// A workspace overlay without a service of its workspace for this long is an orphan (a start or stop killed
+    /// between the network and the service) and is removed by reconciliation; shorter would race a start, which
+    /// creates the network just before the service.
+    /// </summary>
+    public TimeSpan OrphanNetworkAge { get; init; } = TimeSpan.FromMinutes(10);
+
     public const int JupyterPort = 8888;
     public const string HomePath = "/home/dsvm";
     public const string User = Dsvm.Core.Workspaces.WorkspaceUser.DockerUser;

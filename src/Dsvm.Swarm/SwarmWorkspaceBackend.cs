@@ -19,7 +19,7 @@ namespace Dsvm.Swarm;
 /// and every later start is pinned there (<c>node.id==X</c>), the pin kept in the swarm as a labelled config so
 /// any hub pointing at the manager finds it. Jupyter is published in host mode on its node (no ingress mesh).
 /// </summary>
-public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBackend, IDisposable
+public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBackend, IOrphanSweeper, IDisposable
 {
     public const string ManagedLabel = "io.opendsvm.managed";
     public const string WorkspaceLabel = "io.opendsvm.workspace";
@@ -533,6 +533,52 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         {
             throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the swarm refused the workspace network {parameters.Name}: {Message(ex)}");
         }
+    }
+
+    /// <summary>
+    /// Removes workspace overlays that no service of their workspace (server or home take-over) uses and that are
+    /// older than <see cref="SwarmBackendOptions.OrphanNetworkAge"/>: what a start or stop killed between the network
+    /// and the service leaves. A stopped workspace has no network (stop removes it), and a start makes it again.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> SweepOrphansAsync(CancellationToken ct)
+    {
+        var networks = (await _manager.Networks.ListNetworksAsync(new NetworksListParameters
+        {
+            Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [$"{ManagedLabel}=true"] = true } },
+        }, ct)).Where(n => n.Scope == "swarm" && n.Labels?.ContainsKey(WorkspaceLabel) == true).ToList();
+        if (networks.Count == 0)
+        {
+            return [];
+        }
+
+        var inUse = (await _manager.Swarm.ListServicesAsync(new ServicesListParameters
+        {
+            Filters = new ServiceFilter { Label = [$"{ManagedLabel}=true"] },
+        }, ct)).Select(s => (s.Spec.Labels is { } l && l.TryGetValue(WorkspaceLabel, out var w) ? w : null)).OfType<string>().ToHashSet(StringComparer.Ordinal);
+        var removed = new List<string>();
+        foreach (var n in networks)
+        {
+            var workspace = n.Labels[WorkspaceLabel];
+            var created = n.Created.Kind == DateTimeKind.Local ? n.Created.ToUniversalTime() : DateTime.SpecifyKind(n.Created, DateTimeKind.Utc);
+            var age = _time.GetUtcNow() - new DateTimeOffset(created);
+            if (inUse.Contains(workspace) || age < _options.OrphanNetworkAge)
+            {
+                continue;
+            }
+
+            try
+            {
+                await _manager.Networks.DeleteNetworkAsync(n.ID, ct);
+                removed.Add($"removed network {n.Name} (no service of workspace {workspace} for {age.TotalMinutes:0} min)");
+            }
+            catch (DockerApiException ex) when (ex.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Conflict
+                                                || Message(ex).Contains("in use", StringComparison.OrdinalIgnoreCase))
+            {
+                // Gone meanwhile, or a start is using it again: not an orphan after all.
+            }
+        }
+
+        return removed;
     }
 
     /// <summary>The swarm networks labelled with this workspace (found by label, never by name).</summary>

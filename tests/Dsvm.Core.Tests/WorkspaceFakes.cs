@@ -23,7 +23,7 @@ internal enum FakeStart
 }
 
 /// <summary>An in-memory backend that records every call.</summary>
-internal sealed class FakeBackend : IWorkspaceBackend
+internal sealed class FakeBackend : IWorkspaceBackend, IOrphanSweeper
 {
     private readonly Lock _gate = new();
     private readonly Dictionary<string, bool> _running = new(StringComparer.Ordinal);
@@ -47,6 +47,11 @@ internal sealed class FakeBackend : IWorkspaceBackend
     public string ExitDetail { get; set; } = "exited, exit code 1";
 
     public List<ManagedResource> Orphans { get; } = [];
+
+    /// <summary>What <see cref="SweepOrphansAsync"/> reports removing (orphaned objects that are not workspaces).</summary>
+    public List<string> Sweeps { get; } = [];
+
+    public Task<IReadOnlyList<string>> SweepOrphansAsync(CancellationToken ct) => Task.FromResult<IReadOnlyList<string>>([.. Sweeps]);
 
     /// <summary>Runs as StartAsync begins (e.g. to cancel the caller mid-start).</summary>
     public Action? OnStart { get; set; }

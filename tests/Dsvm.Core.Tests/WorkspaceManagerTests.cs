@@ -725,6 +725,18 @@ public sealed class WorkspaceManagerTests : IDisposable
     // ---- reconcile / list ----
 
     [Fact]
+    public async Task Reconcile_AsksTheBackendToSweepItsOrphans_AndReportsWhatWasRemoved()
+    {
+        var manager = Manager();
+        await UpAsync(manager: manager);
+        _backend.Sweeps.Add("removed network dsvm-net-ws-0a0b0c0d0e0f (no service of workspace ws-0a0b0c0d0e0f for 11 min)");
+
+        var report = await manager.ReconcileAsync(Ct);
+
+        Assert.Equal(_backend.Sweeps, report.Repaired);
+    }
+
+    [Fact]
     public async Task Reconcile_RunningRecordWhoseServerStopped_BecomesStopped_AndOrphansAreReported()
     {
         var manager = Manager();

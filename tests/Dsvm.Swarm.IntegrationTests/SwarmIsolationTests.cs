@@ -159,6 +159,48 @@ public sealed class SwarmIsolationTests(SwarmFixture fx, ITestOutputHelper outpu
         }
     }
 
+    /// <summary>
+    /// Issue 9 (orphan overlays): an overlay whose workspace has no service, left by a start killed between the
+    /// network and the service, is removed by reconciliation once older than the grace period; a workspace's
+    /// overlay in use and a fresh orphan (a start may be about to create its service) are kept.
+    /// </summary>
+    [SwarmFact]
+    public async Task An_overlay_without_its_workspaces_service_is_swept_after_the_grace_period_only()
+    {
+        using var onN1 = Backend("node.hostname==dsvmsw-n1");
+        var kept = await StartAsync(onN1, "sweep-keep");
+        const string orphanId = "ws-0a0b0c0d0e0f";
+        var orphan = WorkspaceIds.NetworkName(orphanId);
+        try
+        {
+            var made = await SwarmLab.DockerAsync(1, ["network", "create", "-d", "overlay", "--label", "io.opendsvm.managed=true",
+                "--label", $"io.opendsvm.workspace={orphanId}", orphan]);
+            Assert.True(made.ExitCode == 0, made.StandardError);
+
+            // Within the grace period: nothing is removed.
+            Assert.Empty(await onN1.SweepOrphansAsync(default));
+            Assert.Equal(0, (await SwarmLab.DockerAsync(1, ["network", "inspect", orphan])).ExitCode);
+
+            // Eleven minutes later (the backend's clock): the orphan goes, the running workspace's overlay stays.
+            using var later = new SwarmWorkspaceBackend(onN1.Options, new ShiftedTime(TimeSpan.FromMinutes(11)));
+            var removed = await later.SweepOrphansAsync(default);
+            Assert.Equal([orphan], removed.Select(r => r.Split(' ')[2]));
+            Assert.NotEqual(0, (await SwarmLab.DockerAsync(1, ["network", "inspect", orphan])).ExitCode);
+            Assert.Equal(0, (await SwarmLab.DockerAsync(1, ["network", "inspect", WorkspaceIds.NetworkName(kept.Request.Id)])).ExitCode);
+            Assert.True(await AnswersAsync(kept));
+        }
+        finally
+        {
+            await onN1.DeleteAsync(kept.Launch.Handle, kept.Request.HomeVolume, keepHome: false, default);
+            await SwarmLab.DockerAsync(1, ["network", "rm", orphan]);
+        }
+    }
+
+    private sealed class ShiftedTime(TimeSpan by) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + by;
+    }
+
     private const string OutsideAddress = "10.214.0.1";
 
     /// <summary>

@@ -125,6 +125,17 @@ public sealed record ManagedResource(string WorkspaceId, string Name, bool Runni
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
 }
 
+/// <summary>
+/// A backend whose objects can outlive every workspace that uses them (a Swarm overlay left by a start or stop that
+/// was killed): reconciliation asks it to remove them. Judged by the engine alone (no service of that workspace, old
+/// enough), never by one state file's records: several hubs and CLIs may share one engine.
+/// </summary>
+public interface IOrphanSweeper
+{
+    /// <summary>Removes such objects; says what was removed, one line each.</summary>
+    Task<IReadOnlyList<string>> SweepOrphansAsync(CancellationToken ct);
+}
+
 /// <summary>One engine that runs workspaces (Docker, Swarm, Kubernetes...). Stateless: state lives in the handle.</summary>
 public interface IWorkspaceBackend
 {

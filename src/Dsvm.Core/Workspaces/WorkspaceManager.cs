@@ -464,6 +464,11 @@ public sealed class WorkspaceManager(
                     unknown.Add(r);
                 }
             }
+
+            if (backend is IOrphanSweeper sweeper)
+            {
+                repaired.AddRange(await sweeper.SweepOrphansAsync(ct));
+            }
         }
 
         return new ReconcileReport(repaired, unknown);
