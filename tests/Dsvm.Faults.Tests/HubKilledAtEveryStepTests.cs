@@ -1,7 +1,3 @@
-using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
-using System.Text.Json;
 using Dsvm.Testing;
 
 namespace Dsvm.Faults.Tests;
@@ -16,19 +12,14 @@ namespace Dsvm.Faults.Tests;
 public sealed class HubKilledAtEveryStepTests : IAsyncLifetime
 {
     private const int Killed = 137;
-    private const string Password = "hub-fault-password";
-    private readonly FaultWorkspace _ws = new("hubfault");
-    private readonly int _port;
-    private Process? _hub;
+    private readonly FaultWorkspace _ws;
+    private readonly HubProcess _hub;
 
     public HubKilledAtEveryStepTests()
     {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        _port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        _ws = new FaultWorkspace("hubfault");
+        _hub = new HubProcess(_ws);
     }
-
-    private string Url => $"http://127.0.0.1:{_port}";
 
     public async Task InitializeAsync()
     {
@@ -43,98 +34,28 @@ public sealed class HubKilledAtEveryStepTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        StopHub();
+        _hub.Stop();
         await _ws.CleanUpAsync();
     }
 
-    private void StopHub()
-    {
-        if (_hub is { HasExited: false })
-        {
-            _hub.Kill(entireProcessTree: true);
-            _hub.WaitForExit();
-        }
+    private Task StartHubAsync(string? fault) => _hub.StartAsync(fault);
 
-        _hub?.Dispose();
-        _hub = null;
-    }
+    private Task<Result> DsvmAsync(string? stdin, params string[] args) => _hub.DsvmAsync(stdin, args);
 
-    /// <summary>Starts <c>dsvm hub serve</c> on this test's state and waits until it answers.</summary>
-    private async Task StartHubAsync(string? fault)
-    {
-        var start = new ProcessStartInfo("dotnet")
-        {
-            WorkingDirectory = TestEnvironment.RepoRoot,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var a in new[] { TestEnvironment.CliDll, "hub", "serve", "--listen", Url })
-        {
-            start.ArgumentList.Add(a);
-        }
-
-        start.Environment["DSVM_HOME"] = _ws.Home;
-        start.Environment["DSVM_HUB_ADMIN_PASSWORD"] = Password;
-        start.Environment["DSVM_START_TIMEOUT"] = "60";
-        start.Environment["DSVM_FAULT"] = fault;
-        _hub = Process.Start(start)!;
-        _hub.OutputDataReceived += (_, _) => { };
-        _hub.ErrorDataReceived += (_, _) => { };
-        _hub.BeginOutputReadLine();
-        _hub.BeginErrorReadLine();
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        for (var i = 0; i < 600; i++)
-        {
-            Assert.False(_hub.HasExited, $"the hub exited at start with {(_hub.HasExited ? _hub.ExitCode : 0)}");
-            try
-            {
-                if ((await http.GetAsync($"{Url}/hub/login")).IsSuccessStatusCode)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-            }
-
-            await Task.Delay(100);
-        }
-
-        Assert.Fail("the hub did not answer within 60 s");
-    }
-
-    /// <summary>The CLI as a hub client (its login stored under this test's folder).</summary>
-    private Task<Result> DsvmAsync(string? stdin, params string[] args) =>
-        FaultWorkspace.RunCliAsync(e => e.Set("XDG_CONFIG_HOME", Path.Combine(_ws.Home, "config")).Set("DSVM_HOME", Path.Combine(_ws.Home, "client")), stdin, args);
-
-    private async Task<Result> OkAsync(params string[] args)
-    {
-        var r = await DsvmAsync(null, args);
-        Assert.True(r.ExitCode == 0, $"dsvm {string.Join(' ', args)}: {r}");
-        return r;
-    }
+    private Task<Result> OkAsync(params string[] args) => _hub.OkAsync(args);
 
     private async Task<int> RunningAsync() => (await _ws.ContainersAsync()).Running;
 
     private Task<string[]> HomesAsync() => _ws.HomesAsync();
 
-    /// <summary>The workspace's state as the hub reports it (null: no record), checked against the engine.</summary>
-    private async Task<string?> StateAsync()
-    {
-        var r = await OkAsync("ls", "-o", "json");
-        var state = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("workspaces").EnumerateArray()
-            .Where(w => w.GetProperty("name").GetString() == _ws.Name)
-            .Select(w => w.GetProperty("state").GetString()?.ToLowerInvariant()).FirstOrDefault();
-        await _ws.AssertTruthfulAsync(state, r.ToString());
-        return state;
-    }
+    private Task<string?> StateAsync() => _hub.StateAsync();
 
     /// <summary>Waits for the killed hub to be gone, starts a clean one, and waits until the state settles.</summary>
     private async Task<string?> RestartAndSettleAsync(string step)
     {
-        Assert.True(_hub!.WaitForExit(TimeSpan.FromSeconds(120)), $"the hub was not killed at {step}");
-        Assert.Equal(Killed, _hub.ExitCode);
-        StopHub();
+        Assert.True(_hub.Process.WaitForExit(TimeSpan.FromSeconds(120)), $"the hub was not killed at {step}");
+        Assert.Equal(Killed, _hub.Process.ExitCode);
+        _hub.Stop();
         await StartHubAsync(null);
         // A start interrupted mid-way is repaired by the next look or the reconcile: within its start timeout (the hub's 120 s
         // here); an accepted start that never began is failed at that deadline.
@@ -153,11 +74,7 @@ public sealed class HubKilledAtEveryStepTests : IAsyncLifetime
         return state;
     }
 
-    private async Task LoginAsync()
-    {
-        var login = await DsvmAsync(Password, "login", Url, "--user", "admin");
-        Assert.True(login.ExitCode == 0, $"login: {login}");
-    }
+    private Task LoginAsync() => _hub.LoginAsync();
 
     private async Task AssertUsableAgainAsync()
     {
