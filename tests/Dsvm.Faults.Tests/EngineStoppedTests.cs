@@ -20,17 +20,7 @@ public sealed class EngineStoppedTests(FaultEngine engine) : IAsyncLifetime
 
     private string Pause => Path.Combine(_ws.Home, "paused");
 
-    public async Task InitializeAsync()
-    {
-        FaultEngine.SeedBuildRecords(_ws.Home);
-        await File.WriteAllTextAsync(Path.Combine(_ws.Home, "backends.yaml"), $"""
-            default: docker
-            backends:
-              docker:
-                endpoint: {FaultEngine.Socket}
-                bind-address: {FaultEngine.Address}
-            """);
-    }
+    public Task InitializeAsync() => FaultEngine.PrepareHomeAsync(_ws.Home);
 
     public async Task DisposeAsync()
     {

@@ -58,7 +58,25 @@ public sealed class FaultEngine : IAsyncLifetime
     /// Gives a test's DSVM home the shared build records, so <c>dsvm up --env minimal</c> on the fault engine finds the
     /// image copied in as built (the engine has no build cache: a rebuild there would go to the mirror).
     /// </summary>
-    public static void SeedBuildRecords(string home)
+    /// <summary>
+    /// A test's DSVM home set up for the fault engine: the shared build records and a <c>backends.yaml</c> whose
+    /// docker backend is the fault engine, publishing on its address. Returns the <c>backends.yaml</c> path.
+    /// </summary>
+    public static async Task<string> PrepareHomeAsync(string home)
+    {
+        SeedBuildRecords(home);
+        var backends = Path.Combine(home, "backends.yaml");
+        await File.WriteAllTextAsync(backends, $"""
+            default: docker
+            backends:
+              docker:
+                endpoint: {Socket}
+                bind-address: {Address}
+            """);
+        return backends;
+    }
+
+    private static void SeedBuildRecords(string home)
     {
         var source = Path.Combine(TestEnvironment.Paths.Builds, "minimal");
         var target = Path.Combine(home, "data", "builds", "minimal");
