@@ -43,6 +43,14 @@ public sealed class FaultEngine : IAsyncLifetime
         var spec = BuiltEnvironment.Services.LoadSpec(dir);
         var bases = await BuiltEnvironment.Services.Bases.FindAsync(spec.Base.CacheKey, CancellationToken.None);
         await RunAsync(["up", record.Image, .. bases.Select(b => b.Image)]);
+        // The hub offers an environment by its `latest` tag (what `dsvm env build` tags last).
+        var tagged = await Cli.Wrap("docker").WithArguments(["-H", Socket, "tag", record.Image, $"dsvm/minimal:latest"])
+            .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+        if (tagged.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"tagging dsvm/minimal:latest in the fault engine failed: {tagged.StandardError.Trim()}");
+        }
+
         _up = true;
     }
 
