@@ -51,6 +51,9 @@ public sealed class SwarmFixture : IAsyncLifetime
     public SwarmWorkspaceBackend Backend { get; private set; } = null!;
     public WorkspaceManager Manager { get; private set; } = null!;
     public SqliteWorkspaceStore Store { get; private set; } = null!;
+
+    /// <summary>The state file behind <see cref="Store"/>.</summary>
+    public string DatabasePath { get; private set; } = "";
     public string Image { get; private set; } = "";
     public TimeSpan PushTime { get; private set; }
     public TimeSpan PullTime { get; private set; }
@@ -79,6 +82,7 @@ public sealed class SwarmFixture : IAsyncLifetime
             PushRegistry = SwarmLab.PushRegistry,
             NodeEngines = SwarmLab.NodeEngines,
         });
+        DatabasePath = paths.Database;
         Store = new SqliteWorkspaceStore(paths.Database);
         Manager = new WorkspaceManager(Backend, Store, new SizeCatalog([.. SizeCatalog.Defaults, Tiny]), new NoGpus(), new HttpReadinessProbe(Http),
             paths, TimeProvider.System, new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(300), PollInterval = TimeSpan.FromMilliseconds(200) });

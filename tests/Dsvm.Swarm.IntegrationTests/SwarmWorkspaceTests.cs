@@ -181,9 +181,10 @@ public sealed class SwarmWorkspaceTests(SwarmFixture fx, ITestOutputHelper outpu
     }
 
     /// <summary>
-    /// Issue 12, "the backend is found by label" on Swarm: a record lost with the state file is rebuilt from the
+    /// Issue 12, "the backend is found by label" on Swarm: a record lost from the state file is rebuilt from the
     /// service's labels by <c>dsvm doctor --repair</c>'s pass (owner, name, environment, size, home), Stopped, its
-    /// running server stopped (its token was in the lost file), its home kept on its node.
+    /// running server stopped (its token was in the lost record), its home kept on its node. Only that record is lost
+    /// (a copy of the fixture's state file without its row): every other workspace of the swarm keeps running.
     /// </summary>
     [SwarmFact]
     public async Task A_lost_record_is_rebuilt_from_the_service_labels_and_its_server_stopped()
@@ -194,17 +195,33 @@ public sealed class SwarmWorkspaceTests(SwarmFixture fx, ITestOutputHelper outpu
         var paths = new DsvmPaths(Path.Combine(home, "data"), Path.Combine(home, "cache")).EnsureCreated();
         try
         {
-            // A new state file: nothing about the running workspace.
+            var others = (await fx.Store.ListAsync(null, default)).Where(r => r.Id != w.Id && r.State == WorkspaceState.Running).ToList();
+            using (var source = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={fx.DatabasePath}"))
+            using (var copy = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={paths.Database}"))
+            {
+                source.Open();
+                copy.Open();
+                source.BackupDatabase(copy);
+                using var lose = copy.CreateCommand();
+                lose.CommandText = "DELETE FROM workspaces WHERE Id = $id";
+                lose.Parameters.AddWithValue("$id", w.Id);
+                Assert.Equal(1, lose.ExecuteNonQuery());
+            }
+
             var store = new SqliteWorkspaceStore(paths.Database);
             var manager = new WorkspaceManager(fx.Backend, store, new SizeCatalog([.. SizeCatalog.Defaults, SwarmFixture.Tiny]), new SwarmFixture.NoGpus(),
                 new HttpReadinessProbe(SwarmFixture.Http), paths, TimeProvider.System, new WorkspaceOptions());
-            var rebuilt = Assert.Single(await manager.RebuildFromLabelsAsync(default), r => r.Id == w.Id);
-            Assert.Equal((SwarmFixture.Owner, name, "minimal", SwarmFixture.Tiny.Name, w.HomeVolume, WorkspaceState.Stopped),
-                (rebuilt.Owner, rebuilt.Name, rebuilt.Environment, rebuilt.Size, rebuilt.HomeVolume, rebuilt.State));
+            var rebuilt = Assert.Single(await manager.RebuildFromLabelsAsync(default));
+            Assert.Equal((w.Id, SwarmFixture.Owner, name, "minimal", SwarmFixture.Tiny.Name, w.HomeVolume, WorkspaceState.Stopped),
+                (rebuilt.Id, rebuilt.Owner, rebuilt.Name, rebuilt.Environment, rebuilt.Size, rebuilt.HomeVolume, rebuilt.State));
             Assert.NotEqual(w.Token, rebuilt.Token);
             Assert.False((await fx.Backend.GetStatusAsync(w.Handle, default)).Exists);
             Assert.True(await fx.Backend.HomeExistsAsync(w.HomeVolume, default));
             Assert.Empty(await manager.RebuildFromLabelsAsync(default)); // once
+            foreach (var other in others)
+            {
+                Assert.True((await fx.Backend.GetStatusAsync(other.Handle, default)).Running, $"{other.Name} was stopped by the rebuild");
+            }
         }
         finally
         {
