@@ -819,10 +819,17 @@ public sealed class WorkspaceManager(
                 return;
             }
 
-            // Every few polls, make sure the server is still alive: a crash fails now, not at the timeout.
-            if (++polls % 10 == 0)
+            // The fault point sits at the first probe that finds the server not answering yet (a fresh server
+            // never answers the first probe), so a test kills there whatever the machine's speed: at the 10th poll, as
+            // before, a quick Jupyter answered first on a quiet machine and the kill never came.
+            if (++polls == 1)
             {
                 FaultPoints.Hit("start.readiness");
+            }
+
+            // Every few polls, make sure the server is still alive: a crash fails now, not at the timeout.
+            if (polls % 10 == 0)
+            {
                 var status = await backend.GetStatusAsync(launch.Handle, ct);
                 if (!status.Running)
                 {
