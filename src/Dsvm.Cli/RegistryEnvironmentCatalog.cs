@@ -1,6 +1,6 @@
-using Dsvm.Core;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Dsvm.Core;
 using Dsvm.Core.Specs;
 using Dsvm.Hub.Services;
 using Dsvm.Images.Registry;

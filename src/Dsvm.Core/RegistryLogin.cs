@@ -1,4 +1,3 @@
-using Dsvm.Core;
 namespace Dsvm.Core;
 
 /// <summary>A user name and password (or token) for one registry. Never printed: <see cref="ToString"/> hides the secret.</summary>

@@ -551,10 +551,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             return [];
         }
 
-        var inUse = (await _manager.Swarm.ListServicesAsync(new ServicesListParameters
-        {
-            Filters = new ServiceFilter { Label = [$"{ManagedLabel}=true"] },
-        }, ct)).Select(s => (s.Spec.Labels is { } l && l.TryGetValue(WorkspaceLabel, out var w) ? w : null)).OfType<string>().ToHashSet(StringComparer.Ordinal);
+        var inUse = (await ManagedServicesAsync(ct)).Select(s => (s.Spec.Labels is { } l && l.TryGetValue(WorkspaceLabel, out var w) ? w : null)).OfType<string>().ToHashSet(StringComparer.Ordinal);
         var removed = new List<string>();
         foreach (var n in networks)
         {
@@ -1013,12 +1010,13 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         }
     }
 
+    /// <summary>Every service OpenDSVM made (workspace servers and home take-overs), found by label.</summary>
+    private async Task<IEnumerable<SwarmService>> ManagedServicesAsync(CancellationToken ct) =>
+        await _manager.Swarm.ListServicesAsync(new ServicesListParameters { Filters = new ServiceFilter { Label = [$"{ManagedLabel}=true"] } }, ct);
+
     public async IAsyncEnumerable<ManagedResource> ListManagedAsync([EnumeratorCancellation] CancellationToken ct)
     {
-        var services = await _manager.Swarm.ListServicesAsync(new ServicesListParameters
-        {
-            Filters = new ServiceFilter { Label = [$"{ManagedLabel}=true"] },
-        }, ct);
+        var services = await ManagedServicesAsync(ct);
         var running = (await _manager.Tasks.ListAsync(new TasksListParameters
         {
             Filters = new Dictionary<string, IDictionary<string, bool>> { ["desired-state"] = new Dictionary<string, bool> { ["running"] = true } },

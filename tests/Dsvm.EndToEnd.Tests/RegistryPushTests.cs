@@ -1,12 +1,12 @@
-using Dsvm.Core;
 using CliWrap;
 using CliWrap.Buffered;
+using Dsvm.Core;
 using Dsvm.Core.Sizes;
 using Dsvm.Core.Workspaces;
 using Dsvm.Docker;
 using Dsvm.Images.Registry;
-using Dsvm.Testing.Jupyter;
 using Dsvm.Testing;
+using Dsvm.Testing.Jupyter;
 
 namespace Dsvm.EndToEnd.Tests;
 

@@ -1,10 +1,10 @@
-using Dsvm.Core;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Dsvm.Core;
 
 namespace Dsvm.Images.Registry;
 
