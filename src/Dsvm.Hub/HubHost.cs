@@ -74,7 +74,9 @@ public static partial class HubHost
         s.AddSingleton(backends);
         s.AddSingleton(deps.Store);
         s.AddSingleton(deps.Environments);
-        s.AddSingleton(sp => new WorkspaceManager(backends, deps.Store, deps.Sizes, deps.Gpus, deps.Probe, deps.Paths, deps.Time, deps.WorkspaceOptions));
+        s.AddSingleton<WorkspaceNotifications>();
+        s.AddSingleton(sp => new WorkspaceManager(backends, deps.Store, deps.Sizes, deps.Gpus, deps.Probe, deps.Paths, deps.Time, deps.WorkspaceOptions,
+            sp.GetRequiredService<WorkspaceNotifications>()));
         s.AddSingleton<Accounts>();
         s.AddSingleton<LoginThrottle>();
         s.AddSingleton<WorkspaceEvents>();
@@ -128,6 +130,10 @@ public static partial class HubHost
             .AddPolicy(ApiEndpoints.AdminPolicy, p => p.RequireAuthenticatedUser().RequireRole(HubClaims.AdminRole).RequireClaim(HubClaims.Scope, Scopes.Admin));
 
         var app = builder.Build();
+        // The subscribers of the manager's changes exist from the start, so none is missed (events are replayed from it).
+        app.Services.GetRequiredService<RouteTable>();
+        app.Services.GetRequiredService<WorkspaceEvents>();
+        app.Services.GetRequiredService<HubWorkspaces>();
         app.UseSecurityHeaders();
         UseTrustedProxies(app, options);
         app.UseExceptionHandler();

@@ -115,6 +115,25 @@ public sealed class EventsTests : HubTestBase
     }
 
     [Fact]
+    public async Task A_change_the_manager_makes_outside_the_API_reaches_the_routes_and_the_stream_before_its_call_returns()
+    {
+        // Issue 10 part 7: the manager publishes its state. A stop that does not go through the API (the culler, a
+        // repair) used to leave the proxy's cached route pointing at the stopped server and told no event stream.
+        var alice = await UserTokenClientAsync("alice");
+        await StartRunningAsync(alice, "ws1");
+        var routes = Hub.App.Services.GetRequiredService<Dsvm.Hub.Services.RouteTable>();
+        Assert.NotNull(await routes.FindAsync("alice", "ws1", CancellationToken.None));
+        using var events = await EventStream.OpenAsync(alice);
+
+        await Hub.App.Services.GetRequiredService<Dsvm.Core.Workspaces.WorkspaceManager>()
+            .StopAsync("alice", "ws1", null, CancellationToken.None, reason: "idle for 1h02m");
+
+        Assert.Null(await routes.FindAsync("alice", "ws1", CancellationToken.None));
+        var stopped = await events.WaitForAsync(e => e.Str("name") == "ws1" && e.Str("state") == "stopped");
+        Assert.Equal("stopped: idle for 1h02m; home kept", stopped.Str("message"));
+    }
+
+    [Fact]
     public async Task A_user_does_not_receive_other_users_events()
     {
         var alice = await UserTokenClientAsync("alice");
@@ -172,10 +191,10 @@ public sealed class EventsTests : HubTestBase
     public async Task A_Last_Event_ID_older_than_the_buffer_says_events_were_lost()
     {
         var alice = await UserTokenClientAsync("alice");
-        var events = Hub.App.Services.GetRequiredService<Dsvm.Hub.Services.WorkspaceEvents>();
+        var events = Hub.App.Services.GetRequiredService<Dsvm.Core.Workspaces.WorkspaceNotifications>();
         for (var i = 0; i < Dsvm.Hub.Services.WorkspaceEvents.ReplayCapacity + 10; i++)
         {
-            events.Publish(new Dsvm.Hub.Services.WorkspaceEvent("alice", "ws9", Dsvm.Core.Workspaces.WorkspaceState.Starting, $"step {i}", World.Time.GetUtcNow()));
+            events.Message("alice", "ws9", Dsvm.Core.Workspaces.WorkspaceState.Starting, $"step {i}");
         }
 
         using var response = await alice.SendAsync(

@@ -111,9 +111,9 @@ public sealed class IdleCuller(
                 return new CullDecision(w.Owner, w.Name, false, $"active {Age(idle)} ago");
             }
 
-            await manager.StopAsync(w.Owner, w.Name, null, ct);
-            return new CullDecision(w.Owner, w.Name, true,
-                $"idle for {Age(idle)}" + (report.BusyKernels > 0 ? $" ({report.BusyKernels} kernel(s) busy)" : ""));
+            var reason = $"idle for {Age(idle)}" + (report.BusyKernels > 0 ? $" ({report.BusyKernels} kernel(s) busy)" : "");
+            await manager.StopAsync(w.Owner, w.Name, null, ct, reason);
+            return new CullDecision(w.Owner, w.Name, true, reason);
         }
         catch (Exception ex) when (!ct.IsCancellationRequested)
         {

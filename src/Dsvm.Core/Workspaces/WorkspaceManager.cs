@@ -59,14 +59,16 @@ public sealed class WorkspaceManager(
     IReadinessProbe probe,
     DsvmPaths paths,
     TimeProvider time,
-    WorkspaceOptions? options = null)
+    WorkspaceOptions? options = null,
+    WorkspaceNotifications? notifications = null)
 {
     private readonly WorkspaceOptions _options = options ?? new WorkspaceOptions();
+    private readonly WorkspaceNotifications _notifications = notifications ?? new WorkspaceNotifications(time);
 
     /// <summary>A manager with one backend for everything.</summary>
     public WorkspaceManager(IWorkspaceBackend backend, IWorkspaceStore store, SizeCatalog sizes, IGpuDetector gpus, IReadinessProbe probe,
-        DsvmPaths paths, TimeProvider time, WorkspaceOptions? options = null)
-        : this(WorkspaceBackends.Only(backend), store, sizes, gpus, probe, paths, time, options) { }
+        DsvmPaths paths, TimeProvider time, WorkspaceOptions? options = null, WorkspaceNotifications? notifications = null)
+        : this(WorkspaceBackends.Only(backend), store, sizes, gpus, probe, paths, time, options, notifications) { }
 
     /// <summary>The default backend.</summary>
     public IWorkspaceBackend Backend => backends.Default;
@@ -74,6 +76,9 @@ public sealed class WorkspaceManager(
     public WorkspaceBackends Backends => backends;
 
     public SizeCatalog Sizes => sizes;
+
+    /// <summary>Where every record this manager writes or deletes, and each step of a start, is published.</summary>
+    public WorkspaceNotifications Notifications => _notifications;
 
     /// <summary>
     /// The per-workspace lock file. Keyed by owner and workspace name joined with '.', which no name may contain (both
@@ -218,7 +223,7 @@ public sealed class WorkspaceManager(
             CreatedAt = now,
             UpdatedAt = now,
         };
-        return await store.SaveAsync(workspace, ct);
+        return await SaveAsync(workspace, $"starting {request.Name} ({request.Environment}, {size.Name})", ct);
     }
 
     /// <summary>
@@ -263,20 +268,21 @@ public sealed class WorkspaceManager(
         var wasRunning = workspace.State == WorkspaceState.Running;
         if (wasRunning || workspace.State is WorkspaceState.Starting or WorkspaceState.Failed)
         {
-            progress?.Report(new WorkspaceProgress($"stopping {name} (size {workspace.Size})"));
-            workspace = await StopLockedAsync(workspace, ct);
+            Say(progress, workspace, $"stopping {name} (size {workspace.Size})");
+            workspace = await StopLockedAsync(workspace, null, ct);
             FaultPoints.Hit("resize.after-stop");
         }
 
-        workspace = await store.SaveAsync(workspace with { Size = size.Name, UpdatedAt = time.GetUtcNow() }, ct);
+        workspace = await SaveAsync(workspace with { Size = size.Name, UpdatedAt = time.GetUtcNow() }, $"size {size.Name}", ct);
         FaultPoints.Hit("resize.after-size");
         return wasRunning ? await StartLockedAsync(workspace, gpuMode, size, progress, ct) : workspace;
     }
 
-    public async Task<Workspace> StopAsync(string owner, string name, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
+    /// <summary>Stops a workspace (its home is kept); <paramref name="reason"/> says why in the published change (the culler's).</summary>
+    public async Task<Workspace> StopAsync(string owner, string name, IProgress<WorkspaceProgress>? progress, CancellationToken ct, string? reason = null)
     {
         await using var gate = await LockAsync(owner, name, progress, ct);
-        return await StopLockedAsync(await GetAsync(owner, name, ct), ct);
+        return await StopLockedAsync(await GetAsync(owner, name, ct), reason, ct);
     }
 
     /// <summary>Deletes the workspace. Its home is deleted only when <paramref name="deleteHome"/> is set.</summary>
@@ -286,7 +292,7 @@ public sealed class WorkspaceManager(
         var workspace = await GetAsync(owner, name, ct);
         await BackendOf(workspace).DeleteAsync(await HandleOfAsync(workspace, ct), workspace.HomeVolume, keepHome: !deleteHome, ct);
         FaultPoints.Hit("rm.after-engine");
-        await store.DeleteAsync(workspace, ct);
+        await DeleteRecordAsync(workspace, deleteHome ? "deleted with its home" : "deleted; home kept", ct);
         if (deleteHome && workspace.HomeId.Length > 0)
         {
             await store.DeleteHomeAsync(workspace.HomeId, ct);
@@ -396,11 +402,11 @@ public sealed class WorkspaceManager(
             {
                 // Its owner is gone: the record goes (its server is stopped and removed), the home stays orphaned.
                 await BackendOf(current).DeleteAsync(await HandleOfAsync(current, ct), current.HomeVolume, keepHome: true, ct);
-                await store.DeleteAsync(current, ct);
+                await DeleteRecordAsync(current, "deleted: its owner no longer exists; home kept as an orphaned home", ct);
             }
             else
             {
-                await store.SaveAsync(current with { OwnerId = ownerId, HomeId = home.Id }, ct);
+                await SaveAsync(current with { OwnerId = ownerId, HomeId = home.Id }, "given its owner's ID and a home record", ct);
             }
 
             adopted++;
@@ -519,7 +525,7 @@ public sealed class WorkspaceManager(
                     }, ct);
                 }
 
-                rebuilt.Add(await store.SaveAsync(new Workspace
+                rebuilt.Add(await SaveAsync(new Workspace
                 {
                     Id = r.WorkspaceId,
                     Name = name,
@@ -536,7 +542,7 @@ public sealed class WorkspaceManager(
                     LastError = $"rebuilt from the engine's labels at {now:u} (`dsvm doctor --repair`)",
                     CreatedAt = now,
                     UpdatedAt = now,
-                }, ct));
+                }, "rebuilt from the engine's labels", ct));
             }
         }
 
@@ -668,7 +674,8 @@ public sealed class WorkspaceManager(
         }
 
         // A state change is dated now; an adoption within the deadline keeps the date the deadline runs from.
-        return next is null ? w : await store.SaveAsync(next.State == w.State ? next : next with { UpdatedAt = now }, ct);
+        return next is null ? w : await SaveAsync(next.State == w.State ? next : next with { UpdatedAt = now },
+            next.State == w.State ? "updated from the engine" : $"{Lower(w.State)} -> {Lower(next.State)}, as the engine says" + (next.LastError is { } why ? $": {why}" : ""), ct);
     }
 
     private static bool HandleChanged(Workspace w, WorkspaceHandle handle) => handle.State.GetRawText() != w.BackendState;
@@ -720,9 +727,12 @@ public sealed class WorkspaceManager(
         var host = await CapacityAsync(backend, ct);
         var gpu = GpuPolicy.Decide(workspace.Environment, gpuMode, size, host.Gpus);
         CheckCapacity(size, host, gpuMode);
+        // The backend's steps (pulling, scheduling) go to the caller and are published; the lines below that come
+        // with a record write are published with it.
+        var relay = new Relay(progress, _notifications, workspace.Owner, workspace.Name);
         if (gpu.Notice is not null)
         {
-            progress?.Report(new WorkspaceProgress(gpu.Notice));
+            relay.Report(new WorkspaceProgress(gpu.Notice));
         }
 
         var started = time.GetUtcNow();
@@ -731,8 +741,9 @@ public sealed class WorkspaceManager(
             State = WorkspaceState.Starting, GpuEnabled = gpu.UseGpu, CpuFallback = gpu.CpuFallback, LastError = null,
             UpdatedAt = started,
         };
-        workspace = await store.SaveAsync(workspace, ct);
-        progress?.Report(new WorkspaceProgress($"starting {workspace.Name} ({size.Name}: {size.Vcpus:0.##} vCPU, {size.MemoryGiB:0.##} GiB{(gpu.UseGpu ? $", {size.Gpus} GPU" : "")})"));
+        var starting = $"starting {workspace.Name} ({size.Name}: {size.Vcpus:0.##} vCPU, {size.MemoryGiB:0.##} GiB{(gpu.UseGpu ? $", {size.Gpus} GPU" : "")})";
+        workspace = await SaveAsync(workspace, starting, ct);
+        progress?.Report(new WorkspaceProgress(starting));
 
         var startTimeout = StartTimeoutOf(backend);
         FaultPoints.Hit("start.before-engine");
@@ -755,7 +766,7 @@ public sealed class WorkspaceManager(
                 BaseUrl = workspace.BaseUrl,
                 Gpu = gpu.UseGpu,
                 Labels = Labels(workspace, size),
-            }, progress, timeout.Token);
+            }, relay, timeout.Token);
             FaultPoints.Hit("start.after-engine");
             workspace = workspace with
             {
@@ -763,7 +774,7 @@ public sealed class WorkspaceManager(
                 ContainerId = launch.Handle.State.TryGetProperty("container", out var c) ? c.GetString() : null,
                 Endpoint = launch.Endpoint.ToString(),
             };
-            workspace = await store.SaveAsync(workspace, ct);
+            workspace = await SaveAsync(workspace, "waiting for Jupyter to answer", ct);
             FaultPoints.Hit("start.after-handle");
             progress?.Report(new WorkspaceProgress("waiting for Jupyter to answer"));
             await WaitReadyAsync(workspace, launch, timeout.Token);
@@ -780,7 +791,7 @@ public sealed class WorkspaceManager(
             if (ex is OperationCanceledException && ct.IsCancellationRequested)
             {
                 // The caller gave up (Ctrl-C): leave a consistent record; the next command reconciles it.
-                await store.SaveAsync(workspace with { UpdatedAt = time.GetUtcNow() }, CancellationToken.None);
+                await SaveAsync(workspace with { UpdatedAt = time.GetUtcNow() }, "start cancelled by its caller", CancellationToken.None);
                 throw;
             }
 
@@ -798,13 +809,13 @@ public sealed class WorkspaceManager(
                 await backend.StopAsync(launch.Handle, CancellationToken.None);
             }
 
-            await store.SaveAsync(workspace with { State = WorkspaceState.Failed, LastError = message, UpdatedAt = time.GetUtcNow() }, CancellationToken.None);
+            await SaveAsync(workspace with { State = WorkspaceState.Failed, LastError = message, UpdatedAt = time.GetUtcNow() }, message, CancellationToken.None);
             throw ex is WorkspaceStartException { Reason: not WorkspaceFailure.Backend } && logs.Length == 0
                 ? ex
                 : new WorkspaceStartException(reason, message);
         }
 
-        return await store.SaveAsync(workspace with { State = WorkspaceState.Running, StartedAt = time.GetUtcNow(), UpdatedAt = time.GetUtcNow() }, ct);
+        return await SaveAsync(workspace with { State = WorkspaceState.Running, StartedAt = time.GetUtcNow(), UpdatedAt = time.GetUtcNow() }, "ready", ct);
     }
 
     private async Task WaitReadyAsync(Workspace workspace, WorkspaceLaunch launch, CancellationToken ct)
@@ -858,18 +869,53 @@ public sealed class WorkspaceManager(
     /// Records Stopping, stops, records Stopped. A stop that fails midway (engine unreachable, process killed) leaves
     /// Stopping, which the next command or reconcile finishes (see <see cref="RefreshLockedAsync"/>).
     /// </summary>
-    private async Task<Workspace> StopLockedAsync(Workspace workspace, CancellationToken ct)
+    private async Task<Workspace> StopLockedAsync(Workspace workspace, string? reason, CancellationToken ct)
     {
         if (workspace.ContainerId is not null || workspace.State != WorkspaceState.Stopped)
         {
             var handle = await HandleOfAsync(workspace, ct);
-            workspace = await store.SaveAsync(workspace with { State = WorkspaceState.Stopping, UpdatedAt = time.GetUtcNow() }, ct);
+            workspace = await SaveAsync(workspace with { State = WorkspaceState.Stopping, UpdatedAt = time.GetUtcNow() }, reason is null ? "stopping" : $"stopping: {reason}", ct);
             FaultPoints.Hit("stop.after-stopping");
             await BackendOf(workspace).StopAsync(handle, ct);
             FaultPoints.Hit("stop.after-engine");
         }
 
-        return await store.SaveAsync(workspace with { State = WorkspaceState.Stopped, Endpoint = null, ContainerId = null, UpdatedAt = time.GetUtcNow() }, ct);
+        return await SaveAsync(workspace with { State = WorkspaceState.Stopped, Endpoint = null, ContainerId = null, UpdatedAt = time.GetUtcNow() },
+            reason is null ? "stopped; home kept" : $"stopped: {reason}; home kept", ct);
+    }
+
+    /// <summary>Writes a record and publishes it: every write of a workspace record goes through here.</summary>
+    private async Task<Workspace> SaveAsync(Workspace workspace, string message, CancellationToken ct)
+    {
+        var saved = await store.SaveAsync(workspace, ct);
+        _notifications.Written(saved, message);
+        return saved;
+    }
+
+    /// <summary>Deletes a record and publishes that: every deletion of a workspace record goes through here.</summary>
+    private async Task DeleteRecordAsync(Workspace workspace, string message, CancellationToken ct)
+    {
+        await store.DeleteAsync(workspace, ct);
+        _notifications.Deleted(workspace, message);
+    }
+
+    /// <summary>A line for the caller's progress and for the published changes, about a record that does not change.</summary>
+    private void Say(IProgress<WorkspaceProgress>? progress, Workspace workspace, string message)
+    {
+        progress?.Report(new WorkspaceProgress(message));
+        _notifications.Message(workspace.Owner, workspace.Name, workspace.State, message);
+    }
+
+    private static string Lower(WorkspaceState state) => state.ToString().ToLowerInvariant();
+
+    /// <summary>A start's progress (the backend's steps included): to the caller's progress, and published.</summary>
+    private sealed class Relay(IProgress<WorkspaceProgress>? inner, WorkspaceNotifications notifications, string owner, string name) : IProgress<WorkspaceProgress>
+    {
+        public void Report(WorkspaceProgress value)
+        {
+            inner?.Report(value);
+            notifications.Message(owner, name, WorkspaceState.Starting, value.Message);
+        }
     }
 
     /// <summary>The labels of a workspace's objects: IDs for lookups, names for people.</summary>

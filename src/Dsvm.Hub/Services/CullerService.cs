@@ -6,7 +6,7 @@ namespace Dsvm.Hub.Services;
 
 /// <summary>Runs the idle culler in the hub: idle servers are stopped (homes kept), busy kernels never.</summary>
 public sealed partial class CullerService(
-    WorkspaceManager manager, Dsvm.Core.Workspaces.IWorkspaceStore store, RouteTable routes, WorkspaceEvents events, UserActions actions, HubOptions options, TimeProvider time,
+    WorkspaceManager manager, Dsvm.Core.Workspaces.IWorkspaceStore store, UserActions actions, HubOptions options, TimeProvider time,
     ILogger<CullerService> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -29,10 +29,9 @@ public sealed partial class CullerService(
             LogPassFailed(pass.Error);
         }
 
+        // The stop itself was published by the manager, with its reason (routes and events follow it).
         foreach (var d in pass.Decisions.Where(d => d.Culled))
         {
-            routes.Remove(d.Owner, d.Name);
-            events.Publish(new WorkspaceEvent(d.Owner, d.Name, WorkspaceState.Stopped, $"stopped: {d.Reason}; home kept", pass.At));
             LogCulled(d.Owner, d.Name, d.Reason);
         }
     }

@@ -7,19 +7,20 @@ using Microsoft.Extensions.Logging;
 namespace Dsvm.Hub.Services;
 
 /// <summary>
-/// The hub's use of the lifecycle engine: quotas, the global start limit, starts that run in the background
-/// (the API answers 202 at once), events for each step, and route updates.
+/// The hub's use of the lifecycle engine: quotas, the global start limit, and starts that run in the background (the
+/// API answers 202 at once). What happens to each workspace is published by the manager
+/// (<see cref="WorkspaceNotifications"/>), which the routes and the events stream follow; this class publishes only
+/// what the manager cannot know (a start resumed after a restart, a start that failed before it wrote anything).
 /// </summary>
-public sealed partial class HubWorkspaces(
-    WorkspaceManager manager,
-    IWorkspaceStore store,
-    IEnvironmentCatalog environments,
-    WorkspaceEvents events,
-    RouteTable routes,
-    HubOptions options,
-    TimeProvider time,
-    ILogger<HubWorkspaces> logger)
+public sealed partial class HubWorkspaces : IDisposable
 {
+    private readonly WorkspaceManager manager;
+    private readonly IWorkspaceStore store;
+    private readonly IEnvironmentCatalog environments;
+    private readonly WorkspaceNotifications notifications;
+    private readonly HubOptions options;
+    private readonly ILogger<HubWorkspaces> logger;
+    private readonly IDisposable _subscription;
     private int _startsInFlight;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Task> _background = new(StringComparer.Ordinal);
 
@@ -29,6 +30,27 @@ public sealed partial class HubWorkspaces(
 
     // Check-then-accept runs one at a time per owner, so concurrent requests cannot all pass the same quota check.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> _ownerGates = new(StringComparer.Ordinal);
+
+    public HubWorkspaces(WorkspaceManager manager, IWorkspaceStore store, IEnvironmentCatalog environments, HubOptions options, ILogger<HubWorkspaces> logger)
+    {
+        this.manager = manager;
+        this.store = store;
+        this.environments = environments;
+        this.options = options;
+        this.logger = logger;
+        notifications = manager.Notifications;
+        // A start's outcome, once written, is what reads show: the acceptance stops overlaying the record at that
+        // write, before anyone told of it can ask (the background task's own cleanup comes later).
+        _subscription = notifications.Subscribe(c =>
+        {
+            if (c.Record is { State: WorkspaceState.Running or WorkspaceState.Failed } w && _accepted.TryGetValue((w.Owner, w.Name), out var a))
+            {
+                Forget(a);
+            }
+        });
+    }
+
+    public void Dispose() => _subscription.Dispose();
 
     public SizeCatalog Sizes => manager.Sizes;
 
@@ -66,11 +88,12 @@ public sealed partial class HubWorkspaces(
             ?? throw new NotFoundException($"unknown environment '{environment}' (see /api/v1/environments)");
         var request = new CreateWorkspaceRequest { Name = name, Owner = user.Name, OwnerId = user.Id, Environment = env.Name, Image = env.Image, GpuMode = env.Gpu, Size = size.Name };
         Workspace accepted;
+        Workspace? existing;
         var gate = _ownerGates.GetOrAdd(user.Name, _ => new SemaphoreSlim(1, 1));
         await gate.WaitAsync(ct);
         try
         {
-            var existing = await store.FindAsync(user.Name, name, ct);
+            existing = await store.FindAsync(user.Name, name, ct);
             if (existing is not null && (existing.Environment != env.Name || existing.Size != size.Name))
             {
                 // The engine would refuse this in the background, after a 202: refuse it now.
@@ -104,8 +127,13 @@ public sealed partial class HubWorkspaces(
             gate.Release();
         }
 
-        Publish(user.Name, name, WorkspaceState.Pending, $"starting {name} ({env.Name}, {size.Name})");
-        RunInBackground(accepted, async () => (await manager.UpAsync(request, Progress(user.Name, name), CancellationToken.None), "ready"));
+        if (existing is not null)
+        {
+            // A new record was published as it was written; a start of an existing one is published from here on.
+            notifications.Message(user.Name, name, WorkspaceState.Pending, $"starting {name} ({env.Name}, {size.Name})");
+        }
+
+        RunInBackground(accepted, () => manager.UpAsync(request, null, CancellationToken.None));
         return await GetAsync(user.Name, name, ct);
     }
 
@@ -155,8 +183,8 @@ public sealed partial class HubWorkspaces(
                 Backend = w.Backend,
             };
             LogResumed(w.Owner, w.Name);
-            Publish(w.Owner, w.Name, WorkspaceState.Pending, $"resuming the start of {w.Name} that the hub accepted before it restarted");
-            RunInBackground(w, async () => (await manager.UpAsync(request, Progress(w.Owner, w.Name), CancellationToken.None), "ready"));
+            notifications.Message(w.Owner, w.Name, WorkspaceState.Pending, $"resuming the start of {w.Name} that the hub accepted before it restarted");
+            RunInBackground(w, () => manager.UpAsync(request, null, CancellationToken.None));
             resumed++;
         }
 
@@ -192,32 +220,16 @@ public sealed partial class HubWorkspaces(
             gate.Release();
         }
 
-        Publish(owner, name, WorkspaceState.Starting, newSize is null ? $"starting {name}" : $"resizing {name} to {size.Name}");
-        RunInBackground(accepted, async () =>
-        {
-            routes.Remove(owner, name);
-            var result = newSize is null
-                ? await manager.StartAsync(owner, name, gpu, Progress(owner, name), CancellationToken.None)
-                : await manager.ResizeAsync(owner, name, size.Name, gpu, Progress(owner, name), CancellationToken.None);
-            return (result, result.State == WorkspaceState.Running ? "ready" : $"size {result.Size}");
-        });
+        notifications.Message(owner, name, WorkspaceState.Starting, newSize is null ? $"starting {name}" : $"resizing {name} to {size.Name}");
+        RunInBackground(accepted, () => newSize is null
+            ? manager.StartAsync(owner, name, gpu, null, CancellationToken.None)
+            : manager.ResizeAsync(owner, name, size.Name, gpu, null, CancellationToken.None));
         return await GetAsync(owner, name, ct);
     }
 
-    public async Task<Workspace> StopAsync(string owner, string name, CancellationToken ct)
-    {
-        routes.Remove(owner, name);
-        var w = await manager.StopAsync(owner, name, Progress(owner, name), ct);
-        Publish(owner, name, w.State, "stopped; home kept");
-        return w;
-    }
+    public Task<Workspace> StopAsync(string owner, string name, CancellationToken ct) => manager.StopAsync(owner, name, null, ct);
 
-    public async Task DeleteAsync(string owner, string name, bool deleteHome, CancellationToken ct)
-    {
-        routes.Remove(owner, name);
-        await manager.DeleteAsync(owner, name, deleteHome, Progress(owner, name), ct);
-        Publish(owner, name, WorkspaceState.Stopped, deleteHome ? "deleted with its home" : "deleted; home kept");
-    }
+    public Task DeleteAsync(string owner, string name, bool deleteHome, CancellationToken ct) => manager.DeleteAsync(owner, name, deleteHome, null, ct);
 
     /// <summary>
     /// Before a user is deleted: their workspaces stop and go (starts under way finish first), their homes stay as
@@ -229,14 +241,9 @@ public sealed partial class HubWorkspaces(
         foreach (var w in mine)
         {
             await WaitAsync(w.Owner, w.Name);
-            routes.Remove(w.Owner, w.Name);
         }
 
         var removed = await manager.RemoveOwnerAsync(user.Name, user.Id, ct);
-        foreach (var w in mine)
-        {
-            Publish(w.Owner, w.Name, WorkspaceState.Stopped, "deleted with its owner; home kept as an orphaned home");
-        }
 
         if (purgeHomes)
         {
@@ -265,35 +272,41 @@ public sealed partial class HubWorkspaces(
         }
     }
 
-    /// <summary>Runs an accepted start; when it ends, the acceptance is dropped before the outcome is published.</summary>
-    private void RunInBackground(Workspace accepted, Func<Task<(Workspace Result, string Message)>> work)
+    /// <summary>
+    /// Runs an accepted start. Its outcome is published by the manager as it writes it; a failure before the manager
+    /// wrote one (the engine unreachable, a conflict) is published from here, so the client is told either way.
+    /// </summary>
+    private void RunInBackground(Workspace accepted, Func<Task<Workspace>> work)
     {
         var (owner, name) = (accepted.Owner, accepted.Name);
         var task = Task.Run(async () =>
         {
             try
             {
-                var (w, message) = await work();
-                Forget(accepted);
-                routes.Update(w);
-                Publish(w.Owner, w.Name, w.State, message);
-            }
-            catch (DsvmException ex)
-            {
-                Forget(accepted);
-                LogStartFailed(owner, name, ex.Message.Split('\n')[0]);
-                Publish(owner, name, WorkspaceState.Failed, ex.Message);
-                throw;
+                await work();
             }
             catch (Exception ex)
             {
                 Forget(accepted);
-                LogStartCrashed(ex, owner, name);
-                Publish(owner, name, WorkspaceState.Failed, "internal error; see the hub's log");
+                if (ex is DsvmException)
+                {
+                    LogStartFailed(owner, name, ex.Message.Split('\n')[0]);
+                }
+                else
+                {
+                    LogStartCrashed(ex, owner, name);
+                }
+
+                if (await RecordedFailureAsync(accepted) is not true)
+                {
+                    notifications.Message(owner, name, WorkspaceState.Failed, ex is DsvmException ? ex.Message : "internal error; see the hub's log");
+                }
+
                 throw;
             }
             finally
             {
+                Forget(accepted);
                 LeaveStart();
             }
         });
@@ -350,6 +363,22 @@ public sealed partial class HubWorkspaces(
         return result;
     }
 
+    /// <summary>
+    /// Whether the manager wrote the start's failure (and so published it, with its message): the record is Failed at a
+    /// later version than the accepted one. Null when the record cannot be read.
+    /// </summary>
+    private async Task<bool?> RecordedFailureAsync(Workspace accepted)
+    {
+        try
+        {
+            return await store.FindAsync(accepted.Owner, accepted.Name, CancellationToken.None) is { State: WorkspaceState.Failed } w && w.Version > accepted.Version;
+        }
+        catch (DsvmException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Drops this acceptance (not a later one for the same workspace).</summary>
     private void Forget(Workspace accepted) =>
         _accepted.TryRemove(new KeyValuePair<(string, string), Workspace>((accepted.Owner, accepted.Name), accepted));
@@ -391,16 +420,6 @@ public sealed partial class HubWorkspaces(
         {
             throw new ForbiddenException($"quota: at most {maxGpu} GPUs running per user; this start would make {gpus}");
         }
-    }
-
-    private void Publish(string owner, string name, WorkspaceState state, string message) =>
-        events.Publish(new WorkspaceEvent(owner, name, state, message, time.GetUtcNow()));
-
-    private ProgressSink Progress(string owner, string name) => new(this, owner, name);
-
-    private sealed class ProgressSink(HubWorkspaces hub, string owner, string name) : IProgress<WorkspaceProgress>
-    {
-        public void Report(WorkspaceProgress value) => hub.Publish(owner, name, WorkspaceState.Starting, value.Message);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "exec in {Owner}/{Name}: {Program} exited {ExitCode}")]

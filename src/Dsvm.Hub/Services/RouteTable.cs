@@ -18,12 +18,33 @@ public sealed record WorkspaceRoute(string Owner, string Name, Uri Endpoint, str
 
 /// <summary>
 /// The proxy's routes. The store is the source of truth: a miss is loaded from it, so a restarted hub routes to
-/// workspaces that kept running. Entries are replaced on every state change the hub makes and dropped when a
-/// workspace stops; reconciliation refreshes them too.
+/// workspaces that kept running. Entries follow every record the manager publishes (<see cref="WorkspaceNotifications"/>:
+/// replaced when a workspace runs, dropped when it stops, starts again or goes, before the manager's call returns);
+/// changes made by other processes are read from the store by the reconcile loop.
 /// </summary>
-public sealed class RouteTable(IWorkspaceStore store)
+public sealed class RouteTable : IDisposable
 {
     private readonly ConcurrentDictionary<(string, string), WorkspaceRoute?> _routes = new();
+    private readonly IWorkspaceStore _store;
+    private readonly IDisposable _subscription;
+
+    public RouteTable(IWorkspaceStore store, WorkspaceNotifications notifications)
+    {
+        _store = store;
+        _subscription = notifications.Subscribe(c =>
+        {
+            if (c.Record is { } w)
+            {
+                Update(w);
+            }
+            else if (c.Deleted)
+            {
+                Remove(c.Owner, c.Name);
+            }
+        });
+    }
+
+    public void Dispose() => _subscription.Dispose();
 
     public async ValueTask<WorkspaceRoute?> FindAsync(string owner, string name, CancellationToken ct)
     {
@@ -32,7 +53,7 @@ public sealed class RouteTable(IWorkspaceStore store)
             return cached;
         }
 
-        var w = await store.FindAsync(owner, name, ct);
+        var w = await _store.FindAsync(owner, name, ct);
         var route = ToRoute(w);
         // Only running workspaces are cached; misses are not, so a start elsewhere is seen at once.
         if (route is not null)

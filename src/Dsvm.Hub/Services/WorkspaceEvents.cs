@@ -3,30 +3,35 @@ using Dsvm.Core.Workspaces;
 
 namespace Dsvm.Hub.Services;
 
-/// <summary>A workspace's state change or start progress, as the events stream sends it.</summary>
-public sealed record WorkspaceEvent(string Owner, string Name, WorkspaceState State, string Message, DateTimeOffset At);
-
-/// <summary>An event with its id (SSE <c>id:</c>): increasing within a hub process, and above every id of earlier processes.</summary>
-public sealed record NumberedEvent(long Id, WorkspaceEvent Event);
+/// <summary>A published change with its id (SSE <c>id:</c>): increasing within a hub process, and above every id of earlier processes.</summary>
+public sealed record NumberedEvent(long Id, WorkspaceChange Event);
 
 /// <summary>
-/// In-process fan-out of workspace events to Server-Sent-Events subscribers, with the last
-/// <see cref="ReplayCapacity"/> events kept so that a client reconnecting with <c>Last-Event-ID</c> gets what it missed.
+/// The events stream's side of <see cref="WorkspaceNotifications"/>: every change the manager publishes is numbered,
+/// fanned out to Server-Sent-Events subscribers, and the last <see cref="ReplayCapacity"/> are kept so that a client
+/// reconnecting with <c>Last-Event-ID</c> gets what it missed.
 /// </summary>
-public sealed class WorkspaceEvents
+public sealed class WorkspaceEvents : IDisposable
 {
     /// <summary>Events kept for replay (all users'; each subscriber is replayed only what its filter admits).</summary>
     public const int ReplayCapacity = 1024;
 
     private readonly Lock _gate = new();
-    private readonly List<(Func<WorkspaceEvent, bool> Filter, Channel<NumberedEvent> Channel)> _subscribers = [];
+    private readonly List<(Func<WorkspaceChange, bool> Filter, Channel<NumberedEvent> Channel)> _subscribers = [];
     private readonly Queue<NumberedEvent> _recent = new();
+    private readonly IDisposable _subscription;
     private long _lastId;
 
     /// <summary>Ids start at the process's start time in microseconds: a restarted hub never reuses an earlier one's ids.</summary>
-    public WorkspaceEvents(TimeProvider time) => _lastId = time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
+    public WorkspaceEvents(WorkspaceNotifications notifications, TimeProvider time)
+    {
+        _lastId = time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
+        _subscription = notifications.Subscribe(Add);
+    }
 
-    public void Publish(WorkspaceEvent e)
+    public void Dispose() => _subscription.Dispose();
+
+    private void Add(WorkspaceChange e)
     {
         lock (_gate)
         {
@@ -52,7 +57,7 @@ public sealed class WorkspaceEvents
     /// <paramref name="lastEventId"/>, the kept events after it come first; when some after it are no longer kept (or it
     /// is from no process this buffer knows), <see cref="Subscription.Lost"/> is set instead.
     /// </summary>
-    public Subscription Subscribe(Func<WorkspaceEvent, bool> filter, long? lastEventId = null)
+    public Subscription Subscribe(Func<WorkspaceChange, bool> filter, long? lastEventId = null)
     {
         var channel = Channel.CreateBounded<NumberedEvent>(new BoundedChannelOptions(ReplayCapacity + 256) { FullMode = BoundedChannelFullMode.DropOldest });
         var lost = false;
