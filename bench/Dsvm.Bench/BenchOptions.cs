@@ -11,10 +11,11 @@ internal sealed record BenchOptions
         OpenDSVM benchmark: prints tables (or JSON); it measures, it never asserts timings.
 
         usage: bench/run.sh [options]
-          --suite build|workspaces|hub|peers|swarm|vm|compute|all
+          --suite build|workspaces|hub|peers|starts|swarm|vm|compute|all
                                          which suite to run (default: all = build and workspaces; hub, peers,
                                          swarm and vm are opt-in: they take minutes; swarm needs root, vm qemu;
-                                         peers compares with configurable-http-proxy and JupyterHub)
+                                         peers compares with configurable-http-proxy and JupyterHub; starts
+                                         compares starts with the docker run floor)
           --envs minimal,datascience     environments of the build suite (default: both)
           --runs N                       sequential workspace starts (default: 20)
           --concurrent N                 workspaces started at once (default: 20)
@@ -27,7 +28,8 @@ internal sealed record BenchOptions
           --skip-docker                  hub suite: leave out the concurrent starts on the Docker engine
           --swarm-workspaces N           swarm suite: workspaces started on each side (default: 30)
           --swarm-parallel N             swarm suite: starts at a time (default: 6)
-          --rounds N                     peers suite: interleaved rounds (default: 3)
+          --rounds N                     peers and starts suites: interleaved rounds (default: 3)
+          --class N[,N]                  starts suite: class sizes started at once (default: 10,30)
           --peer-duration SECONDS        peers suite: length of each wrk run (default: 5)
           --quick                        peers suite: one round of 2 s runs
           --chp PATH                     peers suite: the configurable-http-proxy to compare with
@@ -44,6 +46,8 @@ internal sealed record BenchOptions
     public bool RunSwarm { get; init; }
     public bool RunPeers { get; init; }
     public bool RunCompute { get; init; }
+    public bool RunStarts { get; init; }
+    public IReadOnlyList<int> ClassSizes { get; init; } = [10, 30];
     public string? ComputeImage { get; init; }
     public string? BaselineImage { get; init; }
     public int Rounds { get; init; } = 3;
@@ -105,9 +109,10 @@ internal sealed record BenchOptions
                     "swarm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = true, RunVm = false, RunPeers = false },
                     "peers" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = true },
                     "vm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = true, RunPeers = false },
+                    "starts" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = false, RunStarts = true },
                     "compute" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = false, RunCompute = true },
                     "all" => o with { RunBuild = true, RunWorkspaces = true, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = false },
-                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub, peers, swarm, vm, compute or all (not '{v}')"),
+                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub, peers, starts, swarm, vm, compute or all (not '{v}')"),
                 },
                 "--envs" => o with { Envs = ParseEnvs(Value()) },
                 "--runs" => o with { Runs = PositiveInt(arg, Value()) },
@@ -127,6 +132,7 @@ internal sealed record BenchOptions
                 "--swarm-workspaces" => o with { SwarmWorkspaces = PositiveInt(arg, Value()) },
                 "--swarm-parallel" => o with { SwarmParallel = PositiveInt(arg, Value()) },
                 "--rounds" => o with { Rounds = PositiveInt(arg, Value()) },
+                "--class" => o with { ClassSizes = [.. Value().Split(',', StringSplitOptions.TrimEntries).Select(v => PositiveInt(arg, v))] },
                 "--peer-duration" => o with { PeerDuration = PositiveInt(arg, Value()) },
                 "--quick" => o with { Quick = true },
                 "--chp" => o with { ChpPath = Path.GetFullPath(Value()) },

@@ -716,7 +716,7 @@ internal sealed partial class HubSuite
     // ---------------------------------------------------------------- hub API helpers
 
     /// <summary>A cookie session (with the CSRF header echoed), as the web UI has.</summary>
-    private static Task<HttpClient> LoginAsync(Uri hub, string name, string password, CancellationToken ct) =>
+    internal static Task<HttpClient> LoginAsync(Uri hub, string name, string password, CancellationToken ct) =>
         LoginAsync(hub, name, password, new CookieContainer(), ct);
 
     private static async Task<HttpClient> LoginAsync(Uri hub, string name, string password, CookieContainer cookies, CancellationToken ct)
@@ -738,7 +738,7 @@ internal sealed partial class HubSuite
     }
 
     /// <summary>Creates a user through the admin's session, logs in as them and makes an API token; returns its secret.</summary>
-    private static async Task<string> CreateUserWithTokenAsync(Uri hub, HttpClient admin, string user, CancellationToken ct) =>
+    internal static async Task<string> CreateUserWithTokenAsync(Uri hub, HttpClient admin, string user, CancellationToken ct) =>
         (await CreateUserWithSessionAsync(hub, admin, user, ct)).Token;
 
     /// <summary>As <see cref="CreateUserWithTokenAsync"/>, also returning the Cookie header of the user's browser session.</summary>
@@ -755,7 +755,7 @@ internal sealed partial class HubSuite
 
         var cookies = new CookieContainer();
         using var session = await LoginAsync(hub, user, password, cookies, ct);
-        using var t = await session.PostAsJsonAsync("api/v1/tokens", new { name = "bench", scopes = (string[]?)null, expiresInDays = 1 }, ct);
+        using var t = await session.PostAsJsonAsync("api/v1/tokens", new { name = "bench", scopes = (string[]?)null, expiresInDays = 1, password }, ct);
         if (!t.IsSuccessStatusCode)
         {
             throw new DsvmException($"creating a token for {user}: {(int)t.StatusCode} {await t.Content.ReadAsStringAsync(ct)}");
@@ -766,7 +766,7 @@ internal sealed partial class HubSuite
         return (token, cookies.GetCookieHeader(hub));
     }
 
-    private static HttpClient TokenClient(Uri hub, string token)
+    internal static HttpClient TokenClient(Uri hub, string token)
     {
         var http = new HttpClient(new SocketsHttpHandler { UseCookies = false, UseProxy = false, AllowAutoRedirect = false })
         {
@@ -777,7 +777,7 @@ internal sealed partial class HubSuite
         return http;
     }
 
-    private static async Task StopAsync(WebApplication app)
+    internal static async Task StopAsync(WebApplication app)
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         try

@@ -53,6 +53,13 @@ try
     }
 
     var images = new ImageServices(home.Paths);
+    if (options.RunStarts)
+    {
+        Log.Say($"starts suite: {options.Rounds} rounds; one start, and {string.Join(", ", options.ClassSizes)} at once, each beside the docker run floor");
+        using var starts = new StartsSuite(options, home, images);
+        return await starts.RunAsync(cts.Token);
+    }
+
     if (options.RunCompute)
     {
         await images.Docker.EnsureEngineAsync(cts.Token);

@@ -21,7 +21,7 @@ internal sealed partial class WorkspaceSuite
 {
     public const string Owner = "bench";
     private const string CliOwner = "local";
-    private const string Environment = "minimal";
+    internal const string Environment = "minimal";
     private const string Size = "small";
     private const int CliEvery = 5;
     private const double P50GoalSeconds = 2.5;
