@@ -20,7 +20,8 @@ public static class BackendFactory
 {
     /// <summary>The backend types this program knows, in the order of their built-in defaults (docker first).</summary>
     /// <param name="logins">Registry logins for pulls; by default <c>DSVM_REGISTRY_*</c> or <c>DATA/registries.json</c>.</param>
-    public static BackendRegistry Registry(DsvmPaths paths, IGpuDetector gpus, ImageServices images, RegistryLogins? logins = null) =>
+    /// <param name="images">The image services (the qemu backend exports disks with them), asked when a backend is made.</param>
+    public static BackendRegistry Registry(DsvmPaths paths, IGpuDetector gpus, Func<ImageServices> images, RegistryLogins? logins = null) =>
         new BackendRegistry()
             .AddDockerBackend(gpus, logins ?? StoredLogins(paths))
             .AddQemuBackend(paths, images)
@@ -40,6 +41,24 @@ public static class BackendFactory
         // A bad Url is reported, with its key, where the catalog is set up; here it only means "not ours".
         var own = string.IsNullOrEmpty(username) || string.IsNullOrEmpty(password) || !RegistryAddress.TryParse(registryUrl, out var address) ? null : address.Host;
         return host => own is not null && string.Equals(host, own, StringComparison.OrdinalIgnoreCase) ? new RegistryLogin(username!, password!) : stored(host);
+    }
+
+    /// <summary>
+    /// The engine images are built on and looked up in: the default backend's when it is a docker backend (its
+    /// <c>endpoint</c> in backends.yaml), so that a workspace finds its image on the engine it starts on; otherwise this
+    /// machine's (<c>DOCKER_HOST</c> or the local socket), where the Swarm and qemu backends take their images from.
+    /// </summary>
+    public static Uri ImageEngine(BackendConfig config) =>
+        config.Backends.FirstOrDefault(b => b.Name == config.Default) is { Type: DockerBackendRegistration.Type } section
+            ? DockerBackendRegistration.Options(section).Endpoint
+            : DockerEndpoint.Default();
+
+    /// <summary>The image services of the <c>env</c> commands, on <see cref="ImageEngine"/> of the configured backends.</summary>
+    public static ImageServices Images(DsvmPaths paths)
+    {
+        ImageServices? images = null;
+        var config = LoadConfig(paths, Registry(paths, new NvidiaGpuDetector(), () => images!));
+        return images = new ImageServices(paths, engine: ImageEngine(config));
     }
 
     /// <summary>The configured backends: <c>DSVM_BACKENDS</c> or <c>backends.yaml</c> in the data folder, else the built-in ones.</summary>

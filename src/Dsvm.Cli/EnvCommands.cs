@@ -62,7 +62,7 @@ public static class EnvCommands
         var cmd = new Command("lock", "Resolve every apt package (dependencies included) to an exact version; writes environment.lock") { arg, format };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new ImageServices(DsvmPaths.FromEnvironment());
+            var s = BackendFactory.Images(DsvmPaths.FromEnvironment());
             var spec = s.LoadSpec(p.GetValue(arg)!);
             await s.Docker.EnsureEngineAsync(ct);
             var json = Output.IsJson(p, format);
@@ -105,7 +105,7 @@ public static class EnvCommands
         var cmd = new Command("build", "Build (lock if needed, build, run the in-image checks) an environment image") { arg, format, frozen, noCache, push };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new ImageServices(DsvmPaths.FromEnvironment());
+            var s = BackendFactory.Images(DsvmPaths.FromEnvironment());
             var registry = p.GetValue(push) is { } r ? Dsvm.Images.Registry.RegistryAddress.Parse(r) : null; // bad syntax fails before building
             var spec = s.LoadSpec(p.GetValue(arg)!);
             var json = Output.IsJson(p, format);
@@ -158,7 +158,7 @@ public static class EnvCommands
         var cmd = new Command("test", "Run an image's in-image checks again (offline)") { arg, format };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new ImageServices(DsvmPaths.FromEnvironment());
+            var s = BackendFactory.Images(DsvmPaths.FromEnvironment());
             await s.Docker.EnsureEngineAsync(ct);
             var image = EnvironmentLocator.ImageFor(p.GetValue(arg)!);
             var json = Output.IsJson(p, format);
@@ -206,7 +206,7 @@ public static class EnvCommands
         var cmd = new Command("inspect", "Show an image's package manifest (SBOM), size, kernels and checks") { arg, format, all };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new ImageServices(DsvmPaths.FromEnvironment());
+            var s = BackendFactory.Images(DsvmPaths.FromEnvironment());
             await s.Docker.EnsureEngineAsync(ct);
             var report = await s.Inspector.InspectAsync(EnvironmentLocator.ImageFor(p.GetValue(arg)!), ct);
             if (Output.IsJson(p, format))
@@ -251,7 +251,7 @@ public static class EnvCommands
         var cmd = new Command("list", "List built environment images and the curated environments") { format };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new ImageServices(DsvmPaths.FromEnvironment());
+            var s = BackendFactory.Images(DsvmPaths.FromEnvironment());
             await s.Docker.EnsureEngineAsync(ct);
             var images = await s.Inspector.ListAsync(ct);
             if (Output.IsJson(p, format))
@@ -317,7 +317,7 @@ public static class EnvCommands
         var cmd = new Command("export", "Turn a built environment image into a bootable VM disk (kernel, systemd, Jupyter on boot)") { arg, diskFormat, output, format };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new ImageServices(DsvmPaths.FromEnvironment());
+            var s = BackendFactory.Images(DsvmPaths.FromEnvironment());
             var exporter = new DiskExporter(s.Docker, s.Paths);
             var image = EnvironmentLocator.ImageFor(p.GetValue(arg)!);
             var options = new DiskExportOptions

@@ -17,7 +17,7 @@ public static class EnvDiffCommand
         var cmd = new Command("diff", "What changed between two locks or two images: packages added, removed, upgraded, downgraded; layer sizes of images") { a, b, format };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new ImageServices(DsvmPaths.FromEnvironment());
+            var s = BackendFactory.Images(DsvmPaths.FromEnvironment());
             var report = await new EnvironmentDiffer(s.Docker, s.Inspector).DiffAsync(p.GetValue(a)!, p.GetValue(b)!, ct);
             if (Output.IsJson(p, format))
             {

@@ -22,7 +22,7 @@ public static class EnvPushCommand
         var cmd = new Command("push", "Push a built, checked environment image to a registry (labels: description, GPU mode, lock digest, check results)") { name, registry, format };
         cmd.SetAction((p, ct) => Output.RunAsync(p, format, async ct =>
         {
-            var s = new ImageServices(DsvmPaths.FromEnvironment());
+            var s = BackendFactory.Images(DsvmPaths.FromEnvironment());
             var address = RegistryAddress.Parse(p.GetValue(registry)!);
             await s.Docker.EnsureEngineAsync(ct);
             await PushAsync(s, p.GetValue(name)!, address, Output.IsJson(p, format), write: true, ct);

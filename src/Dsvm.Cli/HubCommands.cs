@@ -34,9 +34,9 @@ public static class HubCommands
             // Checked first (unknown keys too), before anything connects.
             var configured = HubConfiguration.Bind(HubConfiguration.Load(p.GetValue(config)));
             var paths = DsvmPaths.FromEnvironment().EnsureCreated();
-            var images = new ImageServices(paths);
+            ImageServices images = null!;
             var gpus = new NvidiaGpuDetector();
-            var registry = BackendFactory.Registry(paths, gpus, images,
+            var registry = BackendFactory.Registry(paths, gpus, () => images,
                 BackendFactory.HubLogins(paths, configured.Registry.Url, configured.Registry.Username, configured.Registry.Password));
             var options = configured with
             {
@@ -47,6 +47,7 @@ public static class HubCommands
             };
             var sizes = WorkspaceServices.LoadSizes(paths);
             var (backendConfig, backends) = BackendFactory.Load(paths, sizes, registry);
+            images = new ImageServices(paths, engine: BackendFactory.ImageEngine(backendConfig));
 
             // This machine's engine only when a configured backend runs on it (a hub on a cluster has none).
             if (registry.UsesLocalEngine(backendConfig))

@@ -90,7 +90,7 @@ public static class Output
         try
         {
             var paths = DsvmPaths.FromEnvironment();
-            var registry = BackendFactory.Registry(paths, new NvidiaGpuDetector(), new ImageServices(paths));
+            var registry = BackendFactory.Registry(paths, new NvidiaGpuDetector(), () => new ImageServices(paths));
             endpoints = registry.Endpoints(BackendFactory.LoadConfig(paths, registry), engine);
         }
         catch (Exception e) when (e is DsvmException or IOException or UnauthorizedAccessException)

@@ -20,12 +20,12 @@ public sealed class WorkspaceServices
     public WorkspaceServices()
     {
         var paths = DsvmPaths.FromEnvironment();
-        Images = new ImageServices(paths);
         Store = new SqliteWorkspaceStore(paths.Database);
         Sizes = LoadSizes(paths);
         Gpus = new NvidiaGpuDetector();
-        BackendTypes = BackendFactory.Registry(paths, Gpus, Images);
+        BackendTypes = BackendFactory.Registry(paths, Gpus, () => Images!); // set below, before any backend is made
         (BackendConfig, Backends) = BackendFactory.Load(paths, Sizes, BackendTypes);
+        Images = new ImageServices(paths, engine: BackendFactory.ImageEngine(BackendConfig));
         var timeout = Environment.GetEnvironmentVariable("DSVM_START_TIMEOUT") is { Length: > 0 } t && int.TryParse(t, out var secs) ? secs : 120;
         Manager = new WorkspaceManager(Backends, Store, Sizes, Gpus, new HttpReadinessProbe(), paths, TimeProvider.System,
             new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(timeout) });

@@ -23,4 +23,15 @@ public static class ImageReferences
         var first = image[..slash];
         return first.Contains('.', StringComparison.Ordinal) || first.Contains(':', StringComparison.Ordinal) || first == "localhost" ? first : null;
     }
+
+    /// <summary>
+    /// The repository and tag of <c>repository:tag</c> (<c>latest</c> when there is none); the colon of a registry's
+    /// port (<c>host:5000/dsvm/x</c>) is not a tag's.
+    /// </summary>
+    public static (string Repository, string Tag) SplitTag(string reference)
+    {
+        ArgumentNullException.ThrowIfNull(reference);
+        var colon = reference.LastIndexOf(':');
+        return colon > reference.LastIndexOf('/') ? (reference[..colon], reference[(colon + 1)..]) : (reference, "latest");
+    }
 }

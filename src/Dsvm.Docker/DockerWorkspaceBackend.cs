@@ -38,8 +38,7 @@ public sealed record DockerBackendOptions
     public const string HomePath = "/home/dsvm";
     public const string User = WorkspaceUser.DockerUser;
 
-    public static Uri DefaultEndpoint() =>
-        Environment.GetEnvironmentVariable("DOCKER_HOST") is { Length: > 0 } h ? new Uri(h) : new Uri("unix:///var/run/docker.sock");
+    public static Uri DefaultEndpoint() => DockerEndpoint.Default();
 }
 
 /// <summary>

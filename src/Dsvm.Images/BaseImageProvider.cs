@@ -74,18 +74,16 @@ public sealed class BaseImageProvider(DockerCli docker, DsvmPaths paths)
 
     public async Task<IReadOnlyList<BaseImage>> FindAsync(string key, CancellationToken ct)
     {
-        var r = await docker.RunAsync(
-            ["images", "--filter", $"label={KeyLabel}={key}", "--format", "{{.Repository}}:{{.Tag}}"], ct);
         var result = new List<BaseImage>();
-        // Images built on a base inherit its labels: only the base repositories themselves count.
-        foreach (var image in r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                     .Where(i => i.StartsWith(Repository, StringComparison.Ordinal)))
+        foreach (var image in await docker.ListImagesAsync($"{KeyLabel}={key}", ct))
         {
-            var digest = await docker.ImageLabelAsync(image, DigestLabel, ct);
-            if (digest is not null)
+            // Images built on a base inherit its labels: only the base repositories themselves count.
+            if (image.Labels is null || !image.Labels.TryGetValue(DigestLabel, out var digest) || digest.Length == 0)
             {
-                result.Add(new BaseImage(image, digest));
+                continue;
             }
+
+            result.AddRange((image.RepoTags ?? []).Where(t => t.StartsWith(Repository, StringComparison.Ordinal)).Select(t => new BaseImage(t, digest)));
         }
 
         return result;

@@ -1,6 +1,8 @@
 using System.Text;
 using CliWrap;
 using CliWrap.EventStream;
+using Docker.DotNet;
+using Docker.DotNet.Models;
 using Dsvm.Core;
 
 namespace Dsvm.Images;
@@ -19,17 +21,38 @@ public sealed record CliResult(int ExitCode, string Stdout, string Stderr)
 }
 
 /// <summary>
-/// The docker command-line client, called with argument lists (never a shell string). The classic builder is
-/// used (<c>DOCKER_BUILDKIT=0</c>) because Debian's engine ships without buildx and no builder image can be pulled.
+/// One Docker engine, as the image services use it: questions and small changes (version, image inspect and list,
+/// tag, remove) through its API (Docker.DotNet, one connection, no process per call), and what the API cannot do
+/// as well through the docker command-line client, called with argument lists (never a shell string) against the
+/// same engine (<c>DOCKER_HOST</c> set to <see cref="Endpoint"/>): builds (the classic builder,
+/// <c>DOCKER_BUILDKIT=0</c>, because Debian's engine ships without buildx and no builder image can be pulled, with
+/// its step-by-step output), <c>docker run</c> of the checks and the lock resolver (streamed output), login and push
+/// (the CLI's credential handling), import. Why each stays on the CLI: docs/architecture.md.
 /// </summary>
-public sealed class DockerCli(string executable = "docker")
+public sealed class DockerCli(string executable = "docker", Uri? endpoint = null) : IDisposable
 {
+    private readonly Lazy<DockerClient> _api = new(() => new DockerClientConfiguration(endpoint ?? DockerEndpoint.Default()).CreateClient());
+
     public string Executable { get; } = executable;
+
+    /// <summary>The engine: the one the docker backend starts workspaces on (see <c>BackendFactory.ImageEngine</c>).</summary>
+    public Uri Endpoint { get; } = endpoint ?? DockerEndpoint.Default();
+
+    /// <summary>The engine's API (connected on first use).</summary>
+    public IDockerClient Api => _api.Value;
+
+    public void Dispose()
+    {
+        if (_api.IsValueCreated)
+        {
+            _api.Value.Dispose();
+        }
+    }
 
     private Command Command(IEnumerable<string> args) =>
         Cli.Wrap(Executable)
             .WithArguments(args)
-            .WithEnvironmentVariables(e => e.Set("DOCKER_BUILDKIT", "0").Set("DOCKER_CLI_HINTS", "false"))
+            .WithEnvironmentVariables(e => e.Set("DOCKER_BUILDKIT", "0").Set("DOCKER_CLI_HINTS", "false").Set("DOCKER_HOST", Endpoint.ToString()))
             .WithValidation(CommandResultValidation.None);
 
     public async Task<CliResult> RunAsync(IEnumerable<string> args, CancellationToken ct, Stream? stdin = null)
@@ -91,26 +114,68 @@ public sealed class DockerCli(string executable = "docker")
         return exit;
     }
 
-    /// <summary>Throws a clear error when the engine does not answer.</summary>
+    /// <summary>The engine's version; a clear error when it does not answer.</summary>
     public async Task<string> EnsureEngineAsync(CancellationToken ct)
     {
-        var r = await RunAsync(["version", "--format", "{{.Server.Version}}"], ct);
-        if (!r.Ok || string.IsNullOrWhiteSpace(r.Stdout))
+        try
+        {
+            return (await Api.System.GetVersionAsync(ct)).Version;
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException or TimeoutException or DockerApiException
+            || (ex is OperationCanceledException && !ct.IsCancellationRequested))
         {
             throw new EnvironmentNotReadyException(
-                $"the Docker engine is not reachable ({r.Tail(1)}); start it (dockerd) or run ./run.sh, which starts it");
+                $"the Docker engine at {Endpoint} is not reachable ({Dsvm.Core.Workspaces.EngineFaults.Reason(ex)}); start it (dockerd) or run ./run.sh, which starts it");
         }
-
-        return r.Stdout.Trim();
     }
 
-    public async Task<bool> ImageExistsAsync(string image, CancellationToken ct) =>
-        (await RunAsync(["image", "inspect", "--format", "{{.Id}}", image], ct)).Ok;
+    /// <summary>The image's inspection, or null when the engine has no such image.</summary>
+    public async Task<ImageInspectResponse?> InspectImageAsync(string image, CancellationToken ct)
+    {
+        try
+        {
+            return await Api.Images.InspectImageAsync(image, ct);
+        }
+        catch (DockerImageNotFoundException)
+        {
+            return null;
+        }
+        catch (DockerApiException ex) when (ex.StatusCode is System.Net.HttpStatusCode.NotFound or System.Net.HttpStatusCode.BadRequest)
+        {
+            // 400: a reference the engine cannot parse names no image either.
+            return null;
+        }
+    }
+
+    public async Task<bool> ImageExistsAsync(string image, CancellationToken ct) => await InspectImageAsync(image, ct) is not null;
 
     /// <summary>The value of one label of an image, or null.</summary>
-    public async Task<string?> ImageLabelAsync(string image, string label, CancellationToken ct)
+    public async Task<string?> ImageLabelAsync(string image, string label, CancellationToken ct) =>
+        (await InspectImageAsync(image, ct))?.Config?.Labels is { } labels && labels.TryGetValue(label, out var v) && v.Length > 0 ? v : null;
+
+    /// <summary>The images that carry <paramref name="label"/> (<c>name</c> or <c>name=value</c>), with their tags and labels, in one call.</summary>
+    public async Task<IList<ImagesListResponse>> ListImagesAsync(string label, CancellationToken ct) =>
+        await Api.Images.ListImagesAsync(new ImagesListParameters
+        {
+            Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [label] = true } },
+        }, ct);
+
+    /// <summary>Tags <paramref name="source"/> as <paramref name="target"/> (<c>repository:tag</c>), replacing the tag's previous image.</summary>
+    public Task TagAsync(string source, string target, CancellationToken ct)
     {
-        var r = await RunAsync(["image", "inspect", "--format", $"{{{{index .Config.Labels \"{label}\"}}}}", image], ct);
-        return r.Ok && r.Stdout.Trim() is { Length: > 0 } v && v != "<no value>" ? v : null;
+        var (repository, tag) = Dsvm.Core.ImageReferences.SplitTag(target);
+        return Api.Images.TagImageAsync(source, new ImageTagParameters { RepositoryName = repository, Tag = tag, Force = true }, ct);
+    }
+
+    /// <summary>Removes a tag (the image goes with its last tag); nothing when there is no such image.</summary>
+    public async Task RemoveImageAsync(string image, CancellationToken ct)
+    {
+        try
+        {
+            await Api.Images.DeleteImageAsync(image, new ImageDeleteParameters(), ct);
+        }
+        catch (DockerImageNotFoundException)
+        {
+        }
     }
 }

@@ -82,7 +82,7 @@ public sealed partial class ImageBuilder(
             var previous = records.Find(spec.Name, rendered.Tag);
             if (previous is { Status: BuildStatus.Succeeded })
             {
-                await docker.RunAsync(["tag", rendered.Image, $"{rendered.Repository}:latest"], ct);
+                await docker.TagAsync(rendered.Image, $"{rendered.Repository}:latest", ct);
                 Say("done", $"{rendered.Image} is up to date");
                 return previous with { Cached = true, Seconds = sw.Elapsed.TotalSeconds };
             }
@@ -163,14 +163,14 @@ public sealed partial class ImageBuilder(
         if (failed.Count > 0)
         {
             // Keep the layers (the next build reuses them) but take away the tag workspaces would use.
-            await docker.RunAsync(["tag", rendered.Image, $"dsvm-failed/{spec.Name}:{rendered.Tag}"], ct);
-            await docker.RunAsync(["rmi", rendered.Image], ct);
+            await docker.TagAsync(rendered.Image, $"dsvm-failed/{spec.Name}:{rendered.Tag}", ct);
+            await docker.RemoveImageAsync(rendered.Image, ct);
             throw new ChecksFailedException(
                 $"{spec.Name}: {failed.Count} of {results.Count} checks failed; the image is not tagged for use.\n"
                 + string.Join("\n", failed.Select(f => $"  ✗ {f.Id}: {f.Detail.Replace("\n", "\n      ", StringComparison.Ordinal)}")));
         }
 
-        await docker.RunAsync(["tag", rendered.Image, $"{rendered.Repository}:latest"], ct);
+        await docker.TagAsync(rendered.Image, $"{rendered.Repository}:latest", ct);
         Say("done", $"built {rendered.Image} in {sw.Elapsed.TotalSeconds:F0} s");
         return record;
     }
@@ -194,8 +194,7 @@ public sealed partial class ImageBuilder(
 
     public async Task<long> ImageSizeAsync(string image, CancellationToken ct)
     {
-        var r = await docker.RunAsync(["image", "inspect", "--format", "{{.Size}}", image], ct);
-        return r.Ok && long.TryParse(r.Stdout.Trim(), CultureInfo.InvariantCulture, out var size) ? size : 0;
+        return (await docker.InspectImageAsync(image, ct))?.Size ?? 0;
     }
 
     /// <summary>Turns the end of a failed build log into one clear message.</summary>

@@ -28,17 +28,12 @@ public sealed class ImageInspector(DockerCli docker, BuildRecordStore records)
 {
     public async Task<ImageReport> InspectAsync(string image, CancellationToken ct)
     {
-        var r = await docker.RunAsync(
-            ["image", "inspect", "--format", "{{.Id}}\t{{.Size}}\t{{.Created}}", image], ct);
-        if (!r.Ok)
-        {
-            throw new NotFoundException($"image '{image}' does not exist in the local engine; build it with `dsvm env build`");
-        }
-
-        var parts = r.Stdout.Trim().Split('\t');
-        async Task<string> Label(string name) => await docker.ImageLabelAsync(image, name, ct) ?? "";
-        var env = await Label("io.opendsvm.environment");
-        var tag = await Label("io.opendsvm.tag");
+        var inspected = await docker.InspectImageAsync(image, ct)
+            ?? throw new NotFoundException($"image '{image}' does not exist in the local engine; build it with `dsvm env build`");
+        var labels = inspected.Config?.Labels ?? new Dictionary<string, string>();
+        string Label(string name) => labels.TryGetValue(name, out var v) ? v : "";
+        var env = Label("io.opendsvm.environment");
+        var tag = Label("io.opendsvm.tag");
         var sbom = await docker.RunAsync(
         [
             "run", "--rm", "--network", "none", "--entrypoint", "dpkg-query", image,
@@ -53,13 +48,13 @@ public sealed class ImageInspector(DockerCli docker, BuildRecordStore records)
         return new ImageReport
         {
             Image = image,
-            Id = parts[0],
+            Id = inspected.ID,
             Environment = env,
-            Lock = await Label("io.opendsvm.lock"),
-            Gpu = await Label("io.opendsvm.gpu"),
-            Kernels = (await Label("io.opendsvm.kernels")).Split(',', StringSplitOptions.RemoveEmptyEntries),
-            SizeBytes = long.Parse(parts[1], CultureInfo.InvariantCulture),
-            Created = DateTimeOffset.TryParse(parts[2], CultureInfo.InvariantCulture, out var c) ? c : default,
+            Lock = Label("io.opendsvm.lock"),
+            Gpu = Label("io.opendsvm.gpu"),
+            Kernels = Label("io.opendsvm.kernels").Split(',', StringSplitOptions.RemoveEmptyEntries),
+            SizeBytes = inspected.Size,
+            Created = new DateTimeOffset(DateTime.SpecifyKind(inspected.Created, DateTimeKind.Utc)),
             Build = env.Length > 0 && tag.Length > 0 ? records.Find(env, tag) : null,
             Packages = packages,
         };
@@ -67,30 +62,22 @@ public sealed class ImageInspector(DockerCli docker, BuildRecordStore records)
 
     public async Task<IReadOnlyList<ImageSummary>> ListAsync(CancellationToken ct)
     {
-        var r = await docker.RunAsync(
-        [
-            "images", "--filter", "label=io.opendsvm.environment",
-            "--format", "{{.Repository}}\t{{.Tag}}\t{{.ID}}",
-        ], ct);
         var result = new List<ImageSummary>();
-        foreach (var line in r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        foreach (var image in await docker.ListImagesAsync("io.opendsvm.environment", ct))
         {
-            var f = line.Split('\t');
-            if (f.Length < 3 || f[1] is "latest" or "<none>" || !f[0].StartsWith("dsvm/", StringComparison.Ordinal))
+            foreach (var reference in image.RepoTags ?? [])
             {
-                continue;
-            }
+                var (repository, tag) = ImageReferences.SplitTag(reference);
+                if (tag is "latest" or "<none>" || !repository.StartsWith("dsvm/", StringComparison.Ordinal))
+                {
+                    continue;
+                }
 
-            var env = f[0]["dsvm/".Length..];
-            var image = $"{f[0]}:{f[1]}";
-            var info = await docker.RunAsync(["image", "inspect", "--format", "{{.Size}}\t{{.Created}}", image], ct);
-            var parts = info.Stdout.Trim().Split('\t');
-            var record = records.Find(env, f[1]);
-            var checks = record is null ? "unknown" : $"{record.Checks.Count(c => c.Passed)}/{record.Checks.Count} passed";
-            result.Add(new ImageSummary(env, image, f[1],
-                parts.Length > 0 && long.TryParse(parts[0], CultureInfo.InvariantCulture, out var s) ? s : 0,
-                parts.Length > 1 && DateTimeOffset.TryParse(parts[1], CultureInfo.InvariantCulture, out var c) ? c : default,
-                checks));
+                var env = repository["dsvm/".Length..];
+                var record = records.Find(env, tag);
+                var checks = record is null ? "unknown" : $"{record.Checks.Count(c => c.Passed)}/{record.Checks.Count} passed";
+                result.Add(new ImageSummary(env, reference, tag, image.Size, new DateTimeOffset(DateTime.SpecifyKind(image.Created, DateTimeKind.Utc)), checks));
+            }
         }
 
         return result.OrderBy(x => x.Environment, StringComparer.Ordinal).ThenByDescending(x => x.Created).ToList();

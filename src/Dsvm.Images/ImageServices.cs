@@ -6,10 +6,11 @@ namespace Dsvm.Images;
 /// <summary>The environment services wired together by hand (the CLI and the tests share this composition).</summary>
 public sealed class ImageServices
 {
-    public ImageServices(DsvmPaths paths, DockerCli? docker = null, TimeProvider? time = null)
+    /// <param name="engine">The Docker engine images are built on and looked up in (default: <c>DOCKER_HOST</c> or the local socket).</param>
+    public ImageServices(DsvmPaths paths, DockerCli? docker = null, TimeProvider? time = null, Uri? engine = null)
     {
         Paths = paths.EnsureCreated();
-        Docker = docker ?? new DockerCli(Environment.GetEnvironmentVariable("DSVM_DOCKER") is { Length: > 0 } d ? d : "docker");
+        Docker = docker ?? new DockerCli(Environment.GetEnvironmentVariable("DSVM_DOCKER") is { Length: > 0 } d ? d : "docker", engine);
         Bases = new BaseImageProvider(Docker, Paths);
         Resolver = new LockResolver(Docker, Bases, Catalog);
         Records = new BuildRecordStore(Paths);

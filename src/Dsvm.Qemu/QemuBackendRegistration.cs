@@ -10,7 +10,8 @@ public static class QemuBackendRegistration
     public const string Type = "qemu";
 
     /// <summary>Registers the <c>qemu</c> type, built in (usable by name without a <c>backends.yaml</c>).</summary>
-    public static BackendRegistry AddQemuBackend(this BackendRegistry registry, DsvmPaths paths, ImageServices images) => registry.Add(new BackendRegistration
+    /// <param name="images">The image services that export disks (asked when a backend is made).</param>
+    public static BackendRegistry AddQemuBackend(this BackendRegistry registry, DsvmPaths paths, Func<ImageServices> images) => registry.Add(new BackendRegistration
     {
         Type = Type,
         Keys = ["accelerator", "home-size", "bind-address", "start-timeout", "state-folder"],
@@ -19,7 +20,7 @@ public static class QemuBackendRegistration
         Prepare = section =>
         {
             var options = Options(section);
-            return () => new QemuWorkspaceBackend(options, paths, images);
+            return () => new QemuWorkspaceBackend(options, paths, images());
         },
         // Disks are exported from images on this machine's engine.
         UsesLocalEngine = _ => true,

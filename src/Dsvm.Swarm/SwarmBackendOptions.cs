@@ -56,7 +56,6 @@ public sealed record SwarmBackendOptions
     public const string HomePath = "/home/dsvm";
     public const string User = Dsvm.Core.Workspaces.WorkspaceUser.DockerUser;
 
-    public static Uri DefaultLocalEngine() =>
-        Environment.GetEnvironmentVariable("DOCKER_HOST") is { Length: > 0 } h ? new Uri(h) : new Uri("unix:///var/run/docker.sock");
+    public static Uri DefaultLocalEngine() => Dsvm.Core.DockerEndpoint.Default();
 }
 

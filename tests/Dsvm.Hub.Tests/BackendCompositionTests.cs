@@ -15,10 +15,30 @@ public sealed class BackendCompositionTests : IDisposable
     public BackendCompositionTests()
     {
         var paths = new DsvmPaths(Path.Combine(_dir, "data"), Path.Combine(_dir, "cache"));
-        _registry = BackendFactory.Registry(paths, new NoGpus(), new ImageServices(paths));
+        _registry = BackendFactory.Registry(paths, new NoGpus(), () => new ImageServices(paths));
     }
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir))
+        {
+            Directory.Delete(_dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Images_are_built_and_found_on_the_engine_of_the_default_docker_backend()
+    {
+        // Issue 10 part 6: one engine resolver. A docker backend at another endpoint must find (and build) its images
+        // there, not on this machine's engine, where the workspace does not start.
+        var remote = BackendConfig.Parse("default: box\nbackends:\n  box:\n    type: docker\n    endpoint: tcp://10.0.5.7:2375\n", "backends.yaml", _registry);
+        Assert.Equal(new Uri("tcp://10.0.5.7:2375"), BackendFactory.ImageEngine(remote));
+
+        // A swarm (or qemu, or a cluster) takes its images from this machine's engine.
+        var swarm = BackendConfig.Parse("default: s\nbackends:\n  s:\n    type: swarm\n    manager: tcp://10.0.5.7:2375\n", "backends.yaml", _registry);
+        Assert.Equal(DockerEndpoint.Default(), BackendFactory.ImageEngine(swarm));
+        Assert.Equal(DockerEndpoint.Default(), BackendFactory.ImageEngine(BackendConfig.Load(null, _registry)));
+    }
 
     [Fact]
     public void Every_backend_project_registers_its_type_and_the_local_engine_is_the_built_in_default()
