@@ -90,8 +90,11 @@ public sealed class HubProcess(FaultWorkspace ws)
     }
 
     /// <summary>The CLI as this hub's client.</summary>
-    public Task<Result> DsvmAsync(string? stdin, params string[] args) =>
-        FaultWorkspace.RunCliAsync(e => e.Set("XDG_CONFIG_HOME", Path.Combine(ws.Home, "config")).Set("DSVM_HOME", Path.Combine(ws.Home, "client")), stdin, args);
+    public Task<Result> DsvmAsync(string? stdin, params string[] args) => DsvmAsync(stdin, args, CancellationToken.None);
+
+    /// <summary>The CLI as this hub's client, killed when <paramref name="ct"/> is cancelled.</summary>
+    public Task<Result> DsvmAsync(string? stdin, string[] args, CancellationToken ct) =>
+        FaultWorkspace.RunCliAsync(e => e.Set("XDG_CONFIG_HOME", Path.Combine(ws.Home, "config")).Set("DSVM_HOME", Path.Combine(ws.Home, "client")), stdin, args, ct);
 
     public async Task<Result> OkAsync(params string[] args)
     {
