@@ -112,11 +112,18 @@ public sealed class HubProcess(FaultWorkspace ws)
     /// <summary>The workspace's state as the hub reports it (null: no record), checked against the engine.</summary>
     public async Task<string?> StateAsync()
     {
+        var (state, listing) = await RecordedStateAsync();
+        await ws.AssertTruthfulAsync(state, listing);
+        return state;
+    }
+
+    /// <summary>The workspace's state as the hub reports it (null: no record), and the listing; the engine is not looked at.</summary>
+    public async Task<(string? State, string Listing)> RecordedStateAsync()
+    {
         var r = await OkAsync("ls", "-o", "json");
         var state = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("workspaces").EnumerateArray()
             .Where(w => w.GetProperty("name").GetString() == ws.Name)
             .Select(w => w.GetProperty("state").GetString()?.ToLowerInvariant()).FirstOrDefault();
-        await ws.AssertTruthfulAsync(state, r.ToString());
-        return state;
+        return (state, r.ToString());
     }
 }
