@@ -8,12 +8,15 @@ public static class DockerBackendRegistration
 {
     public const string Type = "docker";
 
+    /// <summary>The longest <c>request-timeout</c>: a day (an engine that takes longer has hung).</summary>
+    public static readonly TimeSpan MaxRequestTimeout = TimeSpan.FromDays(1);
+
     /// <summary>Registers the <c>docker</c> type, built in (the default without a <c>backends.yaml</c>).</summary>
     /// <param name="logins">Logins for the registries workspace images name (pulled by digest); null: anonymous pulls.</param>
     public static BackendRegistry AddDockerBackend(this BackendRegistry registry, IGpuDetector gpus, RegistryLogins? logins = null) => registry.Add(new BackendRegistration
     {
         Type = Type,
-        Keys = ["endpoint", "bind-address"],
+        Keys = ["endpoint", "bind-address", "request-timeout"],
         Capabilities = new BackendCapabilities { Exec = true, Logs = true, Gpu = true },
         BuiltIn = true,
         Prepare = section =>
@@ -32,6 +35,7 @@ public static class DockerBackendRegistration
         {
             Endpoint = section.Uri("endpoint") ?? options.Endpoint,
             BindAddress = section.Get("bind-address") ?? options.BindAddress,
+            RequestTimeout = section.Duration("request-timeout", MaxRequestTimeout) ?? options.RequestTimeout,
         };
     }
 }

@@ -21,6 +21,17 @@ public sealed record DockerBackendOptions
     public long PidsLimit { get; init; } = 1024;
 
     /// <summary>
+    /// How long an engine call may go unanswered (<c>request-timeout</c> in backends.yaml): Docker.DotNet's default
+    /// timeout, which every call but the long ones has. Those get a bound of their own: stop waits its grace period on
+    /// top, a log tail has this too; a pull, the home take-over's wait and exec's stream end with the start or exec
+    /// timeout instead. A hung engine (accepts the connection, never answers) is a not-ready error after this.
+    /// </summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>What stop gives the server to exit before the engine kills it.</summary>
+    public const int StopGraceSeconds = 10;
+
+    /// <summary>
     /// Install the host rules that keep workspaces off the host (<see cref="HostFirewall"/>) at the first start, when
     /// running as root; otherwise <c>scripts/host-setup.sh</c> must have installed them.
     /// </summary>
@@ -46,16 +57,17 @@ public sealed record DockerBackendOptions
 /// named volume that outlives it, so resize is stop + start with new limits on the same home. Every container and
 /// volume carries <c>io.opendsvm.managed=true</c> and <c>io.opendsvm.workspace=ID</c> for reconciliation.
 /// </summary>
-public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOptions options, IGpuDetector gpus)
+public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOptions options, IGpuDetector gpus, TimeProvider? time = null)
     : IWorkspaceBackend, IDescribableBackend, IWorkspaceExec
 {
     public const string ManagedLabel = WorkspaceLabels.Managed;
     public const string WorkspaceLabel = WorkspaceLabels.Workspace;
 
-    public DockerWorkspaceBackend(DockerBackendOptions options, IGpuDetector gpus)
-        : this(new DockerClientConfiguration(options.Endpoint).CreateClient(), options, gpus) { }
+    public DockerWorkspaceBackend(DockerBackendOptions options, IGpuDetector gpus, TimeProvider? time = null)
+        : this(new DockerClientConfiguration(options.Endpoint, defaultTimeout: options.RequestTimeout).CreateClient(), options, gpus, time) { }
 
     private readonly DockerNetworks _networks = new(client);
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
 
     public string Name => "docker";
 
@@ -71,7 +83,10 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
             ? id
             : WorkspaceIds.ObjectName(handle.Id);
 
-    public async Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
+    public Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct) =>
+        AnsweredAsync(() => StartContainerAsync(request, progress, ct), ct);
+
+    private async Task<WorkspaceLaunch> StartContainerAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
         await EnsureImageAsync(request.Image, progress, ct);
         await EnsureHomeAsync(request, ct);
@@ -353,7 +368,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         }
     }
 
-    public async Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct)
+    public Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct) => AnsweredAsync(async () =>
     {
         try
         {
@@ -364,7 +379,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         {
             return false;
         }
-    }
+    }, ct);
 
     private async Task<bool> NvidiaRuntimeAsync(CancellationToken ct) =>
         (await SystemInfoAsync(ct)).Runtimes?.ContainsKey("nvidia") == true;
@@ -385,14 +400,19 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         return info;
     }
 
-    /// <summary>Stops (gracefully, then by force) and removes every container of the workspace; the home stays.</summary>
-    public async Task StopAsync(WorkspaceHandle handle, CancellationToken ct)
+    /// <summary>
+    /// Stops (gracefully, then by force) and removes every container of the workspace; the home stays. Docker.DotNet
+    /// gives stop no timeout (the engine answers after the grace period): it gets the grace period and the request
+    /// timeout.
+    /// </summary>
+    public Task StopAsync(WorkspaceHandle handle, CancellationToken ct) => AnsweredAsync(async () =>
     {
         foreach (var id in await ContainersOfAsync(handle, ct))
         {
             try
             {
-                await client.Containers.StopContainerAsync(id, new ContainerStopParameters { WaitBeforeKillSeconds = 10 }, ct);
+                await WithinAsync(TimeSpan.FromSeconds(DockerBackendOptions.StopGraceSeconds) + options.RequestTimeout,
+                    token => client.Containers.StopContainerAsync(id, new ContainerStopParameters { WaitBeforeKillSeconds = DockerBackendOptions.StopGraceSeconds }, token), ct);
             }
             catch (DockerContainerNotFoundException)
             {
@@ -405,7 +425,9 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
 
             await RemoveContainerAsync(id, ct);
         }
-    }
+
+        return true;
+    }, ct);
 
     /// <summary>The workspace's containers: found by its label, so a half-recorded start is cleaned up too.</summary>
     private Task<IReadOnlyList<string>> ContainersOfAsync(WorkspaceHandle handle, CancellationToken ct) => ContainersOfAsync(handle.Id, ct);
@@ -435,7 +457,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         }
     }
 
-    public async Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct)
+    public Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct) => AnsweredAsync(async () =>
     {
         try
         {
@@ -451,9 +473,9 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         {
             return new WorkspaceStatus(false, false, "container not found");
         }
-    }
+    }, ct);
 
-    public async Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct)
+    public Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct) => AnsweredAsync(async () =>
     {
         foreach (var id in await ContainersOfAsync(handle, ct))
         {
@@ -464,9 +486,11 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         {
             await DeleteHomeAsync(homeVolume, ct);
         }
-    }
 
-    public async Task DeleteHomeAsync(string homeVolume, CancellationToken ct)
+        return true;
+    }, ct);
+
+    public Task DeleteHomeAsync(string homeVolume, CancellationToken ct) => AnsweredAsync(async () =>
     {
         try
         {
@@ -479,15 +503,18 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         {
             throw new DsvmException($"the home volume {homeVolume} could not be removed: {Message(ex)}");
         }
-    }
 
-    public async Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct)
+        return true;
+    }, ct);
+
+    /// <summary>The last lines of the server's log: a stream, which Docker.DotNet gives no timeout, so bounded by the request timeout.</summary>
+    public Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct) => WithinAsync(options.RequestTimeout, async token =>
     {
         try
         {
             using var stream = await client.Containers.GetContainerLogsAsync(ContainerRef(handle), tty: false,
-                new ContainerLogsParameters { ShowStdout = true, ShowStderr = true, Tail = tailLines.ToString(System.Globalization.CultureInfo.InvariantCulture) }, ct);
-            var (stdout, stderr) = await stream.ReadOutputToEndAsync(ct);
+                new ContainerLogsParameters { ShowStdout = true, ShowStderr = true, Tail = tailLines.ToString(System.Globalization.CultureInfo.InvariantCulture) }, token);
+            var (stdout, stderr) = await stream.ReadOutputToEndAsync(token);
             // Jupyter logs to stderr; keep the engine's order as well as we can by joining.
             return string.Join('\n', (stdout + stderr).TrimEnd('\n').Split('\n').TakeLast(tailLines));
         }
@@ -499,13 +526,16 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         {
             return "";
         }
-    }
+    }, ct);
 
     /// <summary>
     /// Docker exec as the workspace's user (<see cref="WorkspaceUser"/>, in its home), wrapped in coreutils <c>timeout</c> so the process
     /// itself is killed at the deadline (the engine has no "kill exec"). Output beyond the cap is read and dropped.
     /// </summary>
-    public async Task<WorkspaceExecResult> ExecAsync(WorkspaceHandle handle, WorkspaceExecRequest request, CancellationToken ct)
+    public Task<WorkspaceExecResult> ExecAsync(WorkspaceHandle handle, WorkspaceExecRequest request, CancellationToken ct) =>
+        AnsweredAsync(() => ExecInContainerAsync(handle, request, ct), ct);
+
+    private async Task<WorkspaceExecResult> ExecInContainerAsync(WorkspaceHandle handle, WorkspaceExecRequest request, CancellationToken ct)
     {
         if (request.Command.Count == 0 || string.IsNullOrEmpty(request.Command[0]))
         {
@@ -539,23 +569,22 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         var stdout = new CappedOutput(request.OutputLimitBytes);
         var stderr = new CappedOutput(request.OutputLimitBytes);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        // timeout(1) ends the process; this only guards against an engine that never closes the stream.
+        await WithinAsync(request.Timeout + TimeSpan.FromSeconds(15), async token =>
         {
-            // timeout(1) ends the process; this only guards against an engine that never closes the stream.
-            deadline.CancelAfter(request.Timeout + TimeSpan.FromSeconds(15));
-            using var stream = await client.Exec.StartAndAttachContainerExecAsync(created.ID, tty: false, deadline.Token);
+            using var stream = await client.Exec.StartAndAttachContainerExecAsync(created.ID, tty: false, token);
             var buffer = new byte[64 * 1024];
             while (true)
             {
-                var read = await stream.ReadOutputAsync(buffer, 0, buffer.Length, deadline.Token);
+                var read = await stream.ReadOutputAsync(buffer, 0, buffer.Length, token);
                 if (read.EOF)
                 {
-                    break;
+                    return true;
                 }
 
                 (read.Target == MultiplexedStream.TargetStream.StandardError ? stderr : stdout).Write(buffer.AsSpan(0, read.Count));
             }
-        }
+        }, ct);
 
         var inspect = await client.Exec.InspectContainerExecAsync(created.ID, ct);
         var code = (int)inspect.ExitCode;
@@ -565,11 +594,11 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
 
     public async IAsyncEnumerable<ManagedResource> ListManagedAsync([EnumeratorCancellation] CancellationToken ct)
     {
-        var containers = await client.Containers.ListContainersAsync(new ContainersListParameters
+        var containers = await AnsweredAsync(() => client.Containers.ListContainersAsync(new ContainersListParameters
         {
             All = true,
             Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [$"{ManagedLabel}=true"] = true } },
-        }, ct);
+        }, ct), ct);
         foreach (var c in containers)
         {
             if (!c.Labels.TryGetValue(WorkspaceLabel, out var id))
@@ -586,12 +615,12 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         }
     }
 
-    public async Task<HostCapacity> GetCapacityAsync(CancellationToken ct)
+    public Task<HostCapacity> GetCapacityAsync(CancellationToken ct) => AnsweredAsync(async () =>
     {
         var info = await SystemInfoAsync(ct);
         var detected = await gpus.DetectAsync(ct);
         return new HostCapacity((int)info.NCPU, info.MemTotal, detected.Count);
-    }
+    }, ct);
 
     /// <summary>Engine version and reachability, capacity, and how many managed containers run.</summary>
     public async Task<BackendHealth> DescribeAsync(CancellationToken ct)
@@ -612,7 +641,49 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         {
             return new BackendHealth(false, $"engine at {options.Endpoint} not reachable: {ex.Message}");
         }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            return new BackendHealth(false, NotAnswering(options.RequestTimeout).Message);
+        }
+        catch (EnvironmentNotReadyException ex)
+        {
+            return new BackendHealth(false, ex.Message);
+        }
     }
+
+    /// <summary>
+    /// Engine calls with Docker.DotNet's default timeout (<see cref="DockerBackendOptions.RequestTimeout"/>): a
+    /// cancellation that is not the caller's is that timeout, the engine not answering; one not-ready line.
+    /// </summary>
+    private async Task<T> AnsweredAsync<T>(Func<Task<T>> calls, CancellationToken ct)
+    {
+        try
+        {
+            return await calls();
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw NotAnswering(options.RequestTimeout);
+        }
+    }
+
+    /// <summary>A call Docker.DotNet gives no timeout of its own (a stream, stop's wait), bounded by <paramref name="limit"/> on this backend's clock.</summary>
+    private async Task<T> WithinAsync<T>(TimeSpan limit, Func<CancellationToken, Task<T>> call, CancellationToken ct)
+    {
+        using var timeout = new CancellationTokenSource(limit, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
+        try
+        {
+            return await call(linked.Token);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            throw NotAnswering(limit);
+        }
+    }
+
+    private EnvironmentNotReadyException NotAnswering(TimeSpan waited) =>
+        EngineFaults.NotAnswering("Docker", options.Endpoint.ToString(), waited, "`systemctl status docker`, dockerd's log");
 
     private Uri? EndpointOf(ContainerInspectResponse c)
     {

@@ -39,6 +39,13 @@ public sealed record SwarmBackendOptions
 
     public long PidsLimit { get; init; } = 1024;
 
+    /// <summary>
+    /// How long a call to an engine (the manager, the local engine, a node's) may go unanswered (<c>request-timeout</c>
+    /// in backends.yaml): Docker.DotNet's default timeout. A log tail gets it too; an image push streams as long as it
+    /// takes. A hung engine (accepts the connection, never answers) is a not-ready error after this.
+    /// </summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Restarts Swarm may make of a crashed server (restart policy on-failure) before it gives up.</summary>
     public int MaxRestarts { get; init; } = 3;
 

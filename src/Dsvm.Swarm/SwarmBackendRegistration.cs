@@ -8,10 +8,13 @@ public static class SwarmBackendRegistration
 {
     public const string Type = "swarm";
 
+    /// <summary>The longest <c>request-timeout</c>: a day (an engine that takes longer has hung).</summary>
+    public static readonly TimeSpan MaxRequestTimeout = TimeSpan.FromDays(1);
+
     public static BackendRegistry AddSwarmBackend(this BackendRegistry registry) => registry.Add(new BackendRegistration
     {
         Type = Type,
-        Keys = ["manager", "registry", "push-registry", "local-engine", "node-engines", "gpu-resource", "constraints", "max-restarts"],
+        Keys = ["manager", "registry", "push-registry", "local-engine", "node-engines", "gpu-resource", "constraints", "max-restarts", "request-timeout"],
         Capabilities = new BackendCapabilities { Gpu = true },
         Prepare = section =>
         {
@@ -49,6 +52,7 @@ public static class SwarmBackendRegistration
             GpuResource = s.Get("gpu-resource") ?? o.GpuResource,
             Constraints = (s.Get("constraints") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             MaxRestarts = s.Number("max-restarts", 0, 100, "restarts") ?? o.MaxRestarts,
+            RequestTimeout = s.Duration("request-timeout", MaxRequestTimeout) ?? o.RequestTimeout,
         };
     }
 }

@@ -55,8 +55,8 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
 
         _options = options;
         _time = time;
-        _manager = new DockerClientConfiguration(options.ManagerEndpoint).CreateClient();
-        _local = new DockerClientConfiguration(options.LocalEngine).CreateClient();
+        _manager = new DockerClientConfiguration(options.ManagerEndpoint, defaultTimeout: options.RequestTimeout).CreateClient();
+        _local = new DockerClientConfiguration(options.LocalEngine, defaultTimeout: options.RequestTimeout).CreateClient();
     }
 
     public string Name => "swarm";
@@ -81,7 +81,10 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
 
     private static bool HasRegistry(string image) => ImageReferences.HasRegistry(image);
 
-    public async Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
+    public Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct) =>
+        AnsweredAsync(() => StartServiceAsync(request, progress, ct), ct);
+
+    private async Task<WorkspaceLaunch> StartServiceAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
         if (request.Size.Network == WorkspaceNetwork.Isolated)
         {
@@ -540,7 +543,9 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     /// older than <see cref="SwarmBackendOptions.OrphanNetworkAge"/>: what a start or stop killed between the network
     /// and the service leaves. A stopped workspace has no network (stop removes it), and a start makes it again.
     /// </summary>
-    public async Task<IReadOnlyList<string>> SweepOrphansAsync(CancellationToken ct)
+    public Task<IReadOnlyList<string>> SweepOrphansAsync(CancellationToken ct) => AnsweredAsync(() => SweepOrphanNetworksAsync(ct), ct);
+
+    private async Task<IReadOnlyList<string>> SweepOrphanNetworksAsync(CancellationToken ct)
     {
         var networks = (await _manager.Networks.ListNetworksAsync(new NetworksListParameters
         {
@@ -656,6 +661,11 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         {
             throw new WorkspaceStartException(WorkspaceFailure.Image, $"image '{image}' is not in the local engine; build it with `dsvm env build`");
         }
+        catch (OperationCanceledException)
+        {
+            // No token of ours: the request timeout. (The push itself has none: it streams as long as it takes.)
+            throw NotAnswering(_options.LocalEngine.ToString(), _options.RequestTimeout);
+        }
 
         var errors = new List<string>();
         try
@@ -763,6 +773,10 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         {
             return (await _manager.Swarm.ListNodesAsync(ct)).ToList();
         }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw NotAnswering(ManagerEndpoint, _options.RequestTimeout);
+        }
         catch (DockerApiException ex)
         {
             throw new EnvironmentNotReadyException($"the swarm manager at {_options.ManagerEndpoint} cannot list nodes: {Message(ex)} (is it a manager of an initialised swarm?)");
@@ -833,7 +847,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         handle.State.ValueKind == JsonValueKind.Object && handle.State.TryGetProperty("service", out var n) && n.GetString() is { } s ? s : handle.Id;
 
     /// <summary>Removes the service (its task's container stops on its node); the home volume stays there.</summary>
-    public async Task StopAsync(WorkspaceHandle handle, CancellationToken ct)
+    public Task StopAsync(WorkspaceHandle handle, CancellationToken ct) => AnsweredAsync(async () =>
     {
         foreach (var id in await ServicesOfAsync(handle.Id, ct))
         {
@@ -845,7 +859,9 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         {
             await RemoveNetworkAsync(network.ID, ct);
         }
-    }
+
+        return true;
+    }, ct);
 
     private async Task<IReadOnlyList<string>> ServicesOfAsync(string workspaceId, CancellationToken ct)
     {
@@ -879,7 +895,9 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         }
     }
 
-    public async Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct)
+    public Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct) => AnsweredAsync(() => ServiceStatusAsync(handle, ct), ct);
+
+    private async Task<WorkspaceStatus> ServiceStatusAsync(WorkspaceHandle handle, CancellationToken ct)
     {
         var service = ServiceRef(handle);
         SwarmService spec;
@@ -915,7 +933,14 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         return new WorkspaceStatus(true, false, detail);
     }
 
-    public async Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct)
+    public Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct) =>
+        AnsweredAsync(async () =>
+        {
+            await DeleteServiceAsync(handle, homeVolume, keepHome, ct);
+            return true;
+        }, ct);
+
+    private async Task DeleteServiceAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct)
     {
         await StopAsync(handle, ct);
         if (keepHome)
@@ -965,7 +990,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     /// <summary>Removes the volume through the node's own engine, retrying while the stopping container still holds it.</summary>
     private async Task RemoveVolumeOnNodeAsync(Uri engine, string volume, string nodeName, CancellationToken ct)
     {
-        using var client = new DockerClientConfiguration(engine).CreateClient();
+        using var client = new DockerClientConfiguration(engine, defaultTimeout: _options.RequestTimeout).CreateClient();
         var deadline = _time.GetUtcNow() + TimeSpan.FromSeconds(30);
         while (true)
         {
@@ -990,23 +1015,34 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             {
                 throw new DsvmException($"the engine of node {nodeName} ({engine}) is unreachable, so the home volume {volume} stays: {ex.Message}");
             }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                throw NotAnswering($"{engine} (node {nodeName})", _options.RequestTimeout);
+            }
         }
     }
 
+    /// <summary>The last lines of the service's log: a stream, which Docker.DotNet gives no timeout, so bounded by the request timeout.</summary>
     public async Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct)
     {
+        using var timeout = new CancellationTokenSource(_options.RequestTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
         try
         {
             using var stream = await _manager.Swarm.GetServiceLogsAsync(ServiceRef(handle), tty: false, new ServiceLogsParameters
             {
                 ShowStdout = true, ShowStderr = true, Tail = tailLines.ToString(CultureInfo.InvariantCulture),
-            }, ct);
-            var (stdout, stderr) = await stream.ReadOutputToEndAsync(ct);
+            }, linked.Token);
+            var (stdout, stderr) = await stream.ReadOutputToEndAsync(linked.Token);
             return string.Join('\n', (stdout + stderr).TrimEnd('\n').Split('\n').TakeLast(tailLines));
         }
         catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
         {
             return "";
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            throw NotAnswering(ManagerEndpoint, _options.RequestTimeout);
         }
     }
 
@@ -1016,11 +1052,11 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
 
     public async IAsyncEnumerable<ManagedResource> ListManagedAsync([EnumeratorCancellation] CancellationToken ct)
     {
-        var services = await ManagedServicesAsync(ct);
-        var running = (await _manager.Tasks.ListAsync(new TasksListParameters
+        var services = await AnsweredAsync(() => ManagedServicesAsync(ct), ct);
+        var running = (await AnsweredAsync(() => _manager.Tasks.ListAsync(new TasksListParameters
         {
             Filters = new Dictionary<string, IDictionary<string, bool>> { ["desired-state"] = new Dictionary<string, bool> { ["running"] = true } },
-        }, ct)).Where(t => t.Status?.State == TaskState.Running).Select(t => t.ServiceID).ToHashSet(StringComparer.Ordinal);
+        }, ct), ct)).Where(t => t.Status?.State == TaskState.Running).Select(t => t.ServiceID).ToHashSet(StringComparer.Ordinal);
         foreach (var s in services)
         {
             if (s.Spec.Labels is null || !s.Spec.Labels.TryGetValue(WorkspaceLabel, out var id) || s.Spec.Labels.ContainsKey(RoleLabel))
@@ -1038,7 +1074,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     }
 
     /// <summary>Homes are recorded by their pin; a home never started has no node and does not exist yet.</summary>
-    public async Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct) => await FindPinAsync(homeVolume, ct) is not null;
+    public async Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct) => await AnsweredAsync(() => FindPinAsync(homeVolume, ct), ct) is not null;
 
     /// <summary>The largest schedulable node: a workspace must fit on one node (the manager checks sizes against this).</summary>
     public async Task<HostCapacity> GetCapacityAsync(CancellationToken ct)
@@ -1086,6 +1122,27 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             + (_options.Registry is null ? "; no registry: every node needs the images" : $"; registry {_options.Registry}");
         return new BackendHealth(usable.Count > 0, detail, total);
     }
+
+    private string ManagerEndpoint => $"{_options.ManagerEndpoint} (swarm manager)";
+
+    /// <summary>
+    /// Calls to the manager with Docker.DotNet's default timeout (<see cref="SwarmBackendOptions.RequestTimeout"/>):
+    /// a cancellation that is not the caller's is that timeout, the manager not answering; one not-ready line.
+    /// </summary>
+    private async Task<T> AnsweredAsync<T>(Func<Task<T>> calls, CancellationToken ct)
+    {
+        try
+        {
+            return await calls();
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw NotAnswering(ManagerEndpoint, _options.RequestTimeout);
+        }
+    }
+
+    private static EnvironmentNotReadyException NotAnswering(string endpoint, TimeSpan waited) =>
+        EngineFaults.NotAnswering("Docker", endpoint, waited, "`systemctl status docker` on that machine, dockerd's log");
 
     private static string Message(DockerApiException ex)
     {

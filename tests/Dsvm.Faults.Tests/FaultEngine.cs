@@ -70,7 +70,8 @@ public sealed class FaultEngine : IAsyncLifetime
     /// A test's DSVM home set up for the fault engine: the shared build records and a <c>backends.yaml</c> whose
     /// docker backend is the fault engine, publishing on its address. Returns the <c>backends.yaml</c> path.
     /// </summary>
-    public static async Task<string> PrepareHomeAsync(string home)
+    /// <param name="requestTimeout">The backend's <c>request-timeout</c>, when not the default.</param>
+    public static async Task<string> PrepareHomeAsync(string home, string? requestTimeout = null)
     {
         SeedBuildRecords(home);
         var backends = Path.Combine(home, "backends.yaml");
@@ -80,7 +81,8 @@ public sealed class FaultEngine : IAsyncLifetime
               docker:
                 endpoint: {Socket}
                 bind-address: {Address}
-            """);
+
+            """ + (requestTimeout is null ? "" : $"    request-timeout: {requestTimeout}\n"));
         return backends;
     }
 
@@ -101,7 +103,16 @@ public sealed class FaultEngine : IAsyncLifetime
     /// <summary>SIGKILL: the engine dies at once; its containers run on, unmanaged, until it is back.</summary>
     public Task KillAsync() => ControlAsync("kill");
 
-    /// <summary>The engine back on the same data.</summary>
+    /// <summary>
+    /// SIGSTOP: the engine hangs. The kernel still accepts connections on its socket, no request is answered; its
+    /// containers run on. <see cref="ThawAsync"/> or <see cref="StartAsync"/> (every test's clean-up) ends it.
+    /// </summary>
+    public Task FreezeAsync() => ControlAsync("freeze");
+
+    /// <summary>SIGCONT: a frozen engine answers again.</summary>
+    public Task ThawAsync() => ControlAsync("thaw");
+
+    /// <summary>The engine back on the same data (a frozen one thawed).</summary>
     public Task StartAsync() => ControlAsync("start");
 
     private Task ControlAsync(string verb) =>

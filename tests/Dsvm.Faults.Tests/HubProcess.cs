@@ -90,8 +90,11 @@ public sealed class HubProcess(FaultWorkspace ws)
     }
 
     /// <summary>The CLI as this hub's client.</summary>
-    public Task<Result> DsvmAsync(string? stdin, params string[] args) =>
-        FaultWorkspace.RunCliAsync(e => e.Set("XDG_CONFIG_HOME", Path.Combine(ws.Home, "config")).Set("DSVM_HOME", Path.Combine(ws.Home, "client")), stdin, args);
+    public Task<Result> DsvmAsync(string? stdin, params string[] args) => DsvmAsync(stdin, args, CancellationToken.None);
+
+    /// <summary>The CLI as this hub's client, killed when <paramref name="ct"/> is cancelled.</summary>
+    public Task<Result> DsvmAsync(string? stdin, string[] args, CancellationToken ct) =>
+        FaultWorkspace.RunCliAsync(e => e.Set("XDG_CONFIG_HOME", Path.Combine(ws.Home, "config")).Set("DSVM_HOME", Path.Combine(ws.Home, "client")), stdin, args, ct);
 
     public async Task<Result> OkAsync(params string[] args)
     {
@@ -109,11 +112,18 @@ public sealed class HubProcess(FaultWorkspace ws)
     /// <summary>The workspace's state as the hub reports it (null: no record), checked against the engine.</summary>
     public async Task<string?> StateAsync()
     {
+        var (state, listing) = await RecordedStateAsync();
+        await ws.AssertTruthfulAsync(state, listing);
+        return state;
+    }
+
+    /// <summary>The workspace's state as the hub reports it (null: no record), and the listing; the engine is not looked at.</summary>
+    public async Task<(string? State, string Listing)> RecordedStateAsync()
+    {
         var r = await OkAsync("ls", "-o", "json");
         var state = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("workspaces").EnumerateArray()
             .Where(w => w.GetProperty("name").GetString() == ws.Name)
             .Select(w => w.GetProperty("state").GetString()?.ToLowerInvariant()).FirstOrDefault();
-        await ws.AssertTruthfulAsync(state, r.ToString());
-        return state;
+        return (state, r.ToString());
     }
 }

@@ -5,7 +5,9 @@
 #   fault-engine.sh up [IMAGE...]  tear down leftovers, then netns + engine; copy IMAGEs in from the host engine
 #   fault-engine.sh stop           SIGTERM the engine (as `systemctl stop docker`: it stops its containers first)
 #   fault-engine.sh kill           SIGKILL the engine (its containers run on, unmanaged, until it is back)
-#   fault-engine.sh start          start the engine again on the same data
+#   fault-engine.sh freeze         SIGSTOP the engine: it hangs (the kernel still accepts connections on its socket)
+#   fault-engine.sh thaw           SIGCONT a frozen engine
+#   fault-engine.sh start          start the engine again on the same data (or thaw it, when it runs frozen)
 #   fault-engine.sh down           remove everything (containers, engine, namespace, veth, data)
 #
 # Layout: network namespace dsvm-fault with veth eth0 at 10.215.0.2/24, the host end dsvmf0 at 10.215.0.1/24 (no
@@ -42,6 +44,7 @@ signal() { # signal seconds
   pid=$(pid_of)
   [ -n "$pid" ] || return 0
   kill "-$1" "$pid" 2>/dev/null || true
+  kill -CONT "$pid" 2>/dev/null || true # a frozen engine gets the signal only once it runs
   for _ in $(seq 1 $(($2 * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -49,7 +52,7 @@ signal() { # signal seconds
 
 start() {
   [ -e "/run/netns/$NS" ] || { log "no namespace $NS: run up first"; exit 1; }
-  alive && { log "the engine already runs"; return 0; }
+  alive && { kill -CONT "$(pid_of)"; log "the engine already runs (thawed, if it was frozen)"; return 0; }
   mkdir -p "$STATE" "$DATA" "$LOGS"
   (
     # Whatever the caller holds open (a flock'd lock file above all) must not live on in the daemon.
@@ -112,7 +115,9 @@ case "${1:-}" in
   up) shift; up "$@" ;;
   stop) signal TERM 60; alive && { log "the engine did not stop"; exit 1; }; log "engine stopped" ;;
   kill) signal KILL 10; log "engine killed" ;;
+  freeze) alive || { log "the engine does not run"; exit 1; }; kill -STOP "$(pid_of)"; log "engine frozen" ;;
+  thaw) alive && kill -CONT "$(pid_of)"; log "engine thawed" ;;
   start) start; log "engine back" ;;
   down) down ;;
-  *) echo "usage: $0 up [IMAGE...]|stop|kill|start|down" >&2; exit 2 ;;
+  *) echo "usage: $0 up [IMAGE...]|stop|kill|freeze|thaw|start|down" >&2; exit 2 ;;
 esac

@@ -43,6 +43,33 @@ public sealed record BackendSection(string Name, string Type, IReadOnlyDictionar
                 ? n
                 : throw new SpecValidationException([Error(key, $"'{text}' is not a number of {what} ({min}-{max})")]);
 
+    /// <summary>
+    /// A duration in (0, <paramref name="max"/>]: a number with the unit <c>ms</c>, <c>s</c>, <c>m</c> or <c>h</c>
+    /// (<c>30s</c>, <c>1.5m</c>), or a bare number of seconds; null when the setting is absent.
+    /// </summary>
+    public TimeSpan? Duration(string key, TimeSpan max)
+    {
+        if (Get(key) is not { } text)
+        {
+            return null;
+        }
+
+        var value = text.Trim();
+        var (number, unit) = value.EndsWith("ms", StringComparison.Ordinal) ? (value[..^2], TimeSpan.FromMilliseconds(1))
+            : value.EndsWith('s') ? (value[..^1], TimeSpan.FromSeconds(1))
+            : value.EndsWith('m') ? (value[..^1], TimeSpan.FromMinutes(1))
+            : value.EndsWith('h') ? (value[..^1], TimeSpan.FromHours(1))
+            : (value, TimeSpan.FromSeconds(1));
+        // Decimal, not double: no exponent, NaN or infinity gets through.
+        if (decimal.TryParse(number, System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out var n)
+            && n > 0 && n * unit.Ticks <= max.Ticks && (long)(n * unit.Ticks) > 0)
+        {
+            return TimeSpan.FromTicks((long)(n * unit.Ticks));
+        }
+
+        throw new SpecValidationException([Error(key, $"'{text}' is not a duration above 0 and at most {max.TotalHours:0.##} h (e.g. 30s, 2m, 500ms)")]);
+    }
+
     /// <summary><c>key=value,key=value</c> (empty when the setting is absent).</summary>
     public Dictionary<string, string> Pairs(string key)
     {

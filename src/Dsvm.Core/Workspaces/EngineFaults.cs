@@ -30,6 +30,17 @@ public static class EngineFaults
     public static bool IsUnreachable(Exception ex) =>
         Chain(ex).Any(e => e is HttpRequestException or SocketException or IOException or TimeoutException);
 
+    /// <summary>
+    /// An engine that accepted the request and did not answer within <paramref name="waited"/> (a hung daemon: the
+    /// kernel still accepts connections on its socket): a not-ready error naming the engine, its endpoint, the wait and
+    /// what to do.
+    /// </summary>
+    public static EnvironmentNotReadyException NotAnswering(string engine, string endpoint, TimeSpan waited, string check) =>
+        new($"the {engine} engine at {endpoint} did not answer within {Seconds(waited)} s; check that it runs and is not stuck ({check}) "
+            + "or raise request-timeout for the backend in backends.yaml; `dsvm doctor` checks every backend");
+
+    private static string Seconds(TimeSpan t) => t.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>The innermost message: what actually failed (e.g. "Connection refused").</summary>
     public static string Reason(Exception ex)
     {
