@@ -45,20 +45,27 @@ public static class BackendFactory
 
     /// <summary>
     /// The engine images are built on and looked up in: the default backend's when it is a docker backend (its
-    /// <c>endpoint</c> in backends.yaml), so that a workspace finds its image on the engine it starts on; otherwise this
+    /// <c>endpoint</c> and <c>request-timeout</c> in backends.yaml), so that a workspace finds its image on the engine it starts on; otherwise this
     /// machine's (<c>DOCKER_HOST</c> or the local socket), where the Swarm and qemu backends take their images from.
     /// </summary>
-    public static Uri ImageEngine(BackendConfig config) =>
+    public static DockerBackendOptions ImageEngine(BackendConfig config) =>
         config.Backends.FirstOrDefault(b => b.Name == config.Default) is { Type: DockerBackendRegistration.Type } section
-            ? DockerBackendRegistration.Options(section).Endpoint
-            : DockerEndpoint.Default();
+            ? DockerBackendRegistration.Options(section)
+            : new DockerBackendOptions();
+
+    /// <summary>Image services on <see cref="ImageEngine"/>, with its endpoint and request timeout.</summary>
+    public static ImageServices ImagesOn(DsvmPaths paths, BackendConfig config)
+    {
+        var engine = ImageEngine(config);
+        return new ImageServices(paths, engine: engine.Endpoint, engineTimeout: engine.RequestTimeout);
+    }
 
     /// <summary>The image services of the <c>env</c> commands, on <see cref="ImageEngine"/> of the configured backends.</summary>
     public static ImageServices Images(DsvmPaths paths)
     {
         ImageServices? images = null;
         var config = LoadConfig(paths, Registry(paths, new NvidiaGpuDetector(), () => images!));
-        return images = new ImageServices(paths, engine: ImageEngine(config));
+        return images = ImagesOn(paths, config);
     }
 
     /// <summary>The configured backends: <c>DSVM_BACKENDS</c> or <c>backends.yaml</c> in the data folder, else the built-in ones.</summary>

@@ -47,7 +47,7 @@ public static class HubCommands
             };
             var sizes = WorkspaceServices.LoadSizes(paths);
             var (backendConfig, backends) = BackendFactory.Load(paths, sizes, registry);
-            images = new ImageServices(paths, engine: BackendFactory.ImageEngine(backendConfig));
+            images = BackendFactory.ImagesOn(paths, backendConfig);
 
             // This machine's engine only when a configured backend runs on it (a hub on a cluster has none).
             if (registry.UsesLocalEngine(backendConfig))

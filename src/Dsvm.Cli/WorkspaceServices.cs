@@ -25,7 +25,7 @@ public sealed class WorkspaceServices
         Gpus = new NvidiaGpuDetector();
         BackendTypes = BackendFactory.Registry(paths, Gpus, () => Images!); // set below, before any backend is made
         (BackendConfig, Backends) = BackendFactory.Load(paths, Sizes, BackendTypes);
-        Images = new ImageServices(paths, engine: BackendFactory.ImageEngine(BackendConfig));
+        Images = BackendFactory.ImagesOn(paths, BackendConfig);
         var timeout = Environment.GetEnvironmentVariable("DSVM_START_TIMEOUT") is { Length: > 0 } t && int.TryParse(t, out var secs) ? secs : 120;
         Manager = new WorkspaceManager(Backends, Store, Sizes, Gpus, new HttpReadinessProbe(), paths, TimeProvider.System,
             new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(timeout) });

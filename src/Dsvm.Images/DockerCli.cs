@@ -29,9 +29,11 @@ public sealed record CliResult(int ExitCode, string Stdout, string Stderr)
 /// its step-by-step output), <c>docker run</c> of the checks and the lock resolver (streamed output), login and push
 /// (the CLI's credential handling), import. Why each stays on the CLI: docs/architecture.md.
 /// </summary>
-public sealed class DockerCli(string executable = "docker", Uri? endpoint = null) : IDisposable
+/// <param name="requestTimeout">How long an API call may go unanswered (the docker backend's <c>request-timeout</c>; default 30 s).</param>
+public sealed class DockerCli(string executable = "docker", Uri? endpoint = null, TimeSpan? requestTimeout = null) : IDisposable
 {
-    private readonly Lazy<DockerClient> _api = new(() => new DockerClientConfiguration(endpoint ?? DockerEndpoint.Default()).CreateClient());
+    private readonly Lazy<DockerClient> _api = new(() =>
+        new DockerClientConfiguration(endpoint ?? DockerEndpoint.Default(), defaultTimeout: requestTimeout ?? TimeSpan.FromSeconds(30)).CreateClient());
 
     public string Executable { get; } = executable;
 

@@ -7,10 +7,11 @@ namespace Dsvm.Images;
 public sealed class ImageServices
 {
     /// <param name="engine">The Docker engine images are built on and looked up in (default: <c>DOCKER_HOST</c> or the local socket).</param>
-    public ImageServices(DsvmPaths paths, DockerCli? docker = null, TimeProvider? time = null, Uri? engine = null)
+    /// <param name="engineTimeout">How long a call to it may go unanswered (default 30 s).</param>
+    public ImageServices(DsvmPaths paths, DockerCli? docker = null, TimeProvider? time = null, Uri? engine = null, TimeSpan? engineTimeout = null)
     {
         Paths = paths.EnsureCreated();
-        Docker = docker ?? new DockerCli(Environment.GetEnvironmentVariable("DSVM_DOCKER") is { Length: > 0 } d ? d : "docker", engine);
+        Docker = docker ?? new DockerCli(Environment.GetEnvironmentVariable("DSVM_DOCKER") is { Length: > 0 } d ? d : "docker", engine, engineTimeout);
         Bases = new BaseImageProvider(Docker, Paths);
         Resolver = new LockResolver(Docker, Bases, Catalog);
         Records = new BuildRecordStore(Paths);

@@ -32,12 +32,12 @@ public sealed class BackendCompositionTests : IDisposable
         // Issue 10 part 6: one engine resolver. A docker backend at another endpoint must find (and build) its images
         // there, not on this machine's engine, where the workspace does not start.
         var remote = BackendConfig.Parse("default: box\nbackends:\n  box:\n    type: docker\n    endpoint: tcp://10.0.5.7:2375\n", "backends.yaml", _registry);
-        Assert.Equal(new Uri("tcp://10.0.5.7:2375"), BackendFactory.ImageEngine(remote));
+        Assert.Equal(new Uri("tcp://10.0.5.7:2375"), BackendFactory.ImageEngine(remote).Endpoint);
 
         // A swarm (or qemu, or a cluster) takes its images from this machine's engine.
         var swarm = BackendConfig.Parse("default: s\nbackends:\n  s:\n    type: swarm\n    manager: tcp://10.0.5.7:2375\n", "backends.yaml", _registry);
-        Assert.Equal(DockerEndpoint.Default(), BackendFactory.ImageEngine(swarm));
-        Assert.Equal(DockerEndpoint.Default(), BackendFactory.ImageEngine(BackendConfig.Load(null, _registry)));
+        Assert.Equal(DockerEndpoint.Default(), BackendFactory.ImageEngine(swarm).Endpoint);
+        Assert.Equal(DockerEndpoint.Default(), BackendFactory.ImageEngine(BackendConfig.Load(null, _registry)).Endpoint);
     }
 
     [Fact]

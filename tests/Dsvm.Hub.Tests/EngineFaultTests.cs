@@ -2,6 +2,7 @@ using System.Net;
 using Dsvm.Core.Sizes;
 using Dsvm.Core.Workspaces;
 using Dsvm.Docker;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Dsvm.Hub.Tests;
 
@@ -31,6 +32,79 @@ public sealed class EngineFaultTests : HubTestBase
         Assert.DoesNotContain("Exception", p.ToString(), StringComparison.Ordinal);
         Assert.DoesNotContain("nonexistent", p.ToString(), StringComparison.Ordinal);
     }
+}
+
+/// <summary>
+/// A reconcile pass whose engine client times out (an HTTP client's timeout is a <see cref="TaskCanceledException"/>,
+/// not the hub's own stopping) must not end the reconcile loop, let alone the hub: the next pass runs.
+/// </summary>
+public sealed class ReconcileTimeoutTests : HubTestBase
+{
+    private TimingOutListBackend? _backend;
+
+    internal override HubOptions Options(HubOptions defaults)
+    {
+        World.WrapBackend = b => _backend = new TimingOutListBackend(b);
+        return defaults with { ReconcileInterval = TimeSpan.FromMilliseconds(50) };
+    }
+
+    [Fact]
+    public async Task A_timed_out_engine_call_in_a_reconcile_pass_leaves_the_loop_and_the_hub_running()
+    {
+        var alice = await UserTokenClientAsync("alice");
+        await StartRunningAsync(alice, "ws1");
+        var before = _backend!.Lists;
+        _backend.TimeOut = true;
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (_backend.Lists < before + 3)
+        {
+            // Before the fix the first timed-out pass ended the loop (and with it the hub): no third pass came.
+            await Task.Delay(50, bound.Token);
+        }
+
+        Assert.False(Hub.App.Services.GetRequiredService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>().ApplicationStopping.IsCancellationRequested);
+        await alice.GetAsync("api/v1/workspaces").Expect(HttpStatusCode.OK);
+    }
+}
+
+/// <summary>The fake backend, whose listing of labelled objects times out as an HTTP client does once <see cref="TimeOut"/>.</summary>
+internal sealed class TimingOutListBackend(IWorkspaceBackend inner) : IWorkspaceBackend
+{
+    private int _lists;
+
+    public bool TimeOut { get; set; }
+
+    public int Lists => Volatile.Read(ref _lists);
+
+    public string Name => inner.Name;
+
+    public Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct) => inner.StartAsync(request, progress, ct);
+
+    public Task StopAsync(WorkspaceHandle handle, CancellationToken ct) => inner.StopAsync(handle, ct);
+
+    public Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct) => inner.GetStatusAsync(handle, ct);
+
+    public Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct) => inner.DeleteAsync(handle, homeVolume, keepHome, ct);
+
+    public Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct) => inner.GetLogsAsync(handle, tailLines, ct);
+
+    public async IAsyncEnumerable<ManagedResource> ListManagedAsync([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        Interlocked.Increment(ref _lists);
+        if (TimeOut)
+        {
+            throw new TaskCanceledException("The request was canceled due to the configured HttpClient.Timeout of 30 seconds elapsing.");
+        }
+
+        await foreach (var r in inner.ListManagedAsync(ct))
+        {
+            yield return r;
+        }
+    }
+
+    public Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct) => inner.HomeExistsAsync(homeVolume, ct);
+
+    public Task<HostCapacity> GetCapacityAsync(CancellationToken ct) => inner.GetCapacityAsync(ct);
 }
 
 /// <summary>The fake backend, whose logs and stops go to a Docker engine that is not there once <see cref="Down"/>.</summary>

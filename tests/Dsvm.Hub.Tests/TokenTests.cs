@@ -60,7 +60,18 @@ public sealed class TokenTests : HubTestBase
         // Nor anywhere in the files (the WAL included).
         foreach (var file in Directory.GetFiles(World.Paths.Data, "hub.db*"))
         {
-            var bytes = await File.ReadAllBytesAsync(file);
+            byte[] bytes;
+            try
+            {
+                bytes = await File.ReadAllBytesAsync(file);
+            }
+            catch (FileNotFoundException)
+            {
+                // The -wal (or -shm) file went between the listing and the read: SQLite checkpointed it into hub.db,
+                // which is read too. (Seen once: the test failed on the vanished file, not on a secret.)
+                continue;
+            }
+
             Assert.Equal(-1, bytes.AsSpan().IndexOf(Encoding.UTF8.GetBytes(secret[5..])));
         }
     }

@@ -43,8 +43,10 @@ public sealed partial class ReconcileService(
             {
                 await RunOnceAsync(stoppingToken);
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
+                // Anything but the hub stopping, an engine client's timeout (a TaskCanceledException) included: before,
+                // that one ended the loop and, with it, the hub.
                 LogFailed(ex);
             }
 
