@@ -1,5 +1,4 @@
 using System.Net;
-using Dsvm.Core.Sizes;
 using Dsvm.Core.Workspaces;
 using Dsvm.Docker;
 using Microsoft.Extensions.DependencyInjection;
@@ -68,7 +67,7 @@ public sealed class ReconcileTimeoutTests : HubTestBase
 }
 
 /// <summary>The fake backend, whose listing of labelled objects times out as an HTTP client does once <see cref="TimeOut"/>.</summary>
-internal sealed class TimingOutListBackend(IWorkspaceBackend inner) : IWorkspaceBackend
+internal sealed class TimingOutListBackend(IWorkspaceBackend inner) : Dsvm.Testing.DelegatingWorkspaceBackend(inner)
 {
     private int _lists;
 
@@ -76,19 +75,7 @@ internal sealed class TimingOutListBackend(IWorkspaceBackend inner) : IWorkspace
 
     public int Lists => Volatile.Read(ref _lists);
 
-    public string Name => inner.Name;
-
-    public Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct) => inner.StartAsync(request, progress, ct);
-
-    public Task StopAsync(WorkspaceHandle handle, CancellationToken ct) => inner.StopAsync(handle, ct);
-
-    public Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct) => inner.GetStatusAsync(handle, ct);
-
-    public Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct) => inner.DeleteAsync(handle, homeVolume, keepHome, ct);
-
-    public Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct) => inner.GetLogsAsync(handle, tailLines, ct);
-
-    public async IAsyncEnumerable<ManagedResource> ListManagedAsync([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    public override async IAsyncEnumerable<ManagedResource> ListManagedAsync([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
         Interlocked.Increment(ref _lists);
         if (TimeOut)
@@ -96,41 +83,27 @@ internal sealed class TimingOutListBackend(IWorkspaceBackend inner) : IWorkspace
             throw new TaskCanceledException("The request was canceled due to the configured HttpClient.Timeout of 30 seconds elapsing.");
         }
 
-        await foreach (var r in inner.ListManagedAsync(ct))
+        await foreach (var r in Inner.ListManagedAsync(ct))
         {
             yield return r;
         }
     }
-
-    public Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct) => inner.HomeExistsAsync(homeVolume, ct);
-
-    public Task<HostCapacity> GetCapacityAsync(CancellationToken ct) => inner.GetCapacityAsync(ct);
 }
 
 /// <summary>The fake backend, whose logs and stops go to a Docker engine that is not there once <see cref="Down"/>.</summary>
-internal sealed class EngineDownBackend(IWorkspaceBackend inner) : IWorkspaceBackend
+internal sealed class EngineDownBackend(IWorkspaceBackend inner) : Dsvm.Testing.DelegatingWorkspaceBackend(inner)
 {
     private readonly DockerWorkspaceBackend _missing = new(new DockerBackendOptions { Endpoint = new Uri("unix:///nonexistent/dsvm-test-docker.sock") }, new NoGpus());
 
     public bool Down { get; set; }
 
-    private IWorkspaceBackend Current => Down ? _missing : inner;
+    private IWorkspaceBackend Current => Down ? _missing : Inner;
 
-    public string Name => inner.Name;
+    public override Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct) => Current.StartAsync(request, progress, ct);
 
-    public Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct) => Current.StartAsync(request, progress, ct);
+    public override Task StopAsync(WorkspaceHandle handle, CancellationToken ct) => Current.StopAsync(handle, ct);
 
-    public Task StopAsync(WorkspaceHandle handle, CancellationToken ct) => Current.StopAsync(handle, ct);
+    public override Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct) => Current.DeleteAsync(handle, homeVolume, keepHome, ct);
 
-    public Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct) => inner.GetStatusAsync(handle, ct);
-
-    public Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct) => Current.DeleteAsync(handle, homeVolume, keepHome, ct);
-
-    public Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct) => Current.GetLogsAsync(handle, tailLines, ct);
-
-    public IAsyncEnumerable<ManagedResource> ListManagedAsync(CancellationToken ct) => inner.ListManagedAsync(ct);
-
-    public Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct) => inner.HomeExistsAsync(homeVolume, ct);
-
-    public Task<HostCapacity> GetCapacityAsync(CancellationToken ct) => inner.GetCapacityAsync(ct);
+    public override Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct) => Current.GetLogsAsync(handle, tailLines, ct);
 }

@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
 using Dsvm.Core;
-using Dsvm.Core.Sizes;
 using Dsvm.Core.Workspaces;
 using CliHubClient = Dsvm.Cli.HubClient;
 
@@ -109,23 +108,4 @@ public sealed class ExecUnsupportedTests : HubTestBase
 }
 
 /// <summary>The fake backend without its exec capability.</summary>
-internal sealed class NoExecBackend(IWorkspaceBackend inner) : IWorkspaceBackend
-{
-    public string Name => inner.Name;
-
-    public Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct) => inner.StartAsync(request, progress, ct);
-
-    public Task StopAsync(WorkspaceHandle handle, CancellationToken ct) => inner.StopAsync(handle, ct);
-
-    public Task<WorkspaceStatus> GetStatusAsync(WorkspaceHandle handle, CancellationToken ct) => inner.GetStatusAsync(handle, ct);
-
-    public Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct) => inner.DeleteAsync(handle, homeVolume, keepHome, ct);
-
-    public Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct) => inner.GetLogsAsync(handle, tailLines, ct);
-
-    public IAsyncEnumerable<ManagedResource> ListManagedAsync(CancellationToken ct) => inner.ListManagedAsync(ct);
-
-    public Task<bool> HomeExistsAsync(string homeVolume, CancellationToken ct) => inner.HomeExistsAsync(homeVolume, ct);
-
-    public Task<HostCapacity> GetCapacityAsync(CancellationToken ct) => inner.GetCapacityAsync(ct);
-}
+internal sealed class NoExecBackend(IWorkspaceBackend inner) : Dsvm.Testing.DelegatingWorkspaceBackend(inner);
