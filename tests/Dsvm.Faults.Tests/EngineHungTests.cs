@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Dsvm.Testing;
 
 namespace Dsvm.Faults.Tests;
@@ -62,15 +61,7 @@ public sealed class EngineHungTests : IAsyncLifetime
     }
 
     /// <summary>The state <c>dsvm ls</c> shows (null: no record), after checking the invariants against the engine.</summary>
-    private async Task<string?> StateAsync()
-    {
-        var r = await OkAsync("ls", "--local", "-o", "json");
-        var state = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("workspaces").EnumerateArray()
-            .Where(w => w.GetProperty("name").GetString() == _ws.Name)
-            .Select(w => w.GetProperty("state").GetString()).FirstOrDefault();
-        await _ws.AssertTruthfulAsync(state, r.ToString());
-        return state;
-    }
+    private Task<string?> StateAsync() => _ws.LsStateAsync(OkAsync);
 
     /// <summary>No stack trace, the message naming the endpoint, the configured timeout and the setting to raise.</summary>
     private static void AssertNotAnswering(Result r, string what)

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Dsvm.Testing;
 
 namespace Dsvm.Faults.Tests;
@@ -52,15 +51,7 @@ public sealed class EngineStoppedTests(FaultEngine engine) : IAsyncLifetime
         DsvmAsync(fault, "up", "--env", "minimal", "--name", _ws.Name, "--size", "small", "--local", "-o", "json");
 
     /// <summary>The state <c>dsvm ls</c> shows (null: no record), after checking the invariants against the engine.</summary>
-    private async Task<string?> StateAsync()
-    {
-        var r = await OkAsync("ls", "--local", "-o", "json");
-        var state = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("workspaces").EnumerateArray()
-            .Where(w => w.GetProperty("name").GetString() == _ws.Name)
-            .Select(w => w.GetProperty("state").GetString()).FirstOrDefault();
-        await _ws.AssertTruthfulAsync(state, r.ToString());
-        return state;
-    }
+    private Task<string?> StateAsync() => _ws.LsStateAsync(OkAsync);
 
     /// <summary>One line naming the fault engine and what to do, the not-ready code, no stack trace.</summary>
     private static void AssertEngineDown(Result r, string what)

@@ -94,6 +94,20 @@ public sealed class FaultWorkspace
     public async Task AssertHomeKeptAsync() => Assert.Single(await HomesAsync());
 
     /// <summary>
+    /// The state <c>dsvm ls --local</c> shows for this workspace (null: no record), run by <paramref name="ok"/> (which
+    /// asserts it succeeded), after checking the invariants against the engine.
+    /// </summary>
+    public async Task<string?> LsStateAsync(Func<string[], Task<Result>> ok)
+    {
+        var r = await ok(["ls", "--local", "-o", "json"]);
+        var state = System.Text.Json.JsonDocument.Parse(r.Stdout).RootElement.GetProperty("workspaces").EnumerateArray()
+            .Where(w => w.GetProperty("name").GetString() == Name)
+            .Select(w => w.GetProperty("state").GetString()).FirstOrDefault();
+        await AssertTruthfulAsync(state, r.ToString());
+        return state;
+    }
+
+    /// <summary>
     /// The invariants between a state (as <c>ls</c> or the hub reports it; null: no record) and the engine: no running
     /// container the state calls stopped (or that has no record), no record claiming a server without one, never two.
     /// </summary>
