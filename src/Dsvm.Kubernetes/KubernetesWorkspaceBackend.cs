@@ -557,7 +557,7 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
             : $"Kubernetes could not {verb} {what} {name}: {Message(ex)}");
 
     private EnvironmentNotReadyException Unreachable(HttpRequestException ex) =>
-        new($"the Kubernetes API server at {Client.BaseUri} is unreachable: {ex.Message}");
+        new($"the Kubernetes API server at {Client.BaseUri} is unreachable: {EngineFaults.Reason(ex)}");
 
     /// <summary>The API server's own message (a v1 Status body), else the HTTP status.</summary>
     internal static string Message(HttpOperationException ex)

@@ -162,6 +162,89 @@ public sealed class ClusterIntegrationTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// Issue 12, an engine outage on a real cluster: the API server refuses connections (its port rejected on loopback,
+    /// as when it is down or restarting) under a running workspace. Every call is one not-ready line naming the API
+    /// server, the pod keeps running (the kubelet does not need the API to keep it), and once the API is back the
+    /// workspace is found running and stops.
+    /// </summary>
+    [KubernetesFact]
+    public async Task An_API_server_outage_is_one_line_naming_it_and_the_workspace_survives_it()
+    {
+        Assert.Null(KubernetesCluster.UnavailableReason);
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        var ct = cts.Token;
+        var (image, pullPolicy) = await KubernetesCluster.WorkspaceImageAsync();
+        using var client = KubernetesCluster.Client();
+        var ns = await CreateNamespaceAsync(client, "outage", ct);
+        var backend = new KubernetesWorkspaceBackend(client, new KubernetesBackendOptions
+        {
+            Namespace = ns, StorageClass = KubernetesCluster.StorageClass, HomeSize = "1Gi", ImagePullPolicy = pullPolicy,
+            EndpointMode = KubernetesEndpointMode.PodIp,
+        });
+        var request = Request(image, Tiny);
+        using var http = new HttpClient(new SocketsHttpHandler { UseCookies = false }) { Timeout = TimeSpan.FromSeconds(10) };
+        var port = client.BaseUri.Port;
+        string[] rule = ["INPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-j", "REJECT", "--reject-with", "tcp-reset"];
+        var blocked = false;
+        try
+        {
+            var launch = await backend.StartAsync(request, null, ct);
+            await WaitForJupyterAsync(http, launch.Endpoint, request, ct);
+
+            await IptablesAsync(["-I", .. rule]);
+            blocked = true;
+            var calls = new Dictionary<string, Func<Task>>
+            {
+                ["status"] = () => backend.GetStatusAsync(launch.Handle, ct),
+                ["stop"] = () => backend.StopAsync(launch.Handle, ct),
+                ["list"] = async () =>
+                {
+                    await foreach (var _ in backend.ListManagedAsync(ct))
+                    {
+                    }
+                },
+                ["capacity"] = () => backend.GetCapacityAsync(ct),
+            };
+            foreach (var (name, call) in calls)
+            {
+                var ex = await Assert.ThrowsAsync<EnvironmentNotReadyException>(call);
+                output.WriteLine($"{name}: {ex.Message}");
+                Assert.Contains($"the Kubernetes API server at {client.BaseUri}", ex.Message, StringComparison.Ordinal);
+                Assert.DoesNotContain('\n', ex.Message);
+                // What failed (refused, or reset for a connection the client had open), not only that something did
+                // ("An error occurred while sending the request", all the status call said before).
+                Assert.Matches("Connection (refused|reset by peer)", ex.Message);
+            }
+
+            // The server did not notice: Jupyter still answers at the pod's address.
+            await WaitForJupyterAsync(http, launch.Endpoint, request, ct);
+
+            await IptablesAsync(["-D", .. rule]);
+            blocked = false;
+            Assert.True((await backend.GetStatusAsync(launch.Handle, ct)).Running);
+            await backend.StopAsync(launch.Handle, ct);
+            Assert.False((await backend.GetStatusAsync(launch.Handle, ct)).Exists);
+            Assert.True(await backend.HomeExistsAsync(request.HomeVolume, ct));
+        }
+        finally
+        {
+            if (blocked)
+            {
+                await IptablesAsync(["-D", .. rule]);
+            }
+
+            await DeleteNamespaceAsync(client, ns);
+        }
+    }
+
+    private static async Task IptablesAsync(string[] args)
+    {
+        var r = await CliWrap.Cli.Wrap("iptables").WithArguments(["-w", .. args]).WithValidation(CliWrap.CommandResultValidation.None)
+            .ExecuteAsync();
+        Assert.True(r.ExitCode == 0, $"iptables {string.Join(' ', args)} exited {r.ExitCode}");
+    }
+
     private sealed class SyncProgress(Action<WorkspaceProgress> report) : IProgress<WorkspaceProgress>
     {
         public void Report(WorkspaceProgress value) => report(value);
