@@ -75,6 +75,12 @@ public sealed record KubernetesBackendOptions
     /// <summary>How often the backend reads a pod while waiting for it to run or to go.</summary>
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(500);
 
+    /// <summary>
+    /// How long the API server may take to answer a request (<c>request-timeout</c> in backends.yaml): until the
+    /// response headers, so a followed log stream is not cut. A hung API server is a not-ready error after this.
+    /// </summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     public const int JupyterPort = 8888;
     public const string HomePath = "/home/dsvm";
     public const long UserId = Dsvm.Core.Workspaces.WorkspaceUser.Uid;

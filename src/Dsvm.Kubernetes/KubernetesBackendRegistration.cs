@@ -8,13 +8,16 @@ public static class KubernetesBackendRegistration
 {
     public const string Type = "kubernetes";
 
+    /// <summary>The longest <c>request-timeout</c>: a day (an API server that takes longer has hung).</summary>
+    public static readonly TimeSpan MaxRequestTimeout = TimeSpan.FromDays(1);
+
     public static BackendRegistry AddKubernetesBackend(this BackendRegistry registry) => registry.Add(new BackendRegistration
     {
         Type = Type,
         Keys =
         [
             "namespace", "kubeconfig", "storage-class", "home-size", "home-access-mode", "image-pull-policy", "image-registry-prefix",
-            "image-pull-secret", "endpoint-mode", "endpoint-template", "node-selector", "gpu-node-selector",
+            "image-pull-secret", "endpoint-mode", "endpoint-template", "node-selector", "gpu-node-selector", "request-timeout",
         ],
         Capabilities = new BackendCapabilities { Gpu = true },
         Prepare = section =>
@@ -51,6 +54,7 @@ public static class KubernetesBackendRegistration
             EndpointTemplate = s.Get("endpoint-template"),
             NodeSelector = s.Pairs("node-selector"),
             GpuNodeSelector = s.Pairs("gpu-node-selector"),
+            RequestTimeout = s.Duration("request-timeout", MaxRequestTimeout) ?? o.RequestTimeout,
         };
     }
 }

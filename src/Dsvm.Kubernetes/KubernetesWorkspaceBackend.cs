@@ -27,7 +27,7 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
 
     /// <summary>A backend on the cluster the options name; the configuration is read on first use, not here.</summary>
     public KubernetesWorkspaceBackend(KubernetesBackendOptions options, TimeProvider? time = null)
-        : this(new Lazy<IKubernetes>(() => CreateClient(options)), options, time) { }
+        : this(new Lazy<IKubernetes>(() => CreateClient(options, time ?? TimeProvider.System)), options, time) { }
 
     /// <summary>A backend on a given client (tests, or a host that configures the client itself).</summary>
     public KubernetesWorkspaceBackend(IKubernetes client, KubernetesBackendOptions options, TimeProvider? time = null)
@@ -101,8 +101,11 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
 
     private string Ns => _options.Namespace;
 
-    /// <summary>The client configuration: the kubeconfig named, else in-cluster, else KUBECONFIG or ~/.kube/config.</summary>
-    public static IKubernetes CreateClient(KubernetesBackendOptions options)
+    /// <summary>
+    /// The client: the kubeconfig named, else in-cluster, else KUBECONFIG or ~/.kube/config; every request bounded by
+    /// <see cref="KubernetesBackendOptions.RequestTimeout"/> until its answer's headers (<see cref="AnswerTimeout"/>).
+    /// </summary>
+    public static IKubernetes CreateClient(KubernetesBackendOptions options, TimeProvider time)
     {
         try
         {
@@ -113,7 +116,13 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
                     : KubernetesClientConfiguration.BuildConfigFromConfigFile(Environment.GetEnvironmentVariable("KUBECONFIG") is { Length: > 0 } k
                         ? k.Split(Path.PathSeparator)[0]
                         : null);
-            return new k8s.Kubernetes(config);
+            // The client's own whole-request timeout (100 s) stays as the outer bound, above ours.
+            if (options.RequestTimeout >= config.HttpClientTimeout)
+            {
+                config.HttpClientTimeout = options.RequestTimeout + TimeSpan.FromSeconds(30);
+            }
+
+            return new k8s.Kubernetes(config, new AnswerTimeout(options.RequestTimeout, time));
         }
         catch (Exception ex) when (ex is k8s.Exceptions.KubeConfigException or IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
         {
