@@ -36,4 +36,13 @@ public sealed class EngineFaultsTests
         Assert.DoesNotContain('\n', reason);
         Assert.False(EngineFaults.IsUnreachable(new InvalidOperationException("x")));
     }
+
+    [Fact]
+    public void What_users_read_names_the_engine_kind_never_its_endpoint()
+    {
+        Assert.Equal("the workspace engine is not reachable",
+            EngineFaults.ForUsers(new HttpRequestException("Connection refused (/run/secret.sock)", new SocketException((int)SocketError.ConnectionRefused))));
+        Assert.Equal("the quota is used up", EngineFaults.ForUsers(new DsvmException("the quota is used up\nmore")));
+        Assert.Null(EngineFaults.ForUsers(new InvalidOperationException("x")));
+    }
 }

@@ -224,12 +224,17 @@ public sealed class WorkspaceRepairTests : IDisposable
         _backend.Unreachable = new HttpRequestException("Connection refused (/var/run/docker.sock)");
 
         await Assert.ThrowsAnyAsync<Exception>(() => manager.StopAsync(Owner, Name, null, Ct));
-        Assert.Equal(WorkspaceState.Stopping, Assert.Single(_store.All).State);
+        var stopping = Assert.Single(_store.All);
+        Assert.Equal(WorkspaceState.Stopping, stopping.State);
+        // Whoever looks meanwhile (the hub's list, `dsvm ls`) sees why, and that it is not forgotten.
+        Assert.Equal("stop not finished: the workspace engine is not reachable; it is finished when the engine answers again (the next command, or the hub's reconcile)",
+            stopping.LastError);
         Assert.True(_backend.IsRunning(ws.Id));
 
         _backend.Unreachable = null;
         var listed = Assert.Single(await manager.ListAsync(Owner, Ct));
         Assert.Equal(WorkspaceState.Stopped, listed.State);
+        Assert.Equal("stop finished after an interruption", listed.LastError);
         Assert.False(_backend.IsRunning(ws.Id));
 
         var started = await manager.StartAsync(Owner, Name, GpuMode.None, null, Ct);
@@ -237,6 +242,22 @@ public sealed class WorkspaceRepairTests : IDisposable
         // stop (the repair) before the second start: never two servers, never one replaced blindly.
         var mutations = _backend.Mutations.ToList();
         Assert.Equal([$"start:{ws.Id}", $"stop:{ws.Id}", $"start:{ws.Id}"], mutations);
+    }
+
+    [Fact]
+    public async Task StopFailingMidway_ThenTheServerGoneMeanwhile_EndsStoppedWithoutTheNote()
+    {
+        var manager = Manager();
+        var ws = await manager.UpAsync(Request(), null, Ct);
+        _backend.Unreachable = new HttpRequestException("Connection refused");
+        await Assert.ThrowsAnyAsync<Exception>(() => manager.StopAsync(Owner, Name, null, Ct));
+        _backend.Unreachable = null;
+        _backend.StopOutside(ws.Id); // stopped by someone else meanwhile
+
+        var listed = Assert.Single(await manager.ListAsync(Owner, Ct));
+
+        Assert.Equal(WorkspaceState.Stopped, listed.State);
+        Assert.Null(listed.LastError);
     }
 
     [Fact]

@@ -42,7 +42,7 @@ public sealed class IdleCullerTests
             using var stopDrain = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var drain = DrainAsync(socket, received, stopDrain.Token);
             await socket.SendAsync(ExecuteRequest("import time; time.sleep(30)"), WebSocketMessageType.Text, true, ct);
-            await WaitForKernelStateAsync(root, w.Token, kernel, "busy", received, ct);
+            await WaitForKernelStateAsync(root, w.Token, kernel, "busy", received, w.ContainerId!, ct);
 
             var busy = Assert.Single(await Culler(TimeSpan.Zero).RunOnceAsync(ct));
             Assert.False(busy.Culled, busy.Reason);
@@ -56,7 +56,7 @@ public sealed class IdleCullerTests
                 Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
             }
 
-            await WaitForKernelStateAsync(root, w.Token, kernel, "idle", received, ct);
+            await WaitForKernelStateAsync(root, w.Token, kernel, "idle", received, w.ContainerId!, ct);
 
             // The culler's own requests are not activity: two reads in a row see the same time.
             var reads = new List<JupyterActivity>();
@@ -120,7 +120,7 @@ public sealed class IdleCullerTests
     }
 
     /// <summary>Polls <c>GET api/kernels/{id}</c> until the server reports <paramref name="state"/> (60 s at most).</summary>
-    private static async Task WaitForKernelStateAsync(Uri root, string token, string kernel, string state, ConcurrentQueue<string> received, CancellationToken ct)
+    private static async Task WaitForKernelStateAsync(Uri root, string token, string kernel, string state, ConcurrentQueue<string> received, string container, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         var last = "";
@@ -141,7 +141,10 @@ public sealed class IdleCullerTests
             await Task.Delay(200, ct);
         }
 
-        Assert.Fail($"kernel never became {state}; last answer: {last}; websocket messages: {string.Join(", ", received)}");
+        // Once seen (1 run in ~30, under a full ./test.sh): the websocket carried status=busy while api/kernels said
+        // idle for 60 s. The server's log says what its activity monitor saw.
+        var log = await WorkspaceStack.Docker.RunAsync(["logs", "--tail", "60", container], CancellationToken.None);
+        Assert.Fail($"kernel never became {state}; last answer: {last}; websocket messages: {string.Join(", ", received)}; server log:\n{log.Stdout}{log.Stderr}");
     }
 
     /// <summary>A Jupyter v5 execute_request on the shell channel, in the legacy JSON websocket protocol.</summary>

@@ -31,6 +31,28 @@ public sealed class EngineFaultTests : HubTestBase
         Assert.DoesNotContain("Exception", p.ToString(), StringComparison.Ordinal);
         Assert.DoesNotContain("nonexistent", p.ToString(), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_stop_the_engine_fails_shows_stopping_with_why_and_ends_stopped_once_the_engine_answers()
+    {
+        var alice = await UserTokenClientAsync("alice");
+        await StartRunningAsync(alice, "ws1");
+        _backend!.Down = true;
+
+        var p = await alice.PostAsync("api/v1/workspaces/alice/ws1/stop", null).ExpectProblem(HttpStatusCode.ServiceUnavailable);
+        Assert.Contains("the Docker engine is not reachable", p.Str("detail"), StringComparison.Ordinal);
+
+        // Meanwhile the workspace says what its stop waits for (before: Stopping and nothing else until it finished).
+        var shown = await (await alice.GetAsync("api/v1/workspaces/alice/ws1").Expect(HttpStatusCode.OK)).JsonAsync();
+        Assert.Equal("stopping", shown.Str("state"));
+        Assert.StartsWith("stop not finished: the Docker engine is not reachable", shown.Str("lastError"), StringComparison.Ordinal);
+        Assert.Contains("finished when the engine answers again", shown.Str("lastError"), StringComparison.Ordinal);
+
+        _backend.Down = false;
+        var again = await (await alice.PostAsync("api/v1/workspaces/alice/ws1/stop", null).Expect(HttpStatusCode.OK)).JsonAsync();
+        Assert.Equal("stopped", again.Str("state"));
+        Assert.False(again.TryGetProperty("lastError", out var e) && e.ValueKind == System.Text.Json.JsonValueKind.String && e.GetString()!.StartsWith("stop not finished", StringComparison.Ordinal), e.ToString());
+    }
 }
 
 /// <summary>

@@ -41,6 +41,25 @@ public static class EngineFaults
 
     private static string Seconds(TimeSpan t) => t.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
 
+    /// <summary>
+    /// What a user may read about <paramref name="ex"/>: the engine's kind and whether it answered, never its endpoint
+    /// (the log has that); a <see cref="DsvmException"/>'s own first line; null for anything that is not an engine's fault.
+    /// </summary>
+    public static string? ForUsers(Exception ex)
+    {
+        ArgumentNullException.ThrowIfNull(ex);
+        if (ex is DsvmException dsvm)
+        {
+            return dsvm.Message.Split('\n')[0];
+        }
+
+        var engine = EngineOf(ex);
+        var unreachable = IsUnreachable(ex);
+        return engine is null && !unreachable ? null
+            : unreachable ? $"the {engine ?? "workspace"} engine is not reachable"
+            : $"the {engine} engine answered an error";
+    }
+
     /// <summary>The innermost message: what actually failed (e.g. "Connection refused").</summary>
     public static string Reason(Exception ex)
     {

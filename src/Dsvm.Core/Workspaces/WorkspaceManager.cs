@@ -665,7 +665,7 @@ public sealed class WorkspaceManager(
             {
                 WorkspaceState.Running => Gone(w, $"found stopped at {now:u} ({status.Detail})"),
                 WorkspaceState.Starting or WorkspaceState.Building => Gone(w, $"start interrupted at {w.UpdatedAt:u} ({status.Detail}); `dsvm start {w.Name}` starts it again"),
-                WorkspaceState.Stopping => Gone(w, w.LastError),
+                WorkspaceState.Stopping => Gone(w, WithoutUnfinishedStop(w.LastError)),
                 // Accepted, nothing created yet: the start has until its deadline to begin.
                 WorkspaceState.Pending when status.Exists || pastDeadline => Gone(w,
                     $"start interrupted before anything was started (accepted at {w.UpdatedAt:u}); start it again") with { State = WorkspaceState.Failed },
@@ -867,7 +867,8 @@ public sealed class WorkspaceManager(
 
     /// <summary>
     /// Records Stopping, stops, records Stopped. A stop that fails midway (engine unreachable, process killed) leaves
-    /// Stopping, which the next command or reconcile finishes (see <see cref="RefreshLockedAsync"/>).
+    /// Stopping, which the next command or reconcile finishes (see <see cref="RefreshLockedAsync"/>); a stop the engine
+    /// failed also notes why on the record, so that whoever looks meanwhile sees what the stop waits for.
     /// </summary>
     private async Task<Workspace> StopLockedAsync(Workspace workspace, string? reason, CancellationToken ct)
     {
@@ -876,12 +877,46 @@ public sealed class WorkspaceManager(
             var handle = await HandleOfAsync(workspace, ct);
             workspace = await SaveAsync(workspace with { State = WorkspaceState.Stopping, UpdatedAt = time.GetUtcNow() }, reason is null ? "stopping" : $"stopping: {reason}", ct);
             FaultPoints.Hit("stop.after-stopping");
-            await BackendOf(workspace).StopAsync(handle, ct);
+            try
+            {
+                await BackendOf(workspace).StopAsync(handle, ct);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
+            {
+                await NoteUnfinishedStopAsync(workspace, ex);
+                throw;
+            }
+
             FaultPoints.Hit("stop.after-engine");
         }
 
-        return await SaveAsync(workspace with { State = WorkspaceState.Stopped, Endpoint = null, ContainerId = null, UpdatedAt = time.GetUtcNow() },
+        return await SaveAsync(workspace with { State = WorkspaceState.Stopped, Endpoint = null, ContainerId = null, LastError = WithoutUnfinishedStop(workspace.LastError), UpdatedAt = time.GetUtcNow() },
             reason is null ? "stopped; home kept" : $"stopped: {reason}; home kept", ct);
+    }
+
+    /// <summary>How the note on a record whose stop the engine failed begins.</summary>
+    private const string UnfinishedStop = "stop not finished: ";
+
+    private static string? WithoutUnfinishedStop(string? lastError) =>
+        lastError?.StartsWith(UnfinishedStop, StringComparison.Ordinal) == true ? null : lastError;
+
+    /// <summary>
+    /// Keeps Stopping, with why the stop is not finished and when it will be. Best effort: the stop's own error is the
+    /// one the caller gets, even when the store cannot be written either.
+    /// </summary>
+    private async Task NoteUnfinishedStopAsync(Workspace stopping, Exception failure)
+    {
+        // Users read the record (the hub's list): the engine's kind, never its endpoint.
+        var why = EngineFaults.ForUsers(failure) ?? "the engine failed";
+        try
+        {
+            await SaveAsync(stopping with { LastError = $"{UnfinishedStop}{why}; it is finished when the engine answers again (the next command, or the hub's reconcile)" },
+                UnfinishedStop + why, CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The store failed too: the record stays Stopping without the note, and the caller gets the stop's error.
+        }
     }
 
     /// <summary>Writes a record and publishes it: every write of a workspace record goes through here.</summary>

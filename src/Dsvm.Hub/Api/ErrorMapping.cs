@@ -39,9 +39,7 @@ public sealed partial class ErrorMapping(IProblemDetailsService problems, ILogge
 
             // The user reads the engine's kind only; the log (for admins) has the fault, endpoint included.
             LogEngineFault(exception, engine, httpContext.Request.Method, httpContext.Request.Path);
-            ex = new EnvironmentNotReadyException(Dsvm.Core.Workspaces.EngineFaults.IsUnreachable(exception)
-                ? $"the {engine} engine is not reachable; try again later (an admin can run `dsvm doctor`)"
-                : $"the {engine} engine answered an error; try again later (an admin can run `dsvm doctor`)");
+            ex = new EnvironmentNotReadyException($"{Dsvm.Core.Workspaces.EngineFaults.ForUsers(exception)}; try again later (an admin can run `dsvm doctor`)");
         }
 
         var status = StatusFor(ex);
