@@ -8,4 +8,10 @@ public static class DockerEndpoint
 {
     public static Uri Default() =>
         Environment.GetEnvironmentVariable("DOCKER_HOST") is { Length: > 0 } h ? new Uri(h) : new Uri("unix:///var/run/docker.sock");
+
+    /// <summary>
+    /// How long an engine API call may go unanswered when the backend's <c>request-timeout</c> does not say: Docker.DotNet's
+    /// own default, for the image services and the Docker and Swarm backends.
+    /// </summary>
+    public static readonly TimeSpan DefaultRequestTimeout = TimeSpan.FromSeconds(30);
 }

@@ -26,7 +26,7 @@ public sealed record DockerBackendOptions
     /// top, a log tail has this too; a pull, the home take-over's wait and exec's stream end with the start or exec
     /// timeout instead. A hung engine (accepts the connection, never answers) is a not-ready error after this.
     /// </summary>
-    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    public TimeSpan RequestTimeout { get; init; } = DockerEndpoint.DefaultRequestTimeout;
 
     /// <summary>What stop gives the server to exit before the engine kills it.</summary>
     public const int StopGraceSeconds = 10;

@@ -30,15 +30,22 @@ public sealed record CliResult(int ExitCode, string Stdout, string Stderr)
 /// (the CLI's credential handling), import. Why each stays on the CLI: docs/architecture.md.
 /// </summary>
 /// <param name="requestTimeout">How long an API call may go unanswered (the docker backend's <c>request-timeout</c>; default 30 s).</param>
-public sealed class DockerCli(string executable = "docker", Uri? endpoint = null, TimeSpan? requestTimeout = null) : IDisposable
+public sealed class DockerCli : IDisposable
 {
-    private readonly Lazy<DockerClient> _api = new(() =>
-        new DockerClientConfiguration(endpoint ?? DockerEndpoint.Default(), defaultTimeout: requestTimeout ?? TimeSpan.FromSeconds(30)).CreateClient());
+    private readonly Lazy<DockerClient> _api;
 
-    public string Executable { get; } = executable;
+    public DockerCli(string executable = "docker", Uri? endpoint = null, TimeSpan? requestTimeout = null)
+    {
+        Executable = executable;
+        var engine = Endpoint = endpoint ?? DockerEndpoint.Default();
+        var timeout = requestTimeout ?? DockerEndpoint.DefaultRequestTimeout;
+        _api = new(() => new DockerClientConfiguration(engine, defaultTimeout: timeout).CreateClient());
+    }
+
+    public string Executable { get; }
 
     /// <summary>The engine: the one the docker backend starts workspaces on (see <c>BackendFactory.ImageEngine</c>).</summary>
-    public Uri Endpoint { get; } = endpoint ?? DockerEndpoint.Default();
+    public Uri Endpoint { get; }
 
     /// <summary>The engine's API (connected on first use).</summary>
     public IDockerClient Api => _api.Value;

@@ -44,7 +44,7 @@ public sealed record SwarmBackendOptions
     /// in backends.yaml): Docker.DotNet's default timeout. A log tail gets it too; an image push streams as long as it
     /// takes. A hung engine (accepts the connection, never answers) is a not-ready error after this.
     /// </summary>
-    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    public TimeSpan RequestTimeout { get; init; } = Dsvm.Core.DockerEndpoint.DefaultRequestTimeout;
 
     /// <summary>Restarts Swarm may make of a crashed server (restart policy on-failure) before it gives up.</summary>
     public int MaxRestarts { get; init; } = 3;
