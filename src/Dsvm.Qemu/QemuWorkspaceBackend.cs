@@ -31,6 +31,12 @@ public sealed record QemuBackendOptions
     /// <summary>How long an ACPI power-down may take before the VM is killed.</summary>
     public TimeSpan StopTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// How long qemu's QMP socket may leave a request unanswered (a hung or frozen qemu accepts and never answers)
+    /// before a stop goes on to the signals.
+    /// </summary>
+    public TimeSpan QmpTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Where VMs, homes and base disks live; by default <c>DATA/vms</c>.</summary>
     public string? StateFolder { get; init; }
 
@@ -214,12 +220,18 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
         {
             try
             {
-                await QmpClient.ExecuteAsync(QmpPath(dir), "system_powerdown", ct);
+                using (var answer = new CancellationTokenSource(_options.QmpTimeout, _time))
+                using (var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, answer.Token))
+                {
+                    await QmpClient.ExecuteAsync(QmpPath(dir), "system_powerdown", linked.Token);
+                }
+
                 await WaitExitAsync(pid, _options.StopTimeout, ct);
             }
-            catch (Exception ex) when (ex is IOException or SocketException or JsonException)
+            catch (Exception ex) when (ex is IOException or SocketException or JsonException
+                || (ex is OperationCanceledException && !ct.IsCancellationRequested))
             {
-                // No QMP: fall through to the signals.
+                // No QMP, or none that answers in time (a hung qemu): fall through to the signals.
             }
         }
 
@@ -241,7 +253,9 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
         try
         {
             using var p = Process.GetProcessById(pid);
-            _ = Cli.Wrap("kill").WithArguments(["-TERM", pid.ToString(CultureInfo.InvariantCulture)]).WithValidation(CommandResultValidation.None).ExecuteAsync(ct);
+            // TERM, then CONT: a frozen (SIGSTOP'd) qemu gets the TERM only once it runs again.
+            await Cli.Wrap("kill").WithArguments(["-TERM", pid.ToString(CultureInfo.InvariantCulture)]).WithValidation(CommandResultValidation.None).ExecuteAsync(ct);
+            await Cli.Wrap("kill").WithArguments(["-CONT", pid.ToString(CultureInfo.InvariantCulture)]).WithValidation(CommandResultValidation.None).ExecuteAsync(ct);
             if (!await WaitExitAsync(pid, TimeSpan.FromSeconds(5), ct))
             {
                 p.Kill();

@@ -150,6 +150,44 @@ public sealed class QemuArgumentsTests
         Assert.Equal(0, capacity.Gpus);
     }
 
+    /// <summary>
+    /// Issue 12, a hung engine: a frozen qemu (SIGSTOP) still accepts on its QMP socket and never answers. Before, the
+    /// stop waited for QMP's greeting forever; now it gives QMP <see cref="QemuBackendOptions.QmpTimeout"/>, then
+    /// signals (TERM, CONT, KILL) and the VM is gone. The "VM" here is a frozen process whose command line names its
+    /// folder (as qemu's does) and a socket that accepts and never answers.
+    /// </summary>
+    [Fact]
+    public async Task A_hung_qemu_is_stopped_by_signals_after_the_qmp_timeout()
+    {
+        using var tmp = new TempDir();
+        var backend = new QemuWorkspaceBackend(new QemuBackendOptions { QmpTimeout = TimeSpan.FromMilliseconds(300) },
+            new DsvmPaths(tmp.Path, tmp.Path), new NoExporter());
+        var dir = Path.Combine(backend.Root, "ws-0123456789ab");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "vm.json"), System.Text.Json.JsonSerializer.Serialize(new VmRecord
+        {
+            Id = "ws-0123456789ab", Name = "dsvm-ws-0123456789ab", Owner = "ann", Image = "dsvm/minimal:1", HomeVolume = "dsvm-home-h-0123456789ab",
+            Port = 1, Vcpus = 1, MemoryMiB = 512, Accelerator = "tcg",
+        }, new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web)));
+        using var qmp = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        qmp.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(Path.Combine(dir, "qmp.sock")));
+        qmp.Listen(4);
+        using var vm = System.Diagnostics.Process.Start("/bin/sh", ["-c", "sleep 600; : " + dir])!;
+        File.WriteAllText(Path.Combine(dir, "qemu.pid"), vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        using (var stop = System.Diagnostics.Process.Start("kill", ["-STOP", vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+        {
+            await stop.WaitForExitAsync();
+        }
+
+        var handle = new WorkspaceHandle("ws-0123456789ab", "qemu", default);
+        Assert.True((await backend.GetStatusAsync(handle, default)).Running);
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await backend.StopAsync(handle, bound.Token);
+
+        Assert.True(vm.HasExited);
+        Assert.False((await backend.GetStatusAsync(handle, default)).Running);
+    }
+
     internal static WorkspaceStartRequest Request(MachineSize size, string owner = "ann") => new()
     {
         Id = "w1", Name = "lab", Owner = owner, Image = "dsvm/minimal:abc", Size = size, Token = "tok_0123456789abcdef",
