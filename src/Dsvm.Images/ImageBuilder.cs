@@ -49,6 +49,19 @@ public sealed partial class ImageBuilder(
                 throw new LockException($"{file} is stale: {SpecLoader.FileName} changed since it was made; run `dsvm env lock {spec.Directory}`");
             }
 
+            if (existing.AptInputs is { } inputs && inputs == LockResolver.AptInputs(spec, catalog)
+                && existing.Base.Suite == spec.Base.Suite && existing.Base.Mirror == spec.Base.Mirror && existing.Base.Components.SequenceEqual(spec.Base.Components))
+            {
+                // Its base, toolsets and packages are as they were: adding a pip requirement or editing the
+                // description does not move hundreds of Debian packages (and the image's layers) to newer versions.
+                log?.Invoke($"{SpecLoader.FileName} changed since the lock was made, not its Debian packages: keeping their pins"
+                    + (spec.Pip is null ? "" : ", resolving the pip requirements"));
+                await bases.EnsureAsync(spec.Base, existing.Base.RootfsDigest, log, ct);
+                var relocked = await resolver.RelockKeepingDebianPinsAsync(spec, existing, (await AlignBaseAsync(existing, ct)).Base, log, ct);
+                relocked.Save(spec.Directory);
+                return (relocked, true);
+            }
+
             log?.Invoke($"{SpecLoader.FileName} changed since the lock was made: re-resolving");
         }
         else if (frozen)

@@ -13,7 +13,7 @@ public sealed class ImageServices
         Paths = paths.EnsureCreated();
         Docker = docker ?? new DockerCli(Environment.GetEnvironmentVariable("DSVM_DOCKER") is { Length: > 0 } d ? d : "docker", engine, engineTimeout);
         Bases = new BaseImageProvider(Docker, Paths);
-        Resolver = new LockResolver(Docker, Bases, Catalog);
+        Resolver = new LockResolver(Docker, Bases, Catalog, PackageCache.DefaultDirectory(Paths));
         Records = new BuildRecordStore(Paths);
         Checks = new CheckRunner(Docker);
         Builder = new ImageBuilder(Docker, Bases, Resolver, Checks, Records, Catalog, Paths, time ?? TimeProvider.System);

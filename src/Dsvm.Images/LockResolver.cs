@@ -10,7 +10,9 @@ namespace Dsvm.Images;
 /// it refreshes the package lists, checks that every named package exists, and simulates the installs
 /// (<c>apt-get -s</c>) to get the full dependency closure at exact versions.
 /// </summary>
-public sealed partial class LockResolver(DockerCli docker, BaseImageProvider bases, ToolsetCatalog catalog)
+/// <param name="packageCache">The builds' package cache folder (null: none), which the pip lock's build of the Debian
+/// layers uses as a build does, so that both make the same layers.</param>
+public sealed partial class LockResolver(DockerCli docker, BaseImageProvider bases, ToolsetCatalog catalog, string? packageCache = null)
 {
     internal const string Script = """
         set -eu
@@ -23,10 +25,40 @@ public sealed partial class LockResolver(DockerCli docker, BaseImageProvider bas
         echo '@@end'
         """;
 
+    /// <summary>
+    /// What the Debian resolution of <paramref name="spec"/> depends on, as a digest: the base (distribution, suite,
+    /// components, mirror), the toolsets' packages (as this dsvm's catalog has them) and the spec's own packages.
+    /// </summary>
+    public static string AptInputs(EnvironmentSpec spec, ToolsetCatalog catalog)
+    {
+        var text = new System.Text.StringBuilder()
+            .Append(spec.Base.Distribution).Append('\n').Append(spec.Base.Suite).Append('\n')
+            .AppendJoin(' ', spec.Base.Components).Append('\n').Append(spec.Base.Mirror).Append('\n')
+            .AppendJoin(' ', ToolsetPackages(spec, catalog)).Append('\n')
+            .AppendJoin(' ', spec.Packages).Append('\n');
+        return "sha256:" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text.ToString())));
+    }
+
+    private static List<string> ToolsetPackages(EnvironmentSpec spec, ToolsetCatalog catalog) =>
+        catalog.Resolve(spec).SelectMany(t => t.Packages).Distinct(StringComparer.Ordinal).ToList();
+
+    /// <summary>
+    /// A lock for a spec whose Debian inputs are those of <paramref name="previous"/> (<see cref="AptInputs"/>): its
+    /// Debian pins kept as they are, its pip section resolved again (or dropped). No package list is fetched. The pip
+    /// requirements are resolved in an image of those pins on <paramref name="buildBase"/>, the base image this machine
+    /// has for the lock's base (what a build uses too).
+    /// </summary>
+    public async Task<EnvironmentLock> RelockKeepingDebianPinsAsync(
+        EnvironmentSpec spec, EnvironmentLock previous, BaseLock buildBase, Action<string>? log, CancellationToken ct)
+    {
+        var aptLock = previous with { Environment = spec.Name, SpecDigest = spec.Digest, Pip = null };
+        return spec.Pip is null ? aptLock : aptLock with { Pip = await new PipLocker(docker, catalog, packageCache).LockAsync(spec, aptLock with { Base = buildBase }, log, ct) };
+    }
+
     public async Task<EnvironmentLock> ResolveAsync(EnvironmentSpec spec, Action<string>? log, CancellationToken ct)
     {
         var baseImage = await bases.EnsureAsync(spec.Base, null, log, ct);
-        var toolsetPackages = catalog.Resolve(spec).SelectMany(t => t.Packages).Distinct(StringComparer.Ordinal).ToList();
+        var toolsetPackages = ToolsetPackages(spec, catalog);
         log?.Invoke($"resolving {toolsetPackages.Count + spec.Packages.Count} packages against {spec.Base.Suite} ({string.Join(",", spec.Base.Components)})");
         var r = await docker.RunAsync(
         [
@@ -83,6 +115,7 @@ public sealed partial class LockResolver(DockerCli docker, BaseImageProvider bas
         {
             Environment = spec.Name,
             SpecDigest = spec.Digest,
+            AptInputs = AptInputs(spec, catalog),
             Base = new BaseLock
             {
                 Distribution = spec.Base.Distribution,
@@ -96,7 +129,7 @@ public sealed partial class LockResolver(DockerCli docker, BaseImageProvider bas
             ToolsetPackages = toolsets,
             ExtraPackages = all.Where(p => !toolsetNames.Contains(p.Name)).ToList(),
         };
-        return spec.Pip is null ? aptLock : aptLock with { Pip = await new PipLocker(docker, catalog).LockAsync(spec, aptLock, log, ct) };
+        return spec.Pip is null ? aptLock : aptLock with { Pip = await new PipLocker(docker, catalog, packageCache).LockAsync(spec, aptLock, log, ct) };
     }
 
     /// <summary>Splits the script output at its <c>@@name</c> markers.</summary>

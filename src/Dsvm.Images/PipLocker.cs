@@ -14,7 +14,7 @@ namespace Dsvm.Images;
 /// are left out; every other one is pinned with its version and the sha256 of the file pip chose.
 /// The container gets the host's network only when the index is on loopback (a local mirror or the tests' index).
 /// </summary>
-public sealed partial class PipLocker(DockerCli docker, ToolsetCatalog catalog)
+public sealed partial class PipLocker(DockerCli docker, ToolsetCatalog catalog, string? packageCache = null)
 {
     public const string LockRepository = "dsvm-lock/";
 
@@ -30,7 +30,10 @@ public sealed partial class PipLocker(DockerCli docker, ToolsetCatalog catalog)
             rendered.Context.WriteTar(tar);
             tar.Position = 0;
             var tail = new Queue<string>();
-            var exit = await docker.StreamAsync(["build", "--tag", image, "--rm", "--force-rm", "-"], line =>
+            // Through the package cache, as a build: its arguments are part of how the engine records each step, so
+            // without them these layers would not be the build's (nor the image's already built from the same lock).
+            await using var cache = packageCache is null ? null : PackageCache.Start(packageCache, [new Uri(aptLock.Base.Mirror)]);
+            var exit = await docker.StreamAsync(["build", "--tag", image, "--rm", "--force-rm", .. cache?.BuildArguments ?? [], "-"], line =>
             {
                 tail.Enqueue(line);
                 if (tail.Count > 200)

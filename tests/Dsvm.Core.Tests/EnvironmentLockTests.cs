@@ -52,6 +52,22 @@ public sealed class EnvironmentLockTests
     }
 
     [Fact]
+    public void AptInputs_AreWrittenAndReadWhenKnown_AndLocksWithoutThemStayAsTheyWere()
+    {
+        var inputs = "sha256:" + new string('c', 64);
+        var with = Sample() with { AptInputs = inputs };
+        Assert.Equal(inputs, RoundTrip(with).AptInputs);
+        Assert.Contains($"\naptInputs: {inputs}\n", with.ToText(), StringComparison.Ordinal);
+
+        // A lock made before the field existed: same text, same digest, read as unknown.
+        var without = Sample();
+        Assert.DoesNotContain("aptInputs", without.ToText(), StringComparison.Ordinal);
+        Assert.Null(RoundTrip(without).AptInputs);
+        Assert.Equal(without.Digest, RoundTrip(without).Digest);
+        Assert.NotEqual(without.Digest, with.Digest);
+    }
+
+    [Fact]
     public void ToTextThenParse_KeepsAnEmptyGroup()
     {
         var original = Sample() with { ExtraPackages = [] };

@@ -17,14 +17,20 @@ public sealed class PipEnvironmentTests
 {
     private static ImageServices S => BuiltEnvironment.Services;
 
-    private static string Environment(string name, PipTestIndex index, params string[] requirements)
+    /// <summary>
+    /// The minimal environment renamed, locked as it was before a pip section was added (with the Debian pins of the
+    /// minimal image the other tests built, so its Debian layers are that image's), then given the pip section.
+    /// </summary>
+    private static async Task<string> EnvironmentAsync(string name, PipTestIndex index, params string[] requirements)
     {
         var dir = TestEnvironment.CopyEnvironment("minimal");
-        File.Delete(Path.Combine(dir, EnvironmentLock.FileName));
+        var minimal = EnvironmentLock.Load(Path.Combine((await BuiltEnvironment.GetAsync("minimal")).Dir, EnvironmentLock.FileName));
         var spec = Path.Combine(dir, SpecLoader.FileName);
-        var text = File.ReadAllText(spec).Replace("name: minimal", $"name: {name}", StringComparison.Ordinal)
-            + $"pip:\n  index: {index.Url}\n  requirements:\n" + string.Concat(requirements.Select(r => $"    - {r}\n"));
+        var text = File.ReadAllText(spec).Replace("name: minimal", $"name: {name}", StringComparison.Ordinal);
         File.WriteAllText(spec, text);
+        var before = S.LoadSpec(dir);
+        (minimal with { Environment = name, SpecDigest = before.Digest, AptInputs = LockResolver.AptInputs(before, S.Catalog) }).Save(dir);
+        File.WriteAllText(spec, text + $"pip:\n  index: {index.Url}\n  requirements:\n" + string.Concat(requirements.Select(r => $"    - {r}\n")));
         return dir;
     }
 
@@ -39,10 +45,15 @@ public sealed class PipEnvironmentTests
         {
             // Lock: the requirement and its dependency, each with version and sha256; Debian's own Python
             // distributions (jupyterlab, ...) are not re-pinned.
-            var dir = Environment("pip-test", index, "dsvm-a==1.0");
+            var dir = await EnvironmentAsync("pip-test", index, "dsvm-a==1.0");
+            var debian = EnvironmentLock.Load(Path.Combine(dir, EnvironmentLock.FileName)).AllPackages;
             var spec = S.LoadSpec(dir);
-            var (lockFile, written) = await S.Builder.EnsureLockAsync(spec, frozen: false, null, default);
+            var said = new List<string>();
+            var (lockFile, written) = await S.Builder.EnsureLockAsync(spec, frozen: false, said.Add, default);
             Assert.True(written);
+            // Adding pip requirements keeps the Debian pins: no package moves, the Debian layers stay those built.
+            Assert.Contains(said, l => l.Contains("not its Debian packages: keeping their pins", StringComparison.Ordinal));
+            Assert.Equal(debian, lockFile.AllPackages);
             Assert.Equal(index.Url, lockFile.Pip!.Index);
             Assert.Equal([new LockedPipPackage("dsvm-a", "1.0", a1), new LockedPipPackage("dsvm-b", "1.0", b1)], lockFile.Pip.Packages);
             Assert.Equal(lockFile.Digest, EnvironmentLock.Load(Path.Combine(dir, EnvironmentLock.FileName)).Digest);
@@ -58,7 +69,7 @@ public sealed class PipEnvironmentTests
             Assert.Matches(@"^1\.0 1\.0 /usr/local/lib/python3[.0-9]*/dist-packages/dsvm_a/__init__\.py\n$", imported.Stdout);
 
             // The index loses dsvm-b 1.0 (2.0 appears): a build of a lock made before pins it and fails naming it.
-            var dir2 = Environment("pip-test", index, "dsvm-a==1.0", "dsvm-c==1.0");
+            var dir2 = await EnvironmentAsync("pip-test", index, "dsvm-a==1.0", "dsvm-c==1.0");
             var spec2 = S.LoadSpec(dir2);
             var (lock2, _) = await S.Builder.EnsureLockAsync(spec2, frozen: false, null, default);
             Assert.Contains(new LockedPipPackage("dsvm-c", "1.0", c1), lock2.Pip!.Packages);
@@ -68,7 +79,7 @@ public sealed class PipEnvironmentTests
             Assert.StartsWith($"the index {index.Url} no longer has dsvm-b==1.0 (pinned in {Path.Combine(dir2, EnvironmentLock.FileName)})", failed.Message, StringComparison.Ordinal);
 
             // Locking a requirement the index cannot satisfy is an error at its line and column, naming what it has.
-            var dir3 = Environment("pip-test", index, "dsvm-b==1.0");
+            var dir3 = await EnvironmentAsync("pip-test", index, "dsvm-b==1.0");
             var error = Assert.Single(Assert.Throws<SpecValidationException>(
                 () => S.Builder.EnsureLockAsync(S.LoadSpec(dir3), frozen: false, null, default).GetAwaiter().GetResult()).Errors);
             Assert.Equal("pip.requirements[0]", error.Path);

@@ -7,6 +7,29 @@ public sealed class LockResolverTests
 {
     private static readonly EnvironmentSpec Spec = new() { Name = "demo", FilePath = "envs/demo/environment.yaml" };
 
+    // ---- AptInputs: what a re-lock may keep ----
+
+    [Fact]
+    public void AptInputs_IgnoreWhatDoesNotReachApt_AndFollowWhatDoes()
+    {
+        static string Inputs(string spec)
+        {
+            using var env = new DemoEnvironment(spec);
+            return LockResolver.AptInputs(env.Spec(), Dsvm.Core.Specs.ToolsetCatalog.Default);
+        }
+
+        var original = Inputs(DemoEnvironment.SpecText);
+        // Name, description, environment variables and a pip section: the Debian pins stay right.
+        Assert.Equal(original, Inputs(DemoEnvironment.SpecText.Replace("name: demo", "name: other", StringComparison.Ordinal)
+            .Replace("Demo \"quoted\" environment", "changed", StringComparison.Ordinal)
+            .Replace("MPLBACKEND: Agg", "MPLBACKEND: svg", StringComparison.Ordinal)
+            + "\npip:\n  index: http://127.0.0.1:9/simple\n  requirements: [dsvm-a==1.0]\n"));
+        // A package, a toolset or the mirror: resolved again.
+        Assert.NotEqual(original, Inputs(DemoEnvironment.SpecText.Replace("packages: [fonts-dejavu-core]", "packages: [fonts-dejavu-core, curl]", StringComparison.Ordinal)));
+        Assert.NotEqual(original, Inputs(DemoEnvironment.SpecText.Replace("toolsets: [python, jupyterlab, git]", "toolsets: [python, jupyterlab]", StringComparison.Ordinal)));
+        Assert.NotEqual(original, Inputs(DemoEnvironment.SpecText + "\nbase:\n  mirror: http://127.0.0.1:9/debian\n"));
+    }
+
     // ---- Sections ----
 
     [Fact]

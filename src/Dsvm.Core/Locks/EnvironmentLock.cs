@@ -50,6 +50,14 @@ public sealed record EnvironmentLock
 
     public required string Environment { get; init; }
     public required string SpecDigest { get; init; }
+
+    /// <summary>
+    /// sha256 of what the Debian packages were resolved from (base, the toolsets' packages, the spec's packages), so a
+    /// spec change that leaves those alone (its pip section, description, files) keeps the Debian pins; null in locks
+    /// made before it was recorded (such a lock is resolved again as a whole).
+    /// </summary>
+    public string? AptInputs { get; init; }
+
     public required BaseLock Base { get; init; }
     public required IReadOnlyList<LockedPackage> BasePackages { get; init; }
     public required IReadOnlyList<LockedPackage> ToolsetPackages { get; init; }
@@ -75,6 +83,11 @@ public sealed record EnvironmentLock
         sb.Append("lockVersion: ").Append(Pip is null ? CurrentVersion : PipVersion).Append('\n');
         sb.Append("environment: ").Append(Environment).Append('\n');
         sb.Append("specDigest: ").Append(SpecDigest).Append('\n');
+        if (AptInputs is not null)
+        {
+            sb.Append("aptInputs: ").Append(AptInputs).Append('\n');
+        }
+
         sb.Append("base:\n");
         sb.Append("  distribution: ").Append(Base.Distribution).Append('\n');
         sb.Append("  suite: ").Append(Base.Suite).Append('\n');
@@ -199,6 +212,7 @@ public sealed record EnvironmentLock
         {
             Environment = Scalar(root, "environment", "environment"),
             SpecDigest = Scalar(root, "specDigest", "specDigest"),
+            AptInputs = root.Children.ContainsKey(new YamlScalarNode("aptInputs")) ? Scalar(root, "aptInputs", "aptInputs") : null,
             Base = new BaseLock
             {
                 Distribution = Scalar(baseMap, "distribution", "base.distribution"),
