@@ -46,6 +46,9 @@ public sealed class HubProcess(FaultWorkspace ws)
         start.Environment["DSVM_HUB_ADMIN_PASSWORD"] = Password;
         start.Environment["DSVM_START_TIMEOUT"] = "60";
         start.Environment["DSVM_FAULT"] = fault;
+        // The hub sets its records right in its reconcile pass (every minute by default); the tests wait for it after
+        // each engine fault, so a pass every 3 s saves them most of a minute each. A test may set another.
+        start.Environment["DSVM__Hub__ReconcileInterval"] = "00:00:03";
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
         {
             start.Environment[key] = value;
