@@ -16,7 +16,8 @@
 #                                     KUBE-* iptables chains (kube-proxy --cleanup, then the kubelet's), wipes state
 #
 # Needs root. Settings: DSVM_K8S_LAB_DIR (state, default /var/tmp/opendsvm-k8s-lab), DSVM_K8S_LAB_PORT (API server,
-# default 16443), DSVM_K8S_LAB_VOLUMES (static volumes, default 24).
+# default 16443), DSVM_K8S_LAB_VOLUMES (static volumes, default 64: a deleted claim leaves its volume Released, as
+# with any Retain volume, so each run of the cluster tests uses up about 6; restart the lab to get them back).
 set -euo pipefail
 
 log() { printf '[kubernetes-lab] %s\n' "$*" >&2; }
@@ -24,7 +25,7 @@ die() { printf 'kubernetes-lab: %s\n' "$*" >&2; exit 1; }
 
 lab="${DSVM_K8S_LAB_DIR:-/var/tmp/opendsvm-k8s-lab}"
 port="${DSVM_K8S_LAB_PORT:-16443}"
-volumes="${DSVM_K8S_LAB_VOLUMES:-24}"
+volumes="${DSVM_K8S_LAB_VOLUMES:-64}"
 etcd_port=23790
 etcd_peer=23800
 # The node is named localhost: the kubelet refuses a loopback --node-ip, so the API server reaches it (logs, exec)
