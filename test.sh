@@ -43,8 +43,9 @@ if [ -n "$pg_bin" ]; then
   fi
 fi
 
-# The Kubernetes lab cluster (scripts/kubernetes-lab.sh: etcd, control plane and a kubelet on the local engine, all on
-# 127.0.0.1) for the cluster tests. Its binaries are built once per machine (scripts/kubernetes-lab-build.sh, ~24 min
+# The Kubernetes lab cluster (scripts/kubernetes-lab.sh: etcd, control plane, a kubelet on the local engine and
+# kube-proxy on 127.0.0.1; the API server also forwarded on the docker0 gateway for pods) for the cluster tests and the
+# end-to-end test of the hub image deployed on it (HubOnClusterTests, which uses the lab's kubectl). Its binaries are built once per machine (scripts/kubernetes-lab-build.sh, ~24 min
 # cold; a cache hit is instant). A lab left by a crashed run is stopped and wiped first; this one is stopped at exit,
 # its logs kept in $results/kubernetes-lab. Started here, never under flock (its daemons would hold the lock).
 stop_kubernetes_lab() {

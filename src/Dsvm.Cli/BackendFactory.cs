@@ -35,12 +35,15 @@ public static class BackendFactory
     /// The hub's logins: <c>Hub:Registry</c>'s user for its own registry (the catalog's images come from there), the
     /// machine's configuration for any other.
     /// </summary>
-    public static RegistryLogins HubLogins(DsvmPaths paths, string? registryUrl, string? username, string? password)
+    public static RegistryLogins HubLogins(DsvmPaths paths, string? registryUrl, string? username, string? password, string? pullAddress = null)
     {
         var stored = StoredLogins(paths);
-        // A bad Url is reported, with its key, where the catalog is set up; here it only means "not ours".
-        var own = string.IsNullOrEmpty(username) || string.IsNullOrEmpty(password) || !RegistryAddress.TryParse(registryUrl, out var address) ? null : address.Host;
-        return host => own is not null && string.Equals(host, own, StringComparison.OrdinalIgnoreCase) ? new RegistryLogin(username!, password!) : stored(host);
+        // A bad Url is reported, with its key, where the catalog is set up; here it only means "not ours". The images
+        // the catalog offers name the pull address when there is one: that is the host a backend's engine logs in to.
+        var own = string.IsNullOrEmpty(username) || string.IsNullOrEmpty(password)
+            ? []
+            : new[] { registryUrl, pullAddress }.Select(a => RegistryAddress.TryParse(a, out var address) ? address.Host : null).OfType<string>().ToList();
+        return host => own.Contains(host, StringComparer.OrdinalIgnoreCase) ? new RegistryLogin(username!, password!) : stored(host);
     }
 
     /// <summary>

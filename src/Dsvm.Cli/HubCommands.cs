@@ -37,7 +37,8 @@ public static class HubCommands
             ImageServices images = null!;
             var gpus = new NvidiaGpuDetector();
             var registry = BackendFactory.Registry(paths, gpus, () => images,
-                BackendFactory.HubLogins(paths, configured.Registry.Url, configured.Registry.Username, configured.Registry.Password));
+                BackendFactory.HubLogins(paths, configured.Registry.Url, configured.Registry.Username, configured.Registry.Password,
+                    configured.Registry.PullAddress));
             var options = configured with
             {
                 Listen = p.GetResult(listen) is { Implicit: false } ? p.GetValue(listen)! : configured.Listen,

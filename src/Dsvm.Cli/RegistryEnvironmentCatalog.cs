@@ -10,11 +10,13 @@ namespace Dsvm.Cli;
 /// <summary>
 /// The hub's environments from an OCI registry: every repository <c>dsvm/NAME</c>, its <c>latest</c> tag (else its
 /// last listed tag) resolved to a digest, so a workspace's image is <c>REGISTRY/dsvm/NAME@sha256:…</c> and every node
-/// runs exactly the image that was checked and pushed. Merged with a local catalog (the engine's images, when a
+/// runs exactly the image that was checked and pushed (<paramref name="pullFrom"/>: the registry's address as the
+/// engines that pull see it, when it is not the address the hub lists it at). Merged with a local catalog (the engine's images, when a
 /// docker backend is configured); the registry's entry wins for a name both have. The list is cached for
 /// <see cref="CacheFor"/>; when the registry fails, the local entries are still listed and <see cref="Problems"/> says why.
 /// </summary>
-public sealed partial class RegistryEnvironmentCatalog(RegistryClient client, IEnvironmentCatalog? local, TimeProvider time, TimeSpan? cacheFor = null)
+public sealed partial class RegistryEnvironmentCatalog(RegistryClient client, IEnvironmentCatalog? local, TimeProvider time, TimeSpan? cacheFor = null,
+    RegistryAddress? pullFrom = null)
     : IEnvironmentCatalog, IDisposable
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -81,7 +83,7 @@ public sealed partial class RegistryEnvironmentCatalog(RegistryClient client, IE
 
             var tag = tags.Contains("latest") ? "latest" : tags[^1];
             var image = await client.GetImageAsync(repository, tag, ct);
-            result.Add(ToEnvironment(client.Address, name, image));
+            result.Add(ToEnvironment(pullFrom ?? client.Address, name, image));
         }
 
         return result;
@@ -131,6 +133,7 @@ public static class HubEnvironmentCatalogs
         }
 
         RegistryAddress address;
+        RegistryAddress? pullFrom = null;
         try
         {
             address = RegistryAddress.Parse(registry.Url!);
@@ -138,6 +141,18 @@ public static class HubEnvironmentCatalogs
         catch (Dsvm.Core.UsageException ex)
         {
             throw new Dsvm.Core.UsageException($"hub configuration: key Hub:Registry:Url: {ex.Message}");
+        }
+
+        if (!string.IsNullOrWhiteSpace(registry.PullAddress))
+        {
+            try
+            {
+                pullFrom = RegistryAddress.Parse(registry.PullAddress);
+            }
+            catch (Dsvm.Core.UsageException ex)
+            {
+                throw new Dsvm.Core.UsageException($"hub configuration: key Hub:Registry:PullAddress: {ex.Message}");
+            }
         }
 
         if (string.IsNullOrEmpty(registry.Username) != string.IsNullOrEmpty(registry.Password))
@@ -152,6 +167,6 @@ public static class HubEnvironmentCatalogs
 
         var credentials = string.IsNullOrEmpty(registry.Username) ? null : new RegistryLogin(registry.Username, registry.Password!);
         var client = new RegistryClient(address, credentials, time, registry.Timeout);
-        return new RegistryEnvironmentCatalog(client, dockerBackend ? local() : null, time, registry.CacheFor);
+        return new RegistryEnvironmentCatalog(client, dockerBackend ? local() : null, time, registry.CacheFor, pullFrom);
     }
 }

@@ -10,6 +10,14 @@ public sealed record HubRegistryOptions
     /// <summary><c>host:port</c> or a domain name, optionally with <c>http://</c> / <c>https://</c> (bare: HTTPS, except on loopback).</summary>
     public string? Url { get; init; }
 
+    /// <summary>
+    /// <c>host[:port]</c> the workspaces' engines pull from, when it is not <see cref="Url"/>'s host: a registry the hub
+    /// reaches at one address and the nodes' container runtime at another (a kind or minikube local registry, which
+    /// the nodes see as <c>localhost:5001</c>; a lab whose engine trusts only a loopback registry without TLS). The
+    /// catalog then offers <c>PULLADDRESS/dsvm/NAME@sha256:…</c>. Absent: <see cref="Url"/>'s host.
+    /// </summary>
+    public string? PullAddress { get; init; }
+
     public string? Username { get; init; }
 
     public string? Password { get; init; }
@@ -22,5 +30,5 @@ public sealed record HubRegistryOptions
 
     public bool Enabled => !string.IsNullOrWhiteSpace(Url);
 
-    public override string ToString() => $"HubRegistryOptions {{ Url = {Url}, Username = {Username}, Password = {(Password is null ? "" : "***")} }}";
+    public override string ToString() => $"HubRegistryOptions {{ Url = {Url}, PullAddress = {PullAddress}, Username = {Username}, Password = {(Password is null ? "" : "***")} }}";
 }

@@ -125,6 +125,11 @@ public sealed class BackendCompositionTests : IDisposable
         // No Hub:Registry login, or a bad Url (reported with its key elsewhere): the machine's configuration only.
         Assert.Null(BackendFactory.HubLogins(paths, "https://registry.example.org:443", null, null)("registry.example.org:443"));
         Assert.Null(BackendFactory.HubLogins(paths, "not a registry", "hub", "pw")("registry.example.org:443"));
+
+        // With Hub:Registry:PullAddress the catalog's images name that address: the same login goes there.
+        var pulled = BackendFactory.HubLogins(paths, "http://172.17.0.1:5000", "hub", "pw", "127.0.0.1:5000");
+        Assert.Equal(new RegistryLogin("hub", "pw"), pulled("127.0.0.1:5000"));
+        Assert.Equal(new RegistryLogin("hub", "pw"), pulled("172.17.0.1:5000"));
     }
 
     [Theory]

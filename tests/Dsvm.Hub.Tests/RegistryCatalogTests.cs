@@ -78,13 +78,32 @@ public sealed class RegistryCatalogTests : IAsyncLifetime
         Assert.Equal("local build", down[1].Str("description"));
     }
 
+    /// <summary>
+    /// Hub:Registry:PullAddress: the hub lists the registry at its Url and offers the images at the address the
+    /// engines pull from (the lab cluster's engine reaches the registry on loopback, the hub's pod at the bridge
+    /// gateway; issue 10's end-to-end test found that the hub offered an address its nodes could not pull from).
+    /// </summary>
+    [Fact]
+    public async Task Images_name_the_pull_address_when_one_is_set()
+    {
+        var registry = _registry!;
+        var minimal = await registry.UploadImageAsync("dsvm/minimal", "latest", new Dictionary<string, string> { ["io.opendsvm.gpu"] = "none" });
+        using var catalog = (RegistryEnvironmentCatalog)HubEnvironmentCatalogs.Create(
+            new HubRegistryOptions { Url = "http://" + registry.Host, PullAddress = "localhost:5001", Username = "hub", Password = "hub secret" },
+            () => new StaticEnvironmentCatalog([]), dockerBackend: false, TimeProvider.System);
+        var env = Assert.Single(await catalog.ListAsync(CancellationToken.None));
+        Assert.Equal($"localhost:5001/dsvm/minimal@{minimal}", env.Image);
+        Assert.Empty(catalog.Problems);
+    }
+
     [Theory]
     [InlineData("not a registry", null, null, "key Hub:Registry:Url")]
     [InlineData("127.0.0.1:5000", "user", null, "Hub:Registry:Username and Hub:Registry:Password go together")]
-    public void Bad_registry_settings_are_named_errors(string url, string? user, string? password, string expected)
+    [InlineData("127.0.0.1:5000", null, null, "key Hub:Registry:PullAddress", "registry")]
+    public void Bad_registry_settings_are_named_errors(string url, string? user, string? password, string expected, string? pullAddress = null)
     {
         var ex = Assert.Throws<Dsvm.Core.UsageException>(() => HubEnvironmentCatalogs.Create(
-            new HubRegistryOptions { Url = url, Username = user, Password = password }, () => new StaticEnvironmentCatalog([]), dockerBackend: false, TimeProvider.System));
+            new HubRegistryOptions { Url = url, Username = user, Password = password, PullAddress = pullAddress }, () => new StaticEnvironmentCatalog([]), dockerBackend: false, TimeProvider.System));
         Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
     }
 
@@ -97,9 +116,11 @@ public sealed class RegistryCatalogTests : IAsyncLifetime
             ["Hub:Registry:Username"] = "hub",
             ["Hub:Registry:Password"] = "pw",
             ["Hub:Registry:CacheFor"] = "00:00:10",
+            ["Hub:Registry:PullAddress"] = "localhost:5001",
         }).Build();
         var options = HubConfiguration.Bind(config);
         Assert.Equal("127.0.0.1:5000", options.Registry.Url);
+        Assert.Equal("localhost:5001", options.Registry.PullAddress);
         Assert.Equal(TimeSpan.FromSeconds(10), options.Registry.CacheFor);
         Assert.DoesNotContain("pw", options.Registry.ToString(), StringComparison.Ordinal);
     }

@@ -123,6 +123,26 @@ public sealed class WorkspaceApiTests : HubTestBase
         Assert.NotNull(World.Backend.ServerFor("alice", "ws1"));
     }
 
+    /// <summary>
+    /// Resizing a stopped workspace only changes its size: with <c>?wait=true</c> (what <c>dsvm resize</c> sends) that
+    /// is a success, 200 with the stopped workspace at its new size, not 422 "the workspace is Stopped" (found by the
+    /// end-to-end test on the Kubernetes lab, HubOnClusterTests). The next start runs it at that size.
+    /// </summary>
+    [Fact]
+    public async Task Resizing_a_stopped_workspace_with_wait_answers_200_and_the_next_start_uses_the_size()
+    {
+        var alice = await UserTokenClientAsync("alice");
+        await StartRunningAsync(alice, "ws1");
+        await alice.PostAsync("api/v1/workspaces/alice/ws1/stop", null).Expect(HttpStatusCode.OK);
+
+        var resized = await (await alice.PostAsJsonAsync("api/v1/workspaces/alice/ws1/resize?wait=true", new { size = "medium" }).Expect(HttpStatusCode.OK)).JsonAsync();
+        Assert.Equal(("stopped", "medium"), (resized.Str("state"), resized.Str("size")));
+        Assert.Null(World.Backend.ServerFor("alice", "ws1"));
+
+        var started = await (await alice.PostAsync("api/v1/workspaces/alice/ws1/start?wait=true", null).Expect(HttpStatusCode.OK)).JsonAsync();
+        Assert.Equal(("running", "medium"), (started.Str("state"), started.Str("size")));
+    }
+
     [Fact]
     public async Task A_restarting_workspace_never_reads_as_stopped()
     {

@@ -29,6 +29,7 @@ public sealed class ClusterIntegrationTests(ITestOutputHelper output)
     public async Task Workspace_StartReachStopResizeKeepHomeDelete()
     {
         Assert.Null(KubernetesCluster.UnavailableReason);
+        using var cluster = await KubernetesCluster.UseAsync();
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(8));
         var ct = cts.Token;
         var (image, pullPolicy) = await KubernetesCluster.WorkspaceImageAsync();
@@ -127,6 +128,7 @@ public sealed class ClusterIntegrationTests(ITestOutputHelper output)
     public async Task Workspace_TooBigForAnyNode_ReportsUnschedulable_AndFailsWithCapacity()
     {
         Assert.Null(KubernetesCluster.UnavailableReason);
+        using var cluster = await KubernetesCluster.UseAsync();
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         var ct = cts.Token;
         var (image, pullPolicy) = await KubernetesCluster.WorkspaceImageAsync();
@@ -172,6 +174,7 @@ public sealed class ClusterIntegrationTests(ITestOutputHelper output)
     public async Task An_API_server_outage_is_one_line_naming_it_and_the_workspace_survives_it()
     {
         Assert.Null(KubernetesCluster.UnavailableReason);
+        using var cluster = await KubernetesCluster.UseAsync();
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
         var ct = cts.Token;
         var (image, pullPolicy) = await KubernetesCluster.WorkspaceImageAsync();

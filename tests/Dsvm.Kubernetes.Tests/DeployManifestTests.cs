@@ -131,6 +131,10 @@ public sealed class DeployManifestTests
         Assert.Equal(["hub", "serve", "--listen", "http://0.0.0.0:8000"], container.Args);
         Assert.Contains(container.Env, e => e.Name == "DSVM_HOME" && e.Value == "/data");
         Assert.All(container.Env.Where(e => e.Name.StartsWith("DSVM__", StringComparison.Ordinal)), e => Assert.Matches("^DSVM__[A-Za-z]+__[A-Za-z_]+$", e.Name));
+        // A hub with only a kubernetes backend lists its environments from a registry: without one it offers none
+        // (what the end-to-end test on the lab found). Its sizes file comes from the ConfigMap's mount.
+        Assert.Contains(container.Env, e => e.Name == "DSVM__Hub__Registry__Url" && !string.IsNullOrEmpty(e.Value));
+        Assert.Contains(container.Env, e => e.Name == "DSVM_SIZES" && e.Value.StartsWith(container.VolumeMounts.Single(m => m.Name == "config").MountPath + "/", StringComparison.Ordinal));
         Assert.False(container.SecurityContext.AllowPrivilegeEscalation);
         Assert.True(pod.SecurityContext.RunAsNonRoot);
         var service = objects.OfType<V1Service>().Single();

@@ -10,6 +10,36 @@ namespace Dsvm.Kubernetes.Tests;
 /// </summary>
 public static class KubernetesCluster
 {
+    private static readonly SemaphoreSlim Exclusive = new(1, 1);
+
+    /// <summary>
+    /// The cluster, for one test at a time: the lab's one node has 2 CPUs for their pods, and the outage test rejects
+    /// the API server's port, which every other test (and the hub's pod) needs. Work that does not touch the cluster
+    /// (the end-to-end test's images) runs before it is taken, alongside another class's cluster test.
+    /// </summary>
+    public static async Task<IDisposable> UseAsync()
+    {
+        if (!await Exclusive.WaitAsync(TimeSpan.FromMinutes(20)))
+        {
+            throw new TimeoutException("another test has held the Kubernetes cluster for 20 minutes");
+        }
+
+        return new Release();
+    }
+
+    private sealed class Release : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                Exclusive.Release();
+            }
+        }
+    }
+
     public static string? Kubeconfig =>
         Environment.GetEnvironmentVariable("KUBECONFIG") is { Length: > 0 } k ? k.Split(Path.PathSeparator)[0] : null;
 

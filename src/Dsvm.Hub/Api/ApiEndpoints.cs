@@ -282,7 +282,8 @@ public static class ApiEndpoints
             var size = Fields.Text(Fields.Required(body, "body").Size, "size", 100);
             CheckAccess(p, owner);
             var w = await hub.BeginRestartAsync(await CurrentAsync(p, accounts, ct), owner, name, size, ct);
-            return await Answer(http, hub, owner, name, w, wait == true, ct);
+            // A workspace that is not running only changes its size: done once recorded, whatever its state.
+            return await Answer(http, hub, owner, name, w, wait == true, ct, sizeOnly: w.State != WorkspaceState.Starting);
         }).RequireAuthorization(WorkspacesPolicy);
 
         ws.MapPost("/{owner}/{name}/stop", async (string owner, string name, ClaimsPrincipal p, HubWorkspaces hub, WorkspaceOrigins origins, HttpContext http, CancellationToken ct) =>
@@ -418,7 +419,8 @@ public static class ApiEndpoints
     private static WorkspaceDto Dto(HttpContext http, Workspace w) =>
         WorkspaceDto.From(w, http.RequestServices.GetRequiredService<WorkspaceOrigins>().UrlFor(w, http.Request));
 
-    private static async Task<IResult> Answer(HttpContext http, HubWorkspaces hub, string owner, string name, Workspace w, bool wait, CancellationToken ct)
+    private static async Task<IResult> Answer(HttpContext http, HubWorkspaces hub, string owner, string name, Workspace w, bool wait, CancellationToken ct,
+        bool sizeOnly = false)
     {
         if (!wait)
         {
@@ -427,7 +429,7 @@ public static class ApiEndpoints
 
         await hub.WaitAsync(owner, name);
         var final = await hub.GetAsync(owner, name, ct);
-        return final.State == WorkspaceState.Running
+        return final.State == WorkspaceState.Running || (sizeOnly && final.Size == w.Size)
             ? Results.Ok(Dto(http, final))
             : Results.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "workspace", detail: final.LastError ?? $"the workspace is {final.State}");
     }
