@@ -225,6 +225,39 @@ public sealed class ClusterIntegrationTests(ITestOutputHelper output)
 
             await IptablesAsync(["-D", .. rule]);
             blocked = false;
+
+            // Hung: the lab's API server frozen (SIGSTOP; it still accepts connections), with request-timeout 2 s.
+            // Before, this was tested only against a listener that never answers (RequestTimeoutTests).
+            var pidFile = Path.Combine(Environment.GetEnvironmentVariable("DSVM_K8S_LAB_DIR") ?? "/var/tmp/opendsvm-k8s-lab", "run", "kube-apiserver.pid");
+            if (File.Exists(pidFile))
+            {
+                var impatient = new KubernetesWorkspaceBackend(client, new KubernetesBackendOptions
+                {
+                    Namespace = ns, StorageClass = KubernetesCluster.StorageClass, HomeSize = "1Gi", ImagePullPolicy = pullPolicy,
+                    EndpointMode = KubernetesEndpointMode.PodIp, RequestTimeout = TimeSpan.FromSeconds(2),
+                });
+                var pid = File.ReadAllText(pidFile).Trim();
+                await SignalAsync("STOP", pid);
+                try
+                {
+                    var hung = await Assert.ThrowsAsync<EnvironmentNotReadyException>(() => impatient.GetStatusAsync(launch.Handle, ct));
+                    output.WriteLine($"frozen: {hung.Message}");
+                    Assert.Contains($"the Kubernetes API server at {client.BaseUri}", hung.Message, StringComparison.Ordinal);
+                    Assert.Contains("2 s", hung.Message, StringComparison.Ordinal);
+                    Assert.DoesNotContain('\n', hung.Message);
+                }
+                finally
+                {
+                    await SignalAsync("CONT", pid);
+                }
+
+                await WaitForJupyterAsync(http, launch.Endpoint, request, ct);
+            }
+            else
+            {
+                output.WriteLine($"not the lab ({pidFile} absent): the frozen API server is not tried");
+            }
+
             Assert.True((await backend.GetStatusAsync(launch.Handle, ct)).Running);
             await backend.StopAsync(launch.Handle, ct);
             Assert.False((await backend.GetStatusAsync(launch.Handle, ct)).Exists);
@@ -239,6 +272,12 @@ public sealed class ClusterIntegrationTests(ITestOutputHelper output)
 
             await DeleteNamespaceAsync(client, ns);
         }
+    }
+
+    private static async Task SignalAsync(string signal, string pid)
+    {
+        var r = await CliWrap.Cli.Wrap("kill").WithArguments(["-" + signal, pid]).WithValidation(CliWrap.CommandResultValidation.None).ExecuteAsync();
+        Assert.True(r.ExitCode == 0, $"kill -{signal} {pid} exited {r.ExitCode}");
     }
 
     private static async Task IptablesAsync(string[] args)
