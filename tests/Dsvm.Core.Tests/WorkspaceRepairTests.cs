@@ -244,14 +244,21 @@ public sealed class WorkspaceRepairTests : IDisposable
         Assert.Equal([$"start:{ws.Id}", $"stop:{ws.Id}", $"start:{ws.Id}"], mutations);
     }
 
-    [Fact]
-    public async Task StopFailingMidway_ThenTheServerGoneMeanwhile_EndsStoppedWithoutTheNote()
+    /// <summary>A running workspace whose stop failed with the engine unreachable; the engine answers again.</summary>
+    private async Task<(WorkspaceManager Manager, Workspace Ws)> StopFailedMidwayAsync()
     {
         var manager = Manager();
         var ws = await manager.UpAsync(Request(), null, Ct);
         _backend.Unreachable = new HttpRequestException("Connection refused");
         await Assert.ThrowsAnyAsync<Exception>(() => manager.StopAsync(Owner, Name, null, Ct));
         _backend.Unreachable = null;
+        return (manager, ws);
+    }
+
+    [Fact]
+    public async Task StopFailingMidway_ThenTheServerGoneMeanwhile_EndsStoppedWithoutTheNote()
+    {
+        var (manager, ws) = await StopFailedMidwayAsync();
         _backend.StopOutside(ws.Id); // stopped by someone else meanwhile
 
         var listed = Assert.Single(await manager.ListAsync(Owner, Ct));
@@ -263,11 +270,7 @@ public sealed class WorkspaceRepairTests : IDisposable
     [Fact]
     public async Task StartOnAStoppingRecord_FinishesTheStopFirst()
     {
-        var manager = Manager();
-        var ws = await manager.UpAsync(Request(), null, Ct);
-        _backend.Unreachable = new HttpRequestException("Connection refused");
-        await Assert.ThrowsAnyAsync<Exception>(() => manager.StopAsync(Owner, Name, null, Ct));
-        _backend.Unreachable = null;
+        var (manager, ws) = await StopFailedMidwayAsync();
 
         var started = await manager.StartAsync(Owner, Name, GpuMode.None, null, Ct);
 

@@ -231,9 +231,10 @@ public sealed class ClusterIntegrationTests(ITestOutputHelper output)
             var pidFile = Path.Combine(Environment.GetEnvironmentVariable("DSVM_K8S_LAB_DIR") ?? "/var/tmp/opendsvm-k8s-lab", "run", "kube-apiserver.pid");
             if (File.Exists(pidFile))
             {
-                var impatient = new KubernetesWorkspaceBackend(client, new KubernetesBackendOptions
+                // Its own client, made as a configured backend makes it (the request-timeout is that client's).
+                var impatient = new KubernetesWorkspaceBackend(new KubernetesBackendOptions
                 {
-                    Namespace = ns, StorageClass = KubernetesCluster.StorageClass, HomeSize = "1Gi", ImagePullPolicy = pullPolicy,
+                    KubeconfigPath = KubernetesCluster.Kubeconfig, Namespace = ns, StorageClass = KubernetesCluster.StorageClass, HomeSize = "1Gi", ImagePullPolicy = pullPolicy,
                     EndpointMode = KubernetesEndpointMode.PodIp, RequestTimeout = TimeSpan.FromSeconds(2),
                 });
                 var pid = File.ReadAllText(pidFile).Trim();
