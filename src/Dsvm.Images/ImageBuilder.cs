@@ -49,15 +49,14 @@ public sealed partial class ImageBuilder(
                 throw new LockException($"{file} is stale: {SpecLoader.FileName} changed since it was made; run `dsvm env lock {spec.Directory}`");
             }
 
-            if (existing.AptInputs is { } inputs && inputs == LockResolver.AptInputs(spec, catalog)
-                && existing.Base.Suite == spec.Base.Suite && existing.Base.Mirror == spec.Base.Mirror && existing.Base.Components.SequenceEqual(spec.Base.Components))
+            // The inputs include the base (distribution, suite, components, mirror).
+            if (existing.AptInputs is { } inputs && inputs == LockResolver.AptInputs(spec, catalog))
             {
                 // Its base, toolsets and packages are as they were: adding a pip requirement or editing the
                 // description does not move hundreds of Debian packages (and the image's layers) to newer versions.
                 log?.Invoke($"{SpecLoader.FileName} changed since the lock was made, not its Debian packages: keeping their pins"
                     + (spec.Pip is null ? "" : ", resolving the pip requirements"));
-                await bases.EnsureAsync(spec.Base, existing.Base.RootfsDigest, log, ct);
-                var relocked = await resolver.RelockKeepingDebianPinsAsync(spec, existing, (await AlignBaseAsync(existing, ct)).Base, log, ct);
+                var relocked = await resolver.RelockKeepingDebianPinsAsync(spec, existing, (await OnLocalBaseAsync(spec, existing, log, ct)).Base, log, ct);
                 relocked.Save(spec.Directory);
                 return (relocked, true);
             }
@@ -86,8 +85,7 @@ public sealed partial class ImageBuilder(
         Say("lock", "checking the lock");
         var (lockFile, _) = await EnsureLockAsync(spec, options.Frozen, t => Say("lock", t), ct);
         Say("base", "preparing the base image");
-        await bases.EnsureAsync(spec.Base, lockFile.Base.RootfsDigest, t => Say("base", t), ct);
-        var lockForBuild = await AlignBaseAsync(lockFile, ct);
+        var lockForBuild = await OnLocalBaseAsync(spec, lockFile, t => Say("base", t), ct);
         var rendered = DockerfileRenderer.Render(spec, lockForBuild, catalog);
 
         if (!options.NoCache && await docker.ImageExistsAsync(rendered.Image, ct))
@@ -188,21 +186,14 @@ public sealed partial class ImageBuilder(
         return record;
     }
 
-    /// <summary>Points the lock at the base image present here (its packages are still pinned by the lock).</summary>
-    private async Task<EnvironmentLock> AlignBaseAsync(EnvironmentLock lockFile, CancellationToken ct)
+    /// <summary>
+    /// The lock pointed at the base image this machine has for it (made when there is none): the lock's own when here,
+    /// else the local one (its packages are still pinned by the lock).
+    /// </summary>
+    private async Task<EnvironmentLock> OnLocalBaseAsync(EnvironmentSpec spec, EnvironmentLock lockFile, Action<string>? log, CancellationToken ct)
     {
-        var key = new BaseSpec
-        {
-            Distribution = lockFile.Base.Distribution, Suite = lockFile.Base.Suite, Components = lockFile.Base.Components,
-            Mirror = lockFile.Base.Mirror,
-        }.CacheKey;
-        var local = await bases.FindAsync(key, ct);
-        if (local.Any(b => b.Digest == lockFile.Base.RootfsDigest) || local.Count == 0)
-        {
-            return lockFile;
-        }
-
-        return lockFile with { Base = lockFile.Base with { RootfsDigest = local[0].Digest } };
+        var local = await bases.EnsureAsync(spec.Base, lockFile.Base.RootfsDigest, log, ct);
+        return lockFile with { Base = lockFile.Base with { RootfsDigest = local.Digest } };
     }
 
     public async Task<long> ImageSizeAsync(string image, CancellationToken ct)
