@@ -41,7 +41,7 @@ public sealed class IdleCullerTests
             var received = new ConcurrentQueue<string>();
             using var stopDrain = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var drain = DrainAsync(socket, received, stopDrain.Token);
-            await socket.SendAsync(ExecuteRequest("import time; time.sleep(30)"), WebSocketMessageType.Text, true, ct);
+            await socket.SendAsync(KernelMessages.ExecuteRequest("import time; time.sleep(30)", Guid.NewGuid().ToString("N")), WebSocketMessageType.Text, true, ct);
             await WaitForKernelStateAsync(root, w.Token, kernel, "busy", received, w.ContainerId!, ct);
 
             var busy = Assert.Single(await Culler(TimeSpan.Zero).RunOnceAsync(ct));
@@ -146,33 +146,6 @@ public sealed class IdleCullerTests
         var log = await WorkspaceStack.Docker.RunAsync(["logs", "--tail", "60", container], CancellationToken.None);
         Assert.Fail($"kernel never became {state}; last answer: {last}; websocket messages: {string.Join(", ", received)}; server log:\n{log.Stdout}{log.Stderr}");
     }
-
-    /// <summary>A Jupyter v5 execute_request on the shell channel, in the legacy JSON websocket protocol.</summary>
-    private static byte[] ExecuteRequest(string code) => JsonSerializer.SerializeToUtf8Bytes(new
-    {
-        header = new
-        {
-            msg_id = Guid.NewGuid().ToString("N"),
-            username = "",
-            session = Guid.NewGuid().ToString("N"),
-            msg_type = "execute_request",
-            version = "5.3",
-            date = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", System.Globalization.CultureInfo.InvariantCulture),
-        },
-        parent_header = new { },
-        metadata = new { },
-        content = new
-        {
-            code,
-            silent = false,
-            store_history = false,
-            user_expressions = new { },
-            allow_stdin = false,
-            stop_on_error = true,
-        },
-        channel = "shell",
-        buffers = Array.Empty<object>(),
-    });
 
     /// <summary>Reads (and notes the type of) every message, so the server never waits on a full socket.</summary>
     private static async Task DrainAsync(ClientWebSocket socket, ConcurrentQueue<string> received, CancellationToken ct)

@@ -180,11 +180,12 @@ public sealed class ClusterIntegrationTests(ITestOutputHelper output)
         var (image, pullPolicy) = await KubernetesCluster.WorkspaceImageAsync();
         using var client = KubernetesCluster.Client();
         var ns = await CreateNamespaceAsync(client, "outage", ct);
-        var backend = new KubernetesWorkspaceBackend(client, new KubernetesBackendOptions
+        var options = new KubernetesBackendOptions
         {
             Namespace = ns, StorageClass = KubernetesCluster.StorageClass, HomeSize = "1Gi", ImagePullPolicy = pullPolicy,
             EndpointMode = KubernetesEndpointMode.PodIp,
-        });
+        };
+        var backend = new KubernetesWorkspaceBackend(client, options);
         var request = Request(image, Tiny);
         using var http = new HttpClient(new SocketsHttpHandler { UseCookies = false }) { Timeout = TimeSpan.FromSeconds(10) };
         var port = client.BaseUri.Port;
@@ -232,11 +233,7 @@ public sealed class ClusterIntegrationTests(ITestOutputHelper output)
             if (File.Exists(pidFile))
             {
                 // Its own client, made as a configured backend makes it (the request-timeout is that client's).
-                var impatient = new KubernetesWorkspaceBackend(new KubernetesBackendOptions
-                {
-                    KubeconfigPath = KubernetesCluster.Kubeconfig, Namespace = ns, StorageClass = KubernetesCluster.StorageClass, HomeSize = "1Gi", ImagePullPolicy = pullPolicy,
-                    EndpointMode = KubernetesEndpointMode.PodIp, RequestTimeout = TimeSpan.FromSeconds(2),
-                });
+                var impatient = new KubernetesWorkspaceBackend(options with { KubeconfigPath = KubernetesCluster.Kubeconfig, RequestTimeout = TimeSpan.FromSeconds(2) });
                 var pid = File.ReadAllText(pidFile).Trim();
                 await SignalAsync("STOP", pid);
                 try

@@ -438,16 +438,7 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
             var ws = new UriBuilder(new Uri(session.Hub, prefix + $"api/kernels/{kernel}/channels")) { Scheme = "ws" }.Uri;
             await socket.ConnectAsync(ws, ct);
             var msgId = Guid.NewGuid().ToString("N");
-            var request = JsonSerializer.SerializeToUtf8Bytes(new
-            {
-                header = new { msg_id = msgId, username = "e2e", session = Guid.NewGuid().ToString("N"), msg_type = "execute_request", version = "5.3" },
-                parent_header = new { },
-                metadata = new { },
-                content = new { code, silent = false, store_history = false, user_expressions = new { }, allow_stdin = false, stop_on_error = true },
-                channel = "shell",
-                buffers = Array.Empty<object>(),
-            });
-            await socket.SendAsync(request, WebSocketMessageType.Text, true, ct);
+            await socket.SendAsync(KernelMessages.ExecuteRequest(code, msgId, "e2e"), WebSocketMessageType.Text, true, ct);
             var printed = new StringBuilder();
             string? status = null;
             var idle = false;

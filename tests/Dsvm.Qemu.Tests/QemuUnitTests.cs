@@ -103,24 +103,18 @@ public sealed class QemuArgumentsTests
     {
         using var tmp = new TempDir();
         var backend = new QemuWorkspaceBackend(new QemuBackendOptions(), new DsvmPaths(tmp.Path, tmp.Path), new NoExporter());
-        void Write(VmRecord r)
-        {
-            Directory.CreateDirectory(Path.Combine(backend.Root, r.Id));
-            File.WriteAllText(Path.Combine(backend.Root, r.Id, "vm.json"),
-                System.Text.Json.JsonSerializer.Serialize(r, new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web)));
-        }
 
         var labels = new Dictionary<string, string>
         {
             [WorkspaceLabels.Owner] = "ann", [WorkspaceLabels.Name] = "lab", [WorkspaceLabels.Environment] = "datascience", [WorkspaceLabels.Size] = "small",
         };
-        Write(new VmRecord
+        WriteRecord(backend, new VmRecord
         {
             Id = "ws-0123456789ab", Name = "dsvm-ws-0123456789ab", Owner = "ann", Image = "dsvm/datascience:1", HomeVolume = "dsvm-home-h-0123456789ab",
             Port = 1, Vcpus = 1, MemoryMiB = 512, Accelerator = "tcg", Labels = labels,
         });
         // A record written before labels were kept: what the record itself knows, and no name (so it is not rebuilt).
-        Write(new VmRecord
+        WriteRecord(backend, new VmRecord
         {
             Id = "ws-ba9876543210", Name = "dsvm-ws-ba9876543210", Owner = "bob", Image = "dsvm/minimal:2", HomeVolume = "dsvm-home-bob-old",
             Port = 2, Vcpus = 1, MemoryMiB = 512, Accelerator = "tcg",
@@ -162,13 +156,11 @@ public sealed class QemuArgumentsTests
         using var tmp = new TempDir();
         var backend = new QemuWorkspaceBackend(new QemuBackendOptions { QmpTimeout = TimeSpan.FromMilliseconds(300) },
             new DsvmPaths(tmp.Path, tmp.Path), new NoExporter());
-        var dir = Path.Combine(backend.Root, "ws-0123456789ab");
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "vm.json"), System.Text.Json.JsonSerializer.Serialize(new VmRecord
+        var dir = WriteRecord(backend, new VmRecord
         {
             Id = "ws-0123456789ab", Name = "dsvm-ws-0123456789ab", Owner = "ann", Image = "dsvm/minimal:1", HomeVolume = "dsvm-home-h-0123456789ab",
             Port = 1, Vcpus = 1, MemoryMiB = 512, Accelerator = "tcg",
-        }, new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web)));
+        });
         using var qmp = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
         qmp.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(Path.Combine(dir, "qmp.sock")));
         qmp.Listen(4);
@@ -186,6 +178,16 @@ public sealed class QemuArgumentsTests
 
         Assert.True(vm.HasExited);
         Assert.False((await backend.GetStatusAsync(handle, default)).Running);
+    }
+
+    /// <summary>A VM's folder with its record, as a start leaves it; returns the folder.</summary>
+    private static string WriteRecord(QemuWorkspaceBackend backend, VmRecord r)
+    {
+        var dir = Path.Combine(backend.Root, r.Id);
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "vm.json"),
+            System.Text.Json.JsonSerializer.Serialize(r, new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web)));
+        return dir;
     }
 
     internal static WorkspaceStartRequest Request(MachineSize size, string owner = "ann") => new()
