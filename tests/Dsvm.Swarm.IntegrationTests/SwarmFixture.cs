@@ -58,6 +58,22 @@ public sealed class SwarmFixture : IAsyncLifetime
     public TimeSpan PushTime { get; private set; }
     public TimeSpan PullTime { get; private set; }
 
+    /// <summary>The fixture's data and cache folders.</summary>
+    public DsvmPaths Paths { get; private set; } = null!;
+
+    /// <summary>The swarm backend's settings for the lab: its manager, registry (as nodes and as the host see it), node engines.</summary>
+    public static SwarmBackendOptions LabOptions => new()
+    {
+        ManagerEndpoint = SwarmLab.ManagerEndpoint,
+        Registry = SwarmLab.Registry,
+        PushRegistry = SwarmLab.PushRegistry,
+        NodeEngines = SwarmLab.NodeEngines,
+    };
+
+    /// <summary>A lifecycle engine over <paramref name="backend"/> and <paramref name="store"/> with the tests' sizes, no GPUs and HTTP readiness.</summary>
+    public static WorkspaceManager NewManager(IWorkspaceBackend backend, IWorkspaceStore store, DsvmPaths paths, WorkspaceOptions options) =>
+        new(backend, store, new SizeCatalog([.. SizeCatalog.Defaults, Tiny]), new NoGpus(), new HttpReadinessProbe(Http), paths, TimeProvider.System, options);
+
     public async Task InitializeAsync()
     {
         if (SkipReason is not null)
@@ -75,17 +91,11 @@ public sealed class SwarmFixture : IAsyncLifetime
         }
 
         var paths = new DsvmPaths(Path.Combine(home, "data"), Path.Combine(home, "cache")).EnsureCreated();
-        Backend = new SwarmWorkspaceBackend(new SwarmBackendOptions
-        {
-            ManagerEndpoint = SwarmLab.ManagerEndpoint,
-            Registry = SwarmLab.Registry,
-            PushRegistry = SwarmLab.PushRegistry,
-            NodeEngines = SwarmLab.NodeEngines,
-        });
+        Backend = new SwarmWorkspaceBackend(LabOptions);
         DatabasePath = paths.Database;
+        Paths = paths;
         Store = new SqliteWorkspaceStore(paths.Database);
-        Manager = new WorkspaceManager(Backend, Store, new SizeCatalog([.. SizeCatalog.Defaults, Tiny]), new NoGpus(), new HttpReadinessProbe(Http),
-            paths, TimeProvider.System, new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(300), PollInterval = TimeSpan.FromMilliseconds(200) });
+        Manager = NewManager(Backend, Store, paths, new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(300), PollInterval = TimeSpan.FromMilliseconds(200) });
         // Distribute the image once, outside any start timeout: push (the backend's own path), then pull on every node.
         var sw = Stopwatch.StartNew();
         await Backend.PushImageAsync(Image, CancellationToken.None);

@@ -246,14 +246,7 @@ public sealed class SwarmIsolationTests(SwarmFixture fx, ITestOutputHelper outpu
         public async ValueTask DisposeAsync() => await remove();
     }
 
-    private static SwarmWorkspaceBackend Backend(string constraint) => new(new SwarmBackendOptions
-    {
-        ManagerEndpoint = SwarmLab.ManagerEndpoint,
-        Registry = SwarmLab.Registry,
-        PushRegistry = SwarmLab.PushRegistry,
-        NodeEngines = SwarmLab.NodeEngines,
-        Constraints = [constraint],
-    });
+    private static SwarmWorkspaceBackend Backend(string constraint) => new(SwarmFixture.LabOptions with { Constraints = [constraint] });
 
     private sealed record Started(WorkspaceStartRequest Request, WorkspaceLaunch Launch, int Node, string Container, string[] Addresses, string Networks)
     {

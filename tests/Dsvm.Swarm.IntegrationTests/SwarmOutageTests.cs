@@ -28,17 +28,8 @@ public sealed class SwarmOutageTests(SwarmFixture fx)
         var w = await fx.UpAsync(name);
         Assert.True(await SwarmFixture.AnswersAsync(w));
         // A manager of its own over the same records, whose backend waits 2 s for an answer (default: 30 s).
-        using var backend = new SwarmWorkspaceBackend(new SwarmBackendOptions
-        {
-            ManagerEndpoint = SwarmLab.ManagerEndpoint,
-            Registry = SwarmLab.Registry,
-            PushRegistry = SwarmLab.PushRegistry,
-            NodeEngines = SwarmLab.NodeEngines,
-            RequestTimeout = TimeSpan.FromSeconds(2),
-        });
-        var home = Path.Combine(TestEnvironment.Home, "swarm");
-        var manager = new WorkspaceManager(backend, fx.Store, new SizeCatalog([.. SizeCatalog.Defaults, SwarmFixture.Tiny]), new SwarmFixture.NoGpus(),
-            new HttpReadinessProbe(SwarmFixture.Http), new DsvmPaths(Path.Combine(home, "data"), Path.Combine(home, "cache")), TimeProvider.System,
+        using var backend = new SwarmWorkspaceBackend(SwarmFixture.LabOptions with { RequestTimeout = TimeSpan.FromSeconds(2) });
+        var manager = SwarmFixture.NewManager(backend, fx.Store, fx.Paths,
             new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(300), PollInterval = TimeSpan.FromMilliseconds(200) });
         var away = Socket + ".away";
         try

@@ -209,8 +209,7 @@ public sealed class SwarmWorkspaceTests(SwarmFixture fx, ITestOutputHelper outpu
             }
 
             var store = new SqliteWorkspaceStore(paths.Database);
-            var manager = new WorkspaceManager(fx.Backend, store, new SizeCatalog([.. SizeCatalog.Defaults, SwarmFixture.Tiny]), new SwarmFixture.NoGpus(),
-                new HttpReadinessProbe(SwarmFixture.Http), paths, TimeProvider.System, new WorkspaceOptions());
+            var manager = SwarmFixture.NewManager(fx.Backend, store, paths, new WorkspaceOptions());
             var rebuilt = Assert.Single(await manager.RebuildFromLabelsAsync(default));
             Assert.Equal((w.Id, SwarmFixture.Owner, name, "minimal", SwarmFixture.Tiny.Name, w.HomeVolume, WorkspaceState.Stopped),
                 (rebuilt.Id, rebuilt.Owner, rebuilt.Name, rebuilt.Environment, rebuilt.Size, rebuilt.HomeVolume, rebuilt.State));
