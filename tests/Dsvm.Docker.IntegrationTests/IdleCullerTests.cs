@@ -124,8 +124,8 @@ public sealed class IdleCullerTests
     /// Waits until the server's own view of the kernel (<c>execution_state</c>, what the culler reads) has left
     /// <c>starting</c>, asking the kernel for its info every 2 s meanwhile. Jupyter Server learns a kernel's state from
     /// a second IOPub subscription of its own, opened when the kernel starts; on a loaded machine it was seen to
-    /// connect seconds after the kernel and the browser's websocket (1 run in ~20 with the CPUs saturated, 1 in ~30
-    /// under ./test.sh). Every status sent before it connects is lost to it: a computation started then is reported
+    /// connect seconds after the kernel and the browser's websocket (1 kernel start in 72 with the CPUs saturated, 1 run
+    /// in ~30 under ./test.sh). Every status sent before it connects is lost to it: a computation started then is reported
     /// <c>starting</c> (and <c>idle</c> once it ends), never <c>busy</c>. That is a limit of Jupyter Server, stated in
     /// docs/hub.md; this test is about what the culler does with the state, so it starts the computation once the
     /// server can see it.
