@@ -19,14 +19,17 @@ namespace Dsvm.Cli;
 public static class BackendFactory
 {
     /// <summary>The backend types this program knows, in the order of their built-in defaults (docker first).</summary>
-    /// <param name="logins">Registry logins for pulls; by default <c>DSVM_REGISTRY_*</c> or <c>DATA/registries.json</c>.</param>
+    /// <param name="logins">Registry logins for pulls (docker) and for pushes and the nodes' pulls (swarm); by default <c>DSVM_REGISTRY_*</c> or <c>DATA/registries.json</c>.</param>
     /// <param name="images">The image services (the qemu backend exports disks with them), asked when a backend is made.</param>
-    public static BackendRegistry Registry(DsvmPaths paths, IGpuDetector gpus, Func<ImageServices> images, RegistryLogins? logins = null) =>
-        new BackendRegistry()
-            .AddDockerBackend(gpus, logins ?? StoredLogins(paths))
+    public static BackendRegistry Registry(DsvmPaths paths, IGpuDetector gpus, Func<ImageServices> images, RegistryLogins? logins = null)
+    {
+        logins ??= StoredLogins(paths);
+        return new BackendRegistry()
+            .AddDockerBackend(gpus, logins)
             .AddQemuBackend(paths, images)
-            .AddSwarmBackend()
+            .AddSwarmBackend(logins)
             .AddKubernetesBackend();
+    }
 
     /// <summary>Logins from this machine's configuration (<see cref="RegistryCredentialStore"/>), read when a pull needs one.</summary>
     public static RegistryLogins StoredLogins(DsvmPaths paths) => host => RegistryCredentialStore.Find(paths, RegistryAddress.Parse(host));

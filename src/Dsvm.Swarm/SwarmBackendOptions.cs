@@ -1,3 +1,4 @@
+using Dsvm.Core;
 using Dsvm.Core.Sizes;
 
 namespace Dsvm.Swarm;
@@ -20,6 +21,13 @@ public sealed record SwarmBackendOptions
     /// build machine, e.g. <c>127.0.0.1:5000</c>, which Docker trusts without TLS). Defaults to <see cref="Registry"/>.
     /// </summary>
     public string? PushRegistry { get; init; }
+
+    /// <summary>
+    /// Logins for the registries the images name: the push to <see cref="PushRegistry"/>, and every service whose
+    /// image names a registry with a login carries it, as <c>docker service create --with-registry-auth</c> does, so
+    /// whichever node runs the task can pull. None: anonymous.
+    /// </summary>
+    public RegistryLogins? Logins { get; init; }
 
     /// <summary>The engine that holds the built images (the one <c>dsvm env build</c> uses).</summary>
     public Uri LocalEngine { get; init; } = DefaultLocalEngine();

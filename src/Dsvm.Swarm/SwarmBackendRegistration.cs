@@ -11,7 +11,8 @@ public static class SwarmBackendRegistration
     /// <summary>The longest <c>request-timeout</c>: a day (an engine that takes longer has hung).</summary>
     public static readonly TimeSpan MaxRequestTimeout = TimeSpan.FromDays(1);
 
-    public static BackendRegistry AddSwarmBackend(this BackendRegistry registry) => registry.Add(new BackendRegistration
+    /// <param name="logins">Logins for the registries workspace images name (the push and the nodes' pulls); null: anonymous.</param>
+    public static BackendRegistry AddSwarmBackend(this BackendRegistry registry, RegistryLogins? logins = null) => registry.Add(new BackendRegistration
     {
         Type = Type,
         Keys = ["manager", "registry", "push-registry", "local-engine", "node-engines", "gpu-resource", "constraints", "max-restarts", "request-timeout"],
@@ -19,7 +20,7 @@ public static class SwarmBackendRegistration
         Prepare = section =>
         {
             // Constructed now: its own checks are reported at the section; it connects on first use.
-            var backend = section.Checked(() => new SwarmWorkspaceBackend(Options(section)));
+            var backend = section.Checked(() => new SwarmWorkspaceBackend(Options(section) with { Logins = logins }));
             return () => backend;
         },
         Endpoint = (section, engine) => engine == "Docker" ? $"{section.Get("manager")} (swarm manager)" : null,

@@ -81,6 +81,12 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
 
     private static bool HasRegistry(string image) => ImageReferences.HasRegistry(image);
 
+    /// <summary>The login for the registry <paramref name="image"/> names, as the engine takes it; null: anonymous.</summary>
+    internal AuthConfig? AuthFor(string image) =>
+        ImageReferences.RegistryOf(image) is { } registry && _options.Logins?.Invoke(registry) is { } login
+            ? new AuthConfig { ServerAddress = registry, Username = login.Username, Password = login.Password }
+            : null;
+
     public Task<WorkspaceLaunch> StartAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct) =>
         AnsweredAsync(() => StartServiceAsync(request, progress, ct), ct);
 
@@ -308,6 +314,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         var memory = request.Size.MemoryBytes;
         return new ServiceCreateParameters
         {
+            RegistryAuth = AuthFor(image),
             Service = new ServiceSpec
             {
                 Name = name,
@@ -386,7 +393,9 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         ServiceCreateResponse created;
         try
         {
-            created = await _manager.Swarm.CreateServiceAsync(TakeOverParameters(request, name, image, pin, network), ct);
+            var takeOver = TakeOverParameters(request, name, image, pin, network);
+            takeOver.RegistryAuth = AuthFor(image);
+            created = await _manager.Swarm.CreateServiceAsync(takeOver, ct);
         }
         catch (DockerApiException ex)
         {
@@ -670,7 +679,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         var errors = new List<string>();
         try
         {
-            await _local.Images.PushImageAsync(target, new ImagePushParameters { Tag = tag }, new AuthConfig(),
+            await _local.Images.PushImageAsync(target, new ImagePushParameters { Tag = tag }, AuthFor(target) ?? new AuthConfig(),
                 new Progress(m =>
                 {
                     if ((m.Error?.Message ?? m.ErrorMessage) is { Length: > 0 } e)

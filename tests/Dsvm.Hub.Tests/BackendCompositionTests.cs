@@ -132,6 +132,17 @@ public sealed class BackendCompositionTests : IDisposable
         Assert.Equal(new RegistryLogin("hub", "pw"), pulled("172.17.0.1:5000"));
     }
 
+    [Fact]
+    public void The_swarm_backend_gets_the_same_logins_as_the_docker_backend()
+    {
+        var paths = new DsvmPaths(Path.Combine(_dir, "data"), Path.Combine(_dir, "cache")).EnsureCreated();
+        var registry = BackendFactory.Registry(paths, new NoGpus(), () => new ImageServices(paths),
+            BackendFactory.HubLogins(paths, "http://10.0.5.1:5000", "hub", "pw"));
+        var config = BackendConfig.Parse("default: s\nbackends:\n  s:\n    type: swarm\n    manager: tcp://10.0.5.7:2375\n    registry: 10.0.5.1:5000\n", "backends.yaml", registry);
+        using var swarm = Assert.IsType<Dsvm.Swarm.SwarmWorkspaceBackend>(registry.Create(config).Get("s"));
+        Assert.Equal(new RegistryLogin("hub", "pw"), swarm.Options.Logins!("10.0.5.1:5000"));
+    }
+
     [Theory]
     [InlineData("10.0.5.1:5000/dsvm/minimal@sha256:0123", "10.0.5.1:5000")]
     [InlineData("registry.example.org/dsvm/x:1", "registry.example.org")]

@@ -39,6 +39,33 @@ public sealed class ServiceParametersTests : IDisposable
         _backend.CreateParameters(r, "dsvm-alice-proj", _backend.NodeImage(r.Image), pin, "net0123id").Service;
 
     [Fact]
+    public void A_service_carries_the_login_of_the_registry_its_image_names_and_no_other()
+    {
+        using var backend = new SwarmWorkspaceBackend(new SwarmBackendOptions
+        {
+            ManagerEndpoint = new Uri("unix:///nonexistent.sock"),
+            Registry = "10.0.5.1:5000",
+            Logins = host => host == "10.0.5.1:5000" ? new RegistryLogin("hub", "s3cret") : null,
+        });
+
+        // A local image goes through the configured registry: the nodes pull it there with its login.
+        var local = Request();
+        var auth = backend.CreateParameters(local, "dsvm-alice-proj", backend.NodeImage(local.Image), null, "net0123id").RegistryAuth;
+        Assert.Equal(("10.0.5.1:5000", "hub", "s3cret"), (auth.ServerAddress, auth.Username, auth.Password));
+
+        // A catalog's digest reference at another registry without a login: anonymous, the login never leaves for it.
+        var other = Request() with { Image = "registry.example.org/dsvm/minimal@sha256:" + new string('a', 64) };
+        Assert.Null(backend.CreateParameters(other, "dsvm-alice-proj", backend.NodeImage(other.Image), null, "net0123id").RegistryAuth);
+        Assert.Null(backend.AuthFor("dsvm/minimal:abc"));
+
+        // The home take-over service pulls the same image and carries the same login.
+        Assert.Equal("hub", backend.AuthFor(backend.NodeImage(local.Image))!.Username);
+
+        // Without logins configured: anonymous, as before.
+        Assert.Null(_backend.CreateParameters(local, "dsvm-alice-proj", _backend.NodeImage(local.Image), null, "net0123id").RegistryAuth);
+    }
+
+    [Fact]
     public void Limits_and_reservations_are_the_size()
     {
         var spec = Spec(Request(new MachineSize("half", 0.5, 1.5, 0, SizeClass.General)));
