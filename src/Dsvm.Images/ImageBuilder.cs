@@ -108,7 +108,12 @@ public sealed partial class ImageBuilder(
         var tail = new Queue<string>();
         var step = "";
         var cacheDir = options.PackageCache is { } pc ? (pc == "off" ? null : pc) : PackageCache.DefaultDirectory(paths);
-        await using var cache = cacheDir is null ? null : PackageCache.Start(cacheDir, [new Uri(lockFile.Base.Mirror)]);
+        await using var cache = PackageCache.StartFor(docker.Endpoint, cacheDir, [new Uri(lockFile.Base.Mirror)]);
+        if (cache is null && cacheDir is not null)
+        {
+            Say("build", $"package cache not used: the engine at {docker.Endpoint} is not on this machine");
+        }
+
         await using (var log = new StreamWriter(logPath))
         {
             using var tar = new MemoryStream();

@@ -93,6 +93,18 @@ public sealed partial class PackageCache : IAsyncDisposable
     public static PackageCache Start(string directory, IEnumerable<Uri> mirrors, HttpMessageHandler? handler = null) =>
         new(directory, mirrors, handler);
 
+    /// <summary>
+    /// The cache for builds on <paramref name="engine"/>, or null: only an engine on this machine reaches it (its builds
+    /// run on the host network, where the cache listens on 127.0.0.1). A remote engine (<c>tcp://</c> to another host)
+    /// would find nothing there and fail every <c>apt-get</c>; its builds go to the mirror themselves.
+    /// </summary>
+    public static PackageCache? StartFor(Uri engine, string? directory, IEnumerable<Uri> mirrors) =>
+        directory is not null && OnThisMachine(engine) ? Start(directory, mirrors) : null;
+
+    /// <summary>A local socket, or TCP to a loopback address.</summary>
+    public static bool OnThisMachine(Uri engine) =>
+        engine.Scheme is "unix" or "npipe" || (engine.Scheme is "tcp" or "http" or "https" && engine.IsLoopback);
+
     private async Task AcceptAsync(CancellationToken ct)
     {
         while (!ct.IsCancellationRequested)

@@ -32,7 +32,7 @@ public sealed partial class PipLocker(DockerCli docker, ToolsetCatalog catalog, 
             var tail = new Queue<string>();
             // Through the package cache, as a build: its arguments are part of how the engine records each step, so
             // without them these layers would not be the build's (nor the image's already built from the same lock).
-            await using var cache = packageCache is null ? null : PackageCache.Start(packageCache, [new Uri(aptLock.Base.Mirror)]);
+            await using var cache = PackageCache.StartFor(docker.Endpoint, packageCache, [new Uri(aptLock.Base.Mirror)]);
             var exit = await docker.StreamAsync(["build", "--tag", image, "--rm", "--force-rm", .. cache?.BuildArguments ?? [], "-"], line =>
             {
                 tail.Enqueue(line);

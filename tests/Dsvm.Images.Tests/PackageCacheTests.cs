@@ -46,6 +46,20 @@ public sealed class PackageCacheTests : IAsyncDisposable
         }
     }
 
+    [Theory]
+    [InlineData("unix:///var/run/docker.sock", true)]
+    [InlineData("tcp://127.0.0.1:2375", true)]
+    [InlineData("tcp://[::1]:2375", true)]
+    [InlineData("tcp://10.0.5.7:2376", false)]
+    [InlineData("tcp://build-box.example.org:2376", false)]
+    public async Task Only_an_engine_on_this_machine_gets_the_cache_a_remote_one_goes_to_the_mirror(string engine, bool cached)
+    {
+        // A remote engine's build would look for the cache at its own 127.0.0.1 and fail every apt-get.
+        await using var cache = PackageCache.StartFor(new Uri(engine), _dir.Path, [new Uri(Mirror)]);
+        Assert.Equal(cached, cache is not null);
+        Assert.Null(PackageCache.StartFor(new Uri(engine), null, [new Uri(Mirror)]));
+    }
+
     [Fact]
     public async Task A_deb_is_fetched_from_the_mirror_once_then_served_from_the_cache()
     {
