@@ -9,9 +9,10 @@ using System.Text.Json;
 namespace Dsvm.Testing;
 
 /// <summary>
-/// A real registry (Debian's <c>docker-registry</c>, distribution 2.8) on 127.0.0.1 and a free port, with its own
-/// configuration and storage in a temporary folder, optionally behind htpasswd (bcrypt) authentication. Docker
-/// trusts 127.0.0.0/8 registries without TLS, so the engine can push to it.
+/// A real registry (Debian's <c>docker-registry</c>, distribution 2.8) on 127.0.0.1 (or another local address) and
+/// a free port, with its own configuration and storage in a temporary folder, optionally behind htpasswd (bcrypt)
+/// authentication. Docker trusts 127.0.0.0/8 registries without TLS, so the engine can push to it. A second process
+/// can serve the same storage and logins at another address (the swarm lab's nodes see the host at its bridge).
 /// </summary>
 public sealed class RegistryProcess : IAsyncDisposable
 {
@@ -21,18 +22,25 @@ public sealed class RegistryProcess : IAsyncDisposable
     private readonly TempDir _dir;
     private readonly StringBuilder _log = new();
 
-    private RegistryProcess(Process process, TempDir dir, int port, (string User, string Password)? credentials)
+    private RegistryProcess(Process process, TempDir dir, string address, int port, (string User, string Password)? credentials, string storage)
     {
         _process = process;
         _dir = dir;
+        Address = address;
         Port = port;
         Credentials = credentials;
+        Storage = storage;
     }
+
+    public string Address { get; }
 
     public int Port { get; }
 
-    /// <summary><c>127.0.0.1:PORT</c>, as in image references.</summary>
-    public string Host => $"127.0.0.1:{Port}";
+    /// <summary><c>ADDRESS:PORT</c> (<c>127.0.0.1:PORT</c> by default), as in image references.</summary>
+    public string Host => $"{Address}:{Port}";
+
+    /// <summary>The folder holding the registry's data and its htpasswd file.</summary>
+    private string Storage { get; }
 
     public (string User, string Password)? Credentials { get; }
 
@@ -47,7 +55,10 @@ public sealed class RegistryProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<RegistryProcess> StartAsync((string User, string Password)? credentials = null)
+    /// <param name="credentials">The one login the registry accepts; none: anonymous.</param>
+    /// <param name="address">A local address to listen on (loopback, or a bridge of this machine the test created).</param>
+    /// <param name="sameAs">Serve that registry's storage with its login, at <paramref name="address"/> on another port.</param>
+    public static async Task<RegistryProcess> StartAsync((string User, string Password)? credentials = null, string address = "127.0.0.1", RegistryProcess? sameAs = null)
     {
         if (!File.Exists(Binary))
         {
@@ -56,22 +67,28 @@ public sealed class RegistryProcess : IAsyncDisposable
 
         var dir = new TempDir();
         var port = FreePort();
+        var storage = sameAs?.Storage ?? dir.Path;
+        credentials = sameAs is null ? credentials : sameAs.Credentials;
         var auth = "";
         if (credentials is { } c)
         {
-            dir.Write("htpasswd", $"{c.User}:{BCrypt.Net.BCrypt.HashPassword(c.Password, workFactor: 5)}\n");
-            auth = $"auth:\n  htpasswd:\n    realm: dsvm-test\n    path: {Path.Combine(dir.Path, "htpasswd")}\n";
+            if (sameAs is null)
+            {
+                dir.Write("htpasswd", $"{c.User}:{BCrypt.Net.BCrypt.HashPassword(c.Password, workFactor: 5)}\n");
+            }
+
+            auth = $"auth:\n  htpasswd:\n    realm: dsvm-test\n    path: {Path.Combine(storage, "htpasswd")}\n";
         }
 
         var config = dir.Write("config.yml",
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
-            + $"storage:\n  filesystem:\n    rootdirectory: {Path.Combine(dir.Path, "data")}\n  delete:\n    enabled: true\n"
-            + $"http:\n  addr: 127.0.0.1:{port}\n" + auth);
+            + $"storage:\n  filesystem:\n    rootdirectory: {Path.Combine(storage, "data")}\n  delete:\n    enabled: true\n"
+            + $"http:\n  addr: {address}:{port}\n" + auth);
         var psi = new ProcessStartInfo(Binary) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add("serve");
         psi.ArgumentList.Add(config);
         var process = Process.Start(psi) ?? throw new InvalidOperationException("docker-registry did not start");
-        var registry = new RegistryProcess(process, dir, port, credentials);
+        var registry = new RegistryProcess(process, dir, address, port, credentials, storage);
         process.OutputDataReceived += (_, e) => registry.Append(e.Data);
         process.ErrorDataReceived += (_, e) => registry.Append(e.Data);
         process.BeginOutputReadLine();

@@ -12,7 +12,8 @@
 # initialises the swarm, n2 and n3 join as workers; n3 advertises one NVIDIA-GPU generic resource (for the
 # GPU placement test: nothing uses a real GPU). A distribution registry serves one storage folder at
 # 10.211.0.1:5000 (nodes pull, insecure-registry) and 127.0.0.1:5000 (the host engine pushes: loopback
-# registries need no TLS). Engines: unix:///run/dsvm-swarm/nX/docker.sock. Needs root, iproute2, docker.io,
+# registries need no TLS). The nodes take any registry on the lab's /24 without TLS (a test starts one that
+# needs a login). Engines: unix:///run/dsvm-swarm/nX/docker.sock. Needs root, iproute2, docker.io,
 # docker-registry.
 set -euo pipefail
 
@@ -127,7 +128,7 @@ EOF
       -H "$(sock "$n")" --containerd-namespace "dsvmsw-n$n" --containerd-plugins-namespace "dsvmsw-n$n-plugins" \
       --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "/dsvmsw-n$n" \
       --bip "172.31.25$n.1/24" --default-address-pool "base=10.212.$n.0/24,size=26" \
-      --insecure-registry "$NET.1:5000" --no-new-privileges --userland-proxy=false \
+      --insecure-registry "$NET.0/24" --no-new-privileges --userland-proxy=false \
       "${extra[@]}" >"$LOGS/dockerd-n$n.log" 2>&1 </dev/null &
   done
   for n in "${NODES[@]}"; do
