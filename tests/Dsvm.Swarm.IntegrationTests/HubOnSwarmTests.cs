@@ -182,7 +182,7 @@ public sealed class HubOnSwarmTests(SwarmFixture fx, ITestOutputHelper output)
 
     // ---- the stack ----
 
-    /// <summary>deploy/swarm as shipped, to a folder of its own; only sizes.yaml is the test's (small sizes for the lab).</summary>
+    /// <summary>deploy/swarm as shipped, to a folder of its own, with the test's size appended to sizes.yaml (only comments as shipped).</summary>
     private static void CopyStack(string dir)
     {
         var source = Path.Combine(TestEnvironment.RepoRoot, "deploy", "swarm");
@@ -192,9 +192,9 @@ public sealed class HubOnSwarmTests(SwarmFixture fx, ITestOutputHelper output)
             File.Copy(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);
         }
 
-        var sizes = File.ReadAllText(Path.Combine(dir, "sizes.yaml"));
-        Assert.True(sizes.TrimEnd().EndsWith("{}", StringComparison.Ordinal), "deploy/swarm/sizes.yaml no longer ends with {}: update the end-to-end test's patch");
-        File.WriteAllText(Path.Combine(dir, "sizes.yaml"), sizes.TrimEnd()[..^2] + Sizes);
+        var sizes = Path.Combine(dir, "sizes.yaml");
+        Assert.True(File.ReadAllText(sizes).EndsWith('\n'), "deploy/swarm/sizes.yaml does not end with a newline: update the end-to-end test's patch");
+        File.AppendAllText(sizes, Sizes + "\n");
     }
 
     /// <summary>The node rules of the lab (scripts/swarm-node-rules.sh) with these hub addresses, on every node.</summary>
