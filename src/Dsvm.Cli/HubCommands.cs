@@ -32,7 +32,8 @@ public static class HubCommands
         {
             // Settings from --config and DSVM__Hub__… (OpenID Connect, trusted proxies, quotas, …); the flags win when given.
             // Checked first (unknown keys too), before anything connects.
-            var configured = HubConfiguration.Bind(HubConfiguration.Load(p.GetValue(config)));
+            var configuration = HubConfiguration.Load(p.GetValue(config));
+            var configured = HubConfiguration.Bind(configuration);
             var paths = DsvmPaths.FromEnvironment().EnsureCreated();
             ImageServices images = null!;
             var gpus = new NvidiaGpuDetector();
@@ -56,7 +57,7 @@ public static class HubCommands
                 await images.Docker.EnsureEngineAsync(ct);
             }
 
-            var state = HubDatabase.Open(HubDatabase.Configured(p.GetValue(database)), paths);
+            var state = HubDatabase.Open(HubDatabase.Configured(p.GetValue(database), configuration), paths);
             var app = HubHost.Build(options, new HubDependencies
             {
                 AccountsDb = state.AccountsDb,

@@ -14,8 +14,10 @@ public static class HubConfiguration
 
     public const string EnvironmentPrefix = "DSVM__";
 
-    /// <summary>Read by the CLI's hub command (see <c>HubDatabase</c>), not bound onto <see cref="HubOptions"/>.</summary>
-    private static readonly string[] ExtraKeys = ["Hub:Database"];
+    /// <summary>The hub's PostgreSQL connection: read by the CLI's hub command (<c>HubDatabase</c>), not bound onto <see cref="HubOptions"/>.</summary>
+    public const string DatabaseKey = "Hub:Database";
+
+    private static readonly string[] ExtraKeys = [DatabaseKey];
 
     public static IConfiguration Load(string? jsonFile)
     {
@@ -74,7 +76,8 @@ public static class HubConfiguration
         }
     }
 
-    private static string SourceOf(IConfigurationProvider provider, string key) => provider switch
+    /// <summary>Where a key came from, for messages: "in FILE" or "from environment variable DSVM__…".</summary>
+    public static string SourceOf(IConfigurationProvider provider, string key) => provider switch
     {
         FileConfigurationProvider file => $"in {file.Source.FileProvider?.GetFileInfo(file.Source.Path ?? "").PhysicalPath ?? file.Source.Path}",
         EnvironmentVariablesConfigurationProvider => $"from environment variable {EnvironmentPrefix}{key.Replace(ConfigurationPath.KeyDelimiter, "__", StringComparison.Ordinal)}",

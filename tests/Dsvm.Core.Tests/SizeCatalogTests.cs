@@ -278,6 +278,18 @@ public sealed class SizeCatalogTests
     }
 
     [Fact]
+    public void Load_AFileOfCommentsOnlyOrEmpty_IsTheDefaults()
+    {
+        // What a shipped example looks like with every size commented out (deploy/swarm/sizes.yaml, a ConfigMap's key).
+        using var dir = new TempDir();
+        var comments = dir.Write("comments.yaml", "# Sizes besides the defaults, e.g.:\n#   tiny: {vcpus: 0.5, memory: 1}\n");
+        var empty = dir.Write("empty.yaml", "");
+
+        Assert.Equal(SizeCatalog.Defaults.OrderBy(s => s.Name), SizeCatalog.Load(comments).All.OrderBy(s => s.Name));
+        Assert.Equal(SizeCatalog.Defaults.OrderBy(s => s.Name), SizeCatalog.Load(empty).All.OrderBy(s => s.Name));
+    }
+
+    [Fact]
     public void Load_MergesUserFileOverDefaults()
     {
         using var dir = new TempDir();

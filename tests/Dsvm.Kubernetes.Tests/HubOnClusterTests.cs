@@ -62,21 +62,17 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
         {
             // 1. The images. The environment's push (a label step on the tested image, then docker push) runs while
             // the hub is published and built; neither stays tagged here, so the kubelet pulls both from the registry.
-            var (_, record) = await BuiltEnvironment.GetAsync("minimal");
+            await BuiltEnvironment.GetAsync("minimal");
             var pusher = new RegistryPusher(BuiltEnvironment.Services.Docker, BuiltEnvironment.Services.Records);
             var push = pusher.PushAsync("minimal", RegistryAddress.Parse(registry.Host), null, m => Log($"push: {m}"), ct);
-            await PublishHubAsync(ct);
-            var baseImage = (await DockerAsync(["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=dsvm-base/*"], ct))
-                .Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault()
-                ?? throw new XunitException($"no dsvm-base/* image on the local engine, though {record.Image} was built from one");
+            await HubImage.PublishAsync(Log, ct);
             var built = Stopwatch.StartNew();
-            await DockerAsync(["build", "--build-arg", $"BASE={baseImage}", "-t", hubImage, Path.Combine(TestEnvironment.RepoRoot, "deploy", "hub")], ct,
-                ("DOCKER_BUILDKIT", "0"));
-            await DockerAsync(["push", hubImage], ct);
+            var baseImage = await HubImage.BuildAsync(hubImage, ct);
+            await HubImage.DockerAsync(["push", hubImage], ct);
             Log($"hub image {hubImage} on {baseImage} built and pushed in {built.Elapsed.TotalSeconds:0}s");
             var pushed = await push;
             Log($"environment pushed: {pushed.PinnedReference} ({clock.Elapsed.TotalSeconds:0}s so far)");
-            await RemoveRegistryImagesAsync(registry.Host, ct);
+            await HubImage.RemoveRegistryImagesAsync(registry.Host, ct);
 
             // The cluster from here on (the images above were made while another class's test used it).
             var waited = Stopwatch.StartNew();
@@ -119,9 +115,9 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
             Log($"w1 ({w1}) and w2 ({w2}) running ({clock.Elapsed.TotalSeconds:0}s so far)");
 
             // 5. Code in a kernel over a WebSocket through the hub's proxy, as JupyterLab runs it.
-            Assert.Equal("42 65530", (await RunInKernelAsync(alice, "alice", "w1",
+            Assert.Equal("42 65530", (await alice.RunInKernelAsync("alice", "w1",
                 "import os\nopen(os.path.expanduser('~/e2e-marker'), 'w').write('kept by w1')\nprint(6 * 7, os.getuid())", ct)).Trim());
-            Assert.Equal("e2e-small", (await RunInKernelAsync(admin, "admin", "w2", "import os; print(os.environ['DSVM_SIZE'])", ct)).Trim());
+            Assert.Equal("e2e-small", (await admin.RunInKernelAsync("admin", "w2", "import os; print(os.environ['DSVM_SIZE'])", ct)).Trim());
             // One user never reaches another's workspace through the proxy.
             Assert.Equal(HttpStatusCode.Forbidden, (await alice.SendAsync(HttpMethod.Get, "user/admin/w2/api/status", null, ct)).Status);
 
@@ -140,7 +136,7 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
             AssertResources(resized, "750m", "1536Mi");
             Assert.Equal(claim.Metadata.Name, ClaimOf(resized));
             Assert.Equal(claim.Metadata.Uid, (await client.CoreV1.ReadNamespacedPersistentVolumeClaimAsync(claim.Metadata.Name, Ns, cancellationToken: ct)).Metadata.Uid);
-            Assert.Equal("kept by w1", (await RunInKernelAsync(alice, "alice", "w1", "import os; print(open(os.path.expanduser('~/e2e-marker')).read())", ct)).Trim());
+            Assert.Equal("kept by w1", (await alice.RunInKernelAsync("alice", "w1", "import os; print(open(os.path.expanduser('~/e2e-marker')).read())", ct)).Trim());
 
             // 7. The hub's pod goes; the replacement (same claim, same records) finds both workspaces running, their
             // pods untouched, and routes to them. The old session still works: sessions and keys are on the claim.
@@ -154,8 +150,8 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
             Assert.Equal(["admin/w2 running", "alice/w1 running"],
                 list.Json.EnumerateArray().Select(w => $"{w.GetProperty("owner").GetString()}/{w.GetProperty("name").GetString()} {w.GetProperty("state").GetString()}").Order(StringComparer.Ordinal));
             Assert.Equal(before, (await PodsAsync(client, $"{WorkspaceLabels.Managed}=true", ct)).ToDictionary(p => p.Metadata.Name, p => p.Metadata.Uid));
-            Assert.Equal("kept by w1", (await RunInKernelAsync(alice, "alice", "w1", "import os; print(open(os.path.expanduser('~/e2e-marker')).read())", ct)).Trim());
-            Assert.Equal("2", (await RunInKernelAsync(admin, "admin", "w2", "print(1 + 1)", ct)).Trim());
+            Assert.Equal("kept by w1", (await alice.RunInKernelAsync("alice", "w1", "import os; print(open(os.path.expanduser('~/e2e-marker')).read())", ct)).Trim());
+            Assert.Equal("2", (await admin.RunInKernelAsync("admin", "w2", "print(1 + 1)", ct)).Trim());
             Log($"both workspaces routable {restart.Elapsed.TotalSeconds:0}s after the hub pod was deleted");
 
             // 8. Delete keeping the home: the workspace's objects go, its claim stays. Delete with the home: the claim goes too.
@@ -165,7 +161,7 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
             Assert.NotNull(await client.CoreV1.ReadNamespacedPersistentVolumeClaimAsync(claim2, Ns, cancellationToken: ct));
             (await alice.SendAsync(HttpMethod.Delete, "api/v1/workspaces/alice/w1?deleteHome=true", null, ct)).Expect(HttpStatusCode.NoContent);
             await AssertWorkspaceObjectsGoneAsync(client, resized.Metadata.Labels[WorkspaceLabels.Workspace], ct);
-            await WaitUntilAsync(async () => !await ClaimExistsAsync(client, claim.Metadata.Name, ct), TimeSpan.FromSeconds(30), () => $"claim {claim.Metadata.Name} still there after delete with deleteHome=true", ct);
+            await Wait.UntilAsync(async () => !await ClaimExistsAsync(client, claim.Metadata.Name, ct), TimeSpan.FromSeconds(30), () => $"claim {claim.Metadata.Name} still there after delete with deleteHome=true", ct);
             Assert.Empty((await alice.SendAsync(HttpMethod.Get, "api/v1/workspaces", null, ct)).Expect(HttpStatusCode.OK).Json.EnumerateArray());
             Log($"end-to-end test passed in {clock.Elapsed.TotalSeconds:0}s");
         }
@@ -202,82 +198,15 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
                 await Cli.Wrap("docker").WithArguments(["rm", "-f", .. containers]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(CancellationToken.None);
             }
 
-            await RemoveRegistryImagesAsync(registry.Host, CancellationToken.None);
+            await HubImage.RemoveRegistryImagesAsync(registry.Host, CancellationToken.None);
         }
     }
 
     private void Log(string message) => output.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {message}");
 
-    // ---- images ----
-
-    /// <summary>
-    /// <c>dotnet publish src/Dsvm.Cli -c Release -r linux-x64 --self-contained -o deploy/hub/app</c>, unless the output
-    /// there was published from the sources as they are (a stamp beside it holds the newest source time it saw).
-    /// </summary>
-    private async Task PublishHubAsync(CancellationToken ct)
-    {
-        var root = TestEnvironment.RepoRoot;
-        var app = Path.Combine(root, "deploy", "hub", "app");
-        var stamp = Path.Combine(root, "deploy", "hub", "app.published");
-        var sources = NewestSource(root);
-        if (File.Exists(Path.Combine(app, "dsvm")) && File.Exists(stamp) && (await File.ReadAllTextAsync(stamp, ct)).Trim() == sources)
-        {
-            Log($"reusing the hub publish output in {app} (sources unchanged since it was published)");
-            return;
-        }
-
-        var watch = Stopwatch.StartNew();
-        var r = await Cli.Wrap("dotnet")
-            .WithArguments(["publish", Path.Combine(root, "src", "Dsvm.Cli"), "-c", "Release", "-r", "linux-x64", "--self-contained", "-o", app,
-                "-nologo", "-v", "quiet", "--disable-build-servers"])
-            .WithWorkingDirectory(root).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(ct);
-        Assert.True(r.ExitCode == 0, $"dotnet publish of the hub failed (exit {r.ExitCode}):\n{r.StandardOutput}\n{r.StandardError}");
-        await File.WriteAllTextAsync(stamp, sources, ct);
-        Log($"hub published in {watch.Elapsed.TotalSeconds:0}s");
-    }
-
-    /// <summary>The newest write time of what the publish reads: src/ (without bin/obj) and the build settings.</summary>
-    private static string NewestSource(string root)
-    {
-        var files = Directory.EnumerateFiles(Path.Combine(root, "src"), "*", SearchOption.AllDirectories)
-            .Where(f => !f.Split(Path.DirectorySeparatorChar).Any(p => p is "bin" or "obj"))
-            .Concat(new[] { "Directory.Build.props", "Directory.Packages.props", "global.json" }.Select(f => Path.Combine(root, f)).Where(File.Exists));
-        return files.Max(File.GetLastWriteTimeUtc).Ticks.ToString(System.Globalization.CultureInfo.InvariantCulture);
-    }
-
-    private static async Task<string> DockerAsync(string[] args, CancellationToken ct, params (string Name, string Value)[] env)
-    {
-        var r = await Cli.Wrap("docker").WithArguments(args)
-            .WithEnvironmentVariables(e =>
-            {
-                foreach (var (name, value) in env)
-                {
-                    e.Set(name, value);
-                }
-            })
-            .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(ct);
-        Assert.True(r.ExitCode == 0, $"docker {string.Join(' ', args)} failed (exit {r.ExitCode}):\n{Tail(r.StandardOutput)}\n{Tail(r.StandardError)}");
-        return r.StandardOutput;
-    }
-
-    /// <summary>Every local name under the test's registry (tags it made, digests the kubelet pulled): removed, images kept if otherwise named.</summary>
-    private static async Task RemoveRegistryImagesAsync(string registry, CancellationToken ct)
-    {
-        var r = await Cli.Wrap("docker").WithArguments(["images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}", "--filter", $"reference={registry}/*/*"])
-            .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(ct);
-        var names = r.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => l.Split(' '))
-            .SelectMany(p => new[] { p[1] != "<none>" ? $"{p[0]}:{p[1]}" : null, p[2] != "<none>" ? $"{p[0]}@{p[2]}" : null })
-            .OfType<string>().Distinct().ToList();
-        if (names.Count > 0)
-        {
-            await Cli.Wrap("docker").WithArguments(["rmi", .. names]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(ct);
-        }
-    }
-
     private static async Task<System.Net.IPAddress> BridgeGatewayAsync(CancellationToken ct)
     {
-        var text = (await DockerAsync(["network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"], ct)).Trim();
+        var text = (await HubImage.DockerAsync(["network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"], ct)).Trim();
         return System.Net.IPAddress.TryParse(text, out var address)
             ? address
             : throw new XunitException($"the engine's default bridge has no gateway address (got '{text}')");
@@ -339,7 +268,7 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
     private static async Task<V1Pod> WaitForHubAsync(IKubernetes client, string? previous, CancellationToken ct)
     {
         V1Pod? ready = null;
-        await WaitUntilAsync(async () =>
+        await Wait.UntilAsync(async () =>
         {
             ready = (await PodsAsync(client, HubLabel, ct)).FirstOrDefault(p => p.Metadata.Name != previous && p.Metadata.DeletionTimestamp is null
                 && p.Status.Conditions?.Any(c => c.Type == "Ready" && c.Status == "True") == true);
@@ -356,7 +285,7 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
     {
         using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(5) };
         var last = "";
-        await WaitUntilAsync(async () =>
+        await Wait.UntilAsync(async () =>
         {
             try
             {
@@ -420,76 +349,6 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
         Assert.Empty((await client.NetworkingV1.ListNamespacedNetworkPolicyAsync(Ns, labelSelector: selector, cancellationToken: ct)).Items);
     }
 
-    /// <summary>
-    /// Runs code in a new kernel of a workspace through the hub's proxy: the kernel is made with the REST API and the
-    /// code goes over <c>api/kernels/ID/channels</c> (Jupyter's JSON WebSocket protocol), with the hub session's
-    /// cookie, never the workspace's token. Returns what the code printed; fails on an error reply.
-    /// </summary>
-    private static async Task<string> RunInKernelAsync(HubSession session, string owner, string name, string code, CancellationToken ct)
-    {
-        var prefix = $"user/{owner}/{name}/";
-        var kernel = (await session.SendAsync(HttpMethod.Post, prefix + "api/kernels", new { name = "python3" }, ct)).Expect(HttpStatusCode.Created)
-            .Json.GetProperty("id").GetString()!;
-        try
-        {
-            using var socket = new ClientWebSocket();
-            socket.Options.Proxy = null;
-            socket.Options.Cookies = session.Cookies;
-            var ws = new UriBuilder(new Uri(session.Hub, prefix + $"api/kernels/{kernel}/channels")) { Scheme = "ws" }.Uri;
-            await socket.ConnectAsync(ws, ct);
-            var msgId = Guid.NewGuid().ToString("N");
-            await socket.SendAsync(KernelMessages.ExecuteRequest(code, msgId, "e2e"), WebSocketMessageType.Text, true, ct);
-            var printed = new StringBuilder();
-            string? status = null;
-            var idle = false;
-            var buffer = new byte[64 * 1024];
-            using var message = new MemoryStream();
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            timeout.CancelAfter(TimeSpan.FromMinutes(2));
-            while (status is null || !idle)
-            {
-                var r = await socket.ReceiveAsync(buffer, timeout.Token);
-                Assert.True(r.MessageType != WebSocketMessageType.Close, $"the kernel's channel closed before the reply ({r.CloseStatusDescription}); printed so far: {printed}");
-                message.Write(buffer, 0, r.Count);
-                if (!r.EndOfMessage)
-                {
-                    continue;
-                }
-
-                using var doc = JsonDocument.Parse(message.ToArray());
-                message.SetLength(0);
-                var m = doc.RootElement;
-                if (m.GetProperty("parent_header").TryGetProperty("msg_id", out var parent) && parent.GetString() == msgId)
-                {
-                    var content = m.GetProperty("content");
-                    switch (m.GetProperty("msg_type").GetString())
-                    {
-                        case "stream":
-                            printed.Append(content.GetProperty("text").GetString());
-                            break;
-                        case "error":
-                            printed.AppendJoin('\n', content.GetProperty("traceback").EnumerateArray().Select(t => t.GetString()));
-                            break;
-                        case "execute_reply":
-                            status = content.GetProperty("status").GetString();
-                            break;
-                        case "status":
-                            idle = content.GetProperty("execution_state").GetString() == "idle";
-                            break;
-                    }
-                }
-            }
-
-            Assert.True(status == "ok", $"the code failed in {owner}/{name}: {printed}");
-            await socket.CloseAsync(WebSocketCloseStatus.NormalClosure, null, ct);
-            return printed.ToString();
-        }
-        finally
-        {
-            await session.SendAsync(HttpMethod.Delete, prefix + $"api/kernels/{kernel}", null, ct);
-        }
-    }
-
     // ---- clean-up and diagnostics ----
 
     private static async Task DeleteNamespaceAsync(IKubernetes client, bool wait, CancellationToken ct)
@@ -505,7 +364,7 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
 
         if (wait)
         {
-            await WaitUntilAsync(async () =>
+            await Wait.UntilAsync(async () =>
             {
                 try
                 {
@@ -574,74 +433,5 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
         }
 
         return text.ToString();
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan within, Func<string> failure, CancellationToken ct)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (deadline.Elapsed > within)
-            {
-                throw new XunitException($"{failure()} (waited {within.TotalSeconds:0}s)");
-            }
-
-            await Task.Delay(500, ct);
-        }
-    }
-
-    private static string Tail(string text) => text.Length > 4000 ? "…" + text[^4000..] : text;
-
-    /// <summary>A browser-like session on the hub: its cookie, and the CSRF header the hub asks of unsafe requests.</summary>
-    private sealed class HubSession : IDisposable
-    {
-        private readonly HttpClient _http;
-
-        private HubSession(Uri hub)
-        {
-            Hub = hub;
-            _http = new HttpClient(new SocketsHttpHandler { CookieContainer = Cookies, UseProxy = false, AllowAutoRedirect = false })
-            {
-                BaseAddress = hub, Timeout = TimeSpan.FromMinutes(4),
-            };
-        }
-
-        public Uri Hub { get; }
-
-        public CookieContainer Cookies { get; } = new();
-
-        public static async Task<HubSession> LogInAsync(Uri hub, string name, string password, CancellationToken ct)
-        {
-            var session = new HubSession(hub);
-            (await session.SendAsync(HttpMethod.Post, "api/v1/login", new { name, password }, ct)).Expect(HttpStatusCode.OK);
-            var csrf = (await session.SendAsync(HttpMethod.Get, "hub/csrf", null, ct)).Expect(HttpStatusCode.OK).Json.GetProperty("csrf").GetString();
-            session._http.DefaultRequestHeaders.Add("X-Dsvm-Csrf", csrf);
-            return session;
-        }
-
-        public async Task<Answer> SendAsync(HttpMethod method, string path, object? body, CancellationToken ct)
-        {
-            using var request = new HttpRequestMessage(method, new Uri(path, UriKind.Relative));
-            if (body is not null)
-            {
-                request.Content = JsonContent.Create(body);
-            }
-
-            using var response = await _http.SendAsync(request, ct);
-            return new Answer($"{method} {path}", response.StatusCode, await response.Content.ReadAsStringAsync(ct));
-        }
-
-        public void Dispose() => _http.Dispose();
-    }
-
-    private sealed record Answer(string Request, HttpStatusCode Status, string Body)
-    {
-        public JsonElement Json => JsonDocument.Parse(Body).RootElement;
-
-        public Answer Expect(HttpStatusCode status)
-        {
-            Assert.True(Status == status, $"{Request}: expected {(int)status} {status}, got {(int)Status} {Status}: {Tail(Body)}");
-            return this;
-        }
     }
 }

@@ -116,7 +116,7 @@ public sealed partial class SizeCatalog
         var errors = new List<SpecError>();
         void Err(YamlNode n, string path, string msg) => errors.Add(new SpecError(file, (int)n.Start.Line, (int)n.Start.Column, path, msg));
 
-        var root = SpecYaml.LoadMapping(text, file, "expected a mapping of size names to {vcpus, memory, gpus, class}");
+        var root = SpecYaml.LoadMappingOrEmpty(text, file, "expected a mapping of size names to {vcpus, memory, gpus, class}");
 
         var result = new List<MachineSize>();
         foreach (var (keyNode, valueNode) in root.Children)

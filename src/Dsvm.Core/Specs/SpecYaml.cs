@@ -58,6 +58,13 @@ public static partial class SpecYaml
         }
     }
 
+    /// <summary>
+    /// As <see cref="LoadMapping"/>, but a text with no document (empty, or comments only: an example with every entry
+    /// commented out) is an empty mapping.
+    /// </summary>
+    public static YamlMappingNode LoadMappingOrEmpty(string text, string file, string expected) =>
+        Load(text, file).Documents.Count == 0 ? new YamlMappingNode() : LoadMapping(text, file, expected);
+
     /// <summary>The root mapping of <paramref name="text"/>; anything else is a <see cref="SpecValidationException"/> at its place.</summary>
     public static YamlMappingNode LoadMapping(string text, string file, string expected)
     {
