@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# The build's package cache, measured: the `minimal` environment (copied under the name `benchcache`, so no shared
-# image is replaced) built with `dsvm env build --frozen --no-cache` (no engine layer cache) first with an EMPTY
+# The build's package cache, measured: an environment (ENV, default `minimal`; copied under the name `benchcache`, so
+# no shared image is replaced) built with `dsvm env build --frozen --no-cache` (no engine layer cache) first with an EMPTY
 # package cache, then with the cache that build filled (WARM), in ROUNDS interleaved rounds (a fresh empty cache
 # each round). Prints per-build seconds, what came from the mirror, and the warm/empty ratio.
-# Only `minimal`: a `datascience` cold build is too heavy for a shared machine (see docs/benchmarks.md).
-# Usage: bench/build-cache.sh [ROUNDS]   (default 1). Uses the engine: run it under flock /tmp/dsvm-docker-tests.lock.
+# A `datascience` round is two cold builds of ~13 minutes each: run it on a quiet machine.
+# Usage: bench/build-cache.sh [ROUNDS] [ENV]   (defaults 1, minimal). Uses the engine: run it under flock /tmp/dsvm-docker-tests.lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-1}
+source_env=${2:-minimal}
 out=.dsvm/bench-build-cache
 export DSVM_HOME=${DSVM_BENCH_HOME:-/var/tmp/opendsvm-tests}   # its base image and base rootfs are reused
 dotnet build src/Dsvm.Cli -c Release --artifacts-path "$out/cli" -nologo -v quiet -clp:ErrorsOnly 1>&2
 dsvm() { dotnet "$out/cli/bin/Dsvm.Cli/release/dsvm.dll" "$@"; }
 env_dir="$out/benchcache"
-rm -rf "$env_dir" && mkdir -p "$out" && cp -r environments/minimal "$env_dir"
-sed -i 's/^name: minimal$/name: benchcache/' "$env_dir/environment.yaml"
+rm -rf "$env_dir" && mkdir -p "$out" && cp -r "environments/$source_env" "$env_dir"
+sed -i 's/^name: .*$/name: benchcache/' "$env_dir/environment.yaml"
 rm -f "$env_dir/environment.lock"
 dsvm env lock "$env_dir" -o json >/dev/null   # not measured
 cleanup() { docker images --format '{{.Repository}}:{{.Tag}}' dsvm/benchcache | xargs -r docker rmi >/dev/null 2>&1 || true; rm -rf "$out/cache"; }
