@@ -393,9 +393,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         ServiceCreateResponse created;
         try
         {
-            var takeOver = TakeOverParameters(request, name, image, pin, network);
-            takeOver.RegistryAuth = AuthFor(image);
-            created = await _manager.Swarm.CreateServiceAsync(takeOver, ct);
+            created = await _manager.Swarm.CreateServiceAsync(TakeOverParameters(request, name, image, pin, network), ct);
         }
         catch (DockerApiException ex)
         {
@@ -442,7 +440,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     }
 
     /// <summary>The one-shot take-over service: on the home's node, root with two capabilities, small limits, never restarted.</summary>
-    internal static ServiceCreateParameters TakeOverParameters(WorkspaceStartRequest request, string name, string image, string pin, string network)
+    internal ServiceCreateParameters TakeOverParameters(WorkspaceStartRequest request, string name, string image, string pin, string network)
     {
         var labels = new Dictionary<string, string>
         {
@@ -457,6 +455,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
 
         return new ServiceCreateParameters
         {
+            RegistryAuth = AuthFor(image),
             Service = new ServiceSpec
             {
                 Name = name,

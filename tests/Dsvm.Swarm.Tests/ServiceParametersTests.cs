@@ -59,7 +59,8 @@ public sealed class ServiceParametersTests : IDisposable
         Assert.Null(backend.AuthFor("dsvm/minimal:abc"));
 
         // The home take-over service pulls the same image and carries the same login.
-        Assert.Equal("hub", backend.AuthFor(backend.NodeImage(local.Image))!.Username);
+        var takeOver = backend.TakeOverParameters(local, "dsvm-alice-proj-home", backend.NodeImage(local.Image), "node7", "net0123id").RegistryAuth;
+        Assert.Equal(("10.0.5.1:5000", "hub", "s3cret"), (takeOver.ServerAddress, takeOver.Username, takeOver.Password));
 
         // Without logins configured: anonymous, as before.
         Assert.Null(_backend.CreateParameters(local, "dsvm-alice-proj", _backend.NodeImage(local.Image), null, "net0123id").RegistryAuth);
@@ -103,7 +104,7 @@ public sealed class ServiceParametersTests : IDisposable
     [Fact]
     public void The_home_take_over_runs_once_on_the_homes_node_as_root_with_two_capabilities()
     {
-        var p = SwarmWorkspaceBackend.TakeOverParameters(Request(), "dsvm-ws-0123456789ab-home", "10.0.5.1:5000/dsvm/datascience:abc123", "node7", "net0123id").Service;
+        var p = _backend.TakeOverParameters(Request(), "dsvm-ws-0123456789ab-home", "10.0.5.1:5000/dsvm/datascience:abc123", "node7", "net0123id").Service;
         Assert.Equal("none", p.TaskTemplate.RestartPolicy.Condition);
         Assert.Equal(1UL, p.Mode.Replicated.Replicas);
         Assert.Equal(["node.id==node7"], p.TaskTemplate.Placement.Constraints);
