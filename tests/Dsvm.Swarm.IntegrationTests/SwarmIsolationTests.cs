@@ -272,8 +272,7 @@ public sealed class SwarmIsolationTests(SwarmFixture fx, ITestOutputHelper outpu
         var name = request.Name;
         var launch = await backend.StartAsync(request, null, default);
         var nodeId = launch.Handle.State.GetProperty("node").GetString();
-        var ids = await Task.WhenAll(Enumerable.Range(1, 3).Select(n => SwarmLab.NodeIdAsync(n)));
-        var node = Array.IndexOf(ids, nodeId) + 1;
+        var node = await SwarmLab.NodeNumberAsync(nodeId!);
         var container = (await SwarmLab.DockerAsync(node, ["ps", "-q", "--filter", $"label=io.opendsvm.workspace={request.Id}"])).StandardOutput.Trim();
         Assert.False(string.IsNullOrEmpty(container), $"no container of {name} on node {node}");
         var networks = (await SwarmLab.DockerAsync(node, ["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", container])).StandardOutput;

@@ -58,7 +58,7 @@ public sealed class SwarmRegistryLoginTests(SwarmFixture fx)
             Assert.Equal(WorkspaceState.Running, w.State);
             Assert.True(await SwarmFixture.AnswersAsync(w), "the workspace from the login registry does not answer");
             var node = SwarmFixture.NodeOf(w);
-            var index = await NodeIndexAsync(node);
+            var index = await SwarmLab.NodeNumberAsync(node);
             var pulled = await SwarmLab.DockerAsync(index, ["image", "inspect", "--format", "{{.Id}}", nodeImage]);
             Assert.True(pulled.IsSuccess, $"node n{index} has no {nodeImage}: {pulled.StandardError}");
         }
@@ -74,19 +74,5 @@ public sealed class SwarmRegistryLoginTests(SwarmFixture fx)
                 await BuiltEnvironment.Services.Docker.RunAsync(["rmi", pushedTag], CancellationToken.None);
             }
         }
-    }
-
-    /// <summary>The lab's node number (1–3) of a swarm node ID.</summary>
-    private static async Task<int> NodeIndexAsync(string nodeId)
-    {
-        for (var n = 1; n <= 3; n++)
-        {
-            if (await SwarmLab.NodeIdAsync(n) == nodeId)
-            {
-                return n;
-            }
-        }
-
-        throw new InvalidOperationException($"node {nodeId} is not one of the lab's");
     }
 }

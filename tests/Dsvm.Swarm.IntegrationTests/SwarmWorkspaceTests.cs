@@ -172,7 +172,7 @@ public sealed class SwarmWorkspaceTests(SwarmFixture fx, ITestOutputHelper outpu
         Assert.Contains("Jupyter", logs, StringComparison.OrdinalIgnoreCase);
 
         // The volume lives on that node's engine only; delete with the home removes it there.
-        var index = Array.IndexOf(await Task.WhenAll(Enumerable.Range(1, 3).Select(n => SwarmLab.NodeIdAsync(n))), node) + 1;
+        var index = await SwarmLab.NodeNumberAsync(node);
         Assert.Equal(0, (await SwarmLab.DockerAsync(index, ["volume", "inspect", w.HomeVolume])).ExitCode);
         await fx.Manager.DeleteAsync(SwarmFixture.Owner, name, deleteHome: true, null, default);
         Assert.NotEqual(0, (await SwarmLab.DockerAsync(index, ["volume", "inspect", w.HomeVolume])).ExitCode);

@@ -79,6 +79,14 @@ public sealed class SwarmLab : IAsyncDisposable
     public static async Task<string> NodeIdAsync(int node, CancellationToken ct = default) =>
         (await DockerAsync(node, ["info", "--format", "{{.Swarm.NodeID}}"], ct)).StandardOutput.Trim();
 
+    /// <summary>The lab's node number (1-3) of a swarm node id.</summary>
+    public static async Task<int> NodeNumberAsync(string nodeId, CancellationToken ct = default)
+    {
+        var ids = await Task.WhenAll(Enumerable.Range(1, 3).Select(n => NodeIdAsync(n, ct)));
+        var index = Array.IndexOf(ids, nodeId);
+        return index >= 0 ? index + 1 : throw new InvalidOperationException($"node {nodeId} is not one of the lab's");
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (!_keep)
