@@ -12,32 +12,45 @@ public class EfWorkspaceStore : IWorkspaceStore
     /// <summary>A table that databases made before migrations already have.</summary>
     public const string ProbeTable = "workspaces";
 
-    private readonly DbContextOptions<DsvmDbContext> _options;
+    private readonly Lazy<Task<DbContextOptions<DsvmDbContext>>> _ready;
 
+    /// <summary>Brings the schema up to date now; a failure throws here.</summary>
     public EfWorkspaceStore(DbContextOptions<DsvmDbContext> options)
+        : this(new Lazy<Task<DbContextOptions<DsvmDbContext>>>(Task.FromResult(Migrated(options))))
     {
-        _options = options;
-        using var db = new DsvmDbContext(_options);
+    }
+
+    /// <summary>
+    /// A store whose database may still be opening (EF Core's model and the migrations check take most of a second in
+    /// a fresh process): every operation waits for <paramref name="ready"/>, and a failure there is the operation's.
+    /// </summary>
+    protected EfWorkspaceStore(Lazy<Task<DbContextOptions<DsvmDbContext>>> ready) => _ready = ready;
+
+    private static DbContextOptions<DsvmDbContext> Migrated(DbContextOptions<DsvmDbContext> options)
+    {
+        using var db = new DsvmDbContext(options);
         DatabaseMigrations.Migrate(db, ProbeTable);
         if (db.Database.IsSqlite())
         {
             // WAL and a busy timeout let several dsvm processes share the file.
             db.Database.ExecuteSqlRaw("PRAGMA journal_mode=WAL;");
         }
+
+        return options;
     }
 
-    private DsvmDbContext Open() => new(_options);
+    private async ValueTask<DsvmDbContext> OpenAsync() => new(await _ready.Value.ConfigureAwait(false));
 
     public virtual async Task<Workspace?> FindAsync(string owner, string name, CancellationToken ct)
     {
-        await using var db = Open();
+        await using var db = await OpenAsync();
         var e = await db.Workspaces.AsNoTracking().FirstOrDefaultAsync(w => w.Owner == owner && w.Name == name, ct);
         return e is null ? null : ToModel(e);
     }
 
     public virtual async Task<IReadOnlyList<Workspace>> ListAsync(string? owner, CancellationToken ct)
     {
-        await using var db = Open();
+        await using var db = await OpenAsync();
         var q = db.Workspaces.AsNoTracking();
         if (owner is not null)
         {
@@ -54,7 +67,7 @@ public class EfWorkspaceStore : IWorkspaceStore
     /// </summary>
     public virtual async Task<Workspace> SaveAsync(Workspace workspace, CancellationToken ct)
     {
-        await using var db = Open();
+        await using var db = await OpenAsync();
         WorkspaceEntity e;
         if (workspace.Version == 0)
         {
@@ -117,14 +130,14 @@ public class EfWorkspaceStore : IWorkspaceStore
 
     private async Task<bool> ExistsAsync(Workspace workspace, CancellationToken ct)
     {
-        await using var db = Open();
+        await using var db = await OpenAsync();
         return await db.Workspaces.AnyAsync(w => w.Id == workspace.Id || (w.Owner == workspace.Owner && w.Name == workspace.Name), ct);
     }
 
     /// <summary>Deletes the row only at the version read (<c>DELETE … WHERE "Version" = @v</c>); a row already gone is no error.</summary>
     public virtual async Task DeleteAsync(Workspace workspace, CancellationToken ct)
     {
-        await using var db = Open();
+        await using var db = await OpenAsync();
         var deleted = await db.Workspaces.Where(w => w.Id == workspace.Id && w.Version == workspace.Version).ExecuteDeleteAsync(ct);
         if (deleted == 0 && await db.Workspaces.AnyAsync(w => w.Id == workspace.Id, ct))
         {
@@ -160,7 +173,7 @@ public class EfWorkspaceStore : IWorkspaceStore
 
     public async Task<Home?> FindHomeAsync(string ownerId, string name, CancellationToken ct)
     {
-        await using var db = Open();
+        await using var db = await OpenAsync();
         var e = await db.Homes.AsNoTracking().Where(h => h.OwnerId == ownerId && h.Name == name && h.OrphanedAt == null)
             .OrderBy(h => h.Id).FirstOrDefaultAsync(ct);
         return e is null ? null : ToModel(e);
@@ -168,14 +181,14 @@ public class EfWorkspaceStore : IWorkspaceStore
 
     public async Task<Home?> GetHomeAsync(string homeId, CancellationToken ct)
     {
-        await using var db = Open();
+        await using var db = await OpenAsync();
         var e = await db.Homes.AsNoTracking().FirstOrDefaultAsync(h => h.Id == homeId, ct);
         return e is null ? null : ToModel(e);
     }
 
     public async Task<IReadOnlyList<Home>> ListHomesAsync(string? ownerId, CancellationToken ct)
     {
-        await using var db = Open();
+        await using var db = await OpenAsync();
         var q = db.Homes.AsNoTracking();
         if (ownerId is not null)
         {
@@ -188,7 +201,7 @@ public class EfWorkspaceStore : IWorkspaceStore
 
     public async Task SaveHomeAsync(Home home, CancellationToken ct)
     {
-        await using var db = Open();
+        await using var db = await OpenAsync();
         var e = await db.Homes.FirstOrDefaultAsync(h => h.Id == home.Id, ct);
         if (e is null)
         {
@@ -208,7 +221,7 @@ public class EfWorkspaceStore : IWorkspaceStore
 
     public async Task DeleteHomeAsync(string homeId, CancellationToken ct)
     {
-        await using var db = Open();
+        await using var db = await OpenAsync();
         await db.Homes.Where(h => h.Id == homeId).ExecuteDeleteAsync(ct);
     }
 

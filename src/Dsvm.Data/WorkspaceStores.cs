@@ -16,8 +16,12 @@ public sealed class SqliteWorkspaceStore : EfWorkspaceStore
 {
     private readonly string _file;
 
+    /// <summary>
+    /// Opens <paramref name="databaseFile"/> in the background (a CLI command meanwhile loads its configuration and
+    /// talks to the engine); a fault of the file is the first operation's <see cref="StateFileException"/>.
+    /// </summary>
     public SqliteWorkspaceStore(string databaseFile)
-        : base(SqliteStateFile.Open(databaseFile)) => _file = databaseFile;
+        : base(SqliteStateFile.OpenInBackground(databaseFile)) => _file = databaseFile;
 
     public override Task<Workspace?> FindAsync(string owner, string name, CancellationToken ct) =>
         SqliteStateFile.GuardAsync(_file, async () => SqliteStateFile.Checked(_file, await base.FindAsync(owner, name, ct)));
@@ -48,28 +52,32 @@ public sealed class SqliteWorkspaceStore : EfWorkspaceStore
 /// <summary>Turns SQLite state-file faults into <see cref="StateFileException"/>s, moving a corrupt file aside.</summary>
 public static class SqliteStateFile
 {
-    /// <summary>The options for <paramref name="file"/>, once it opens and its schema is up to date.</summary>
-    public static DbContextOptions<DsvmDbContext> Open(string file)
+    /// <summary>
+    /// Starts opening <paramref name="file"/> now; its outcome is translated (a corrupt file moved aside, with the
+    /// message saying so) only when an operation first needs it, so a command that never uses the state (or ends
+    /// first) neither moves the file nor hides that it did.
+    /// </summary>
+    public static Lazy<Task<DbContextOptions<DsvmDbContext>>> OpenInBackground(string file)
     {
-        try
-        {
-            if (Directory.Exists(file))
-            {
-                throw new StateFileException($"state file {file} is a directory, not a database: move it away (or set DSVM_DATA to another folder)");
-            }
+        var opening = Task.Run(() => Open(file));
+        return new(() => GuardAsync(file, () => opening));
+    }
 
-            var options = WorkspaceStores.SqliteOptions<DsvmDbContext>(file);
-            using var db = new DsvmDbContext(options);
-            DatabaseMigrations.Migrate(db, EfWorkspaceStore.ProbeTable);
-            db.Database.ExecuteSqlRaw("PRAGMA journal_mode=WAL;");
-            // A file whose table was dropped or damaged answers here, not at the first command that needs it.
-            _ = db.Workspaces.AsNoTracking().Select(w => w.Id).FirstOrDefault();
-            return options;
-        }
-        catch (Exception ex) when (Translate(file, ex) is { } mapped)
+    /// <summary>The options for <paramref name="file"/>, once it opens and its schema is up to date (faults untranslated).</summary>
+    private static DbContextOptions<DsvmDbContext> Open(string file)
+    {
+        if (Directory.Exists(file))
         {
-            throw mapped;
+            throw new StateFileException($"state file {file} is a directory, not a database: move it away (or set DSVM_DATA to another folder)");
         }
+
+        var options = WorkspaceStores.SqliteOptions<DsvmDbContext>(file);
+        using var db = new DsvmDbContext(options);
+        DatabaseMigrations.Migrate(db, EfWorkspaceStore.ProbeTable);
+        db.Database.ExecuteSqlRaw("PRAGMA journal_mode=WAL;");
+        // A file whose table was dropped or damaged answers here, not at the first command that needs it.
+        _ = db.Workspaces.AsNoTracking().Select(w => w.Id).FirstOrDefault();
+        return options;
     }
 
     public static async Task<T> GuardAsync<T>(string file, Func<Task<T>> op)

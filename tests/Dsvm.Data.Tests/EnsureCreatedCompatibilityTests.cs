@@ -86,7 +86,7 @@ public sealed class EnsureCreatedCompatibilityTests : IDisposable
         await using (var old = new DsvmDbContext(new DbContextOptionsBuilder<DsvmDbContext>().UseSqlite($"Data Source={oldFile}").Options))
         {
             await old.Database.EnsureCreatedAsync();
-            _ = WorkspaceStores.Sqlite(_db.File);
+            Assert.Empty(await WorkspaceStores.Sqlite(_db.File).ListAsync(null, CancellationToken.None));
             await using var migrated = new DsvmDbContext(_db.Options<DsvmDbContext>());
             Assert.Equal(await SchemaAsync(old), await SchemaAsync(migrated));
         }

@@ -76,6 +76,25 @@ public sealed class StateFileFaultTests : IDisposable
         AssertMovedAside(await FaultAsync(), garbage);
     }
 
+    /// <summary>
+    /// The store opens in the background (CLI start-up), but a corrupt file is moved aside only by an operation that
+    /// then reports it: a command that never reads the state (<c>dsvm sizes</c>) leaves the file where it is.
+    /// </summary>
+    [Fact]
+    public async Task A_store_never_used_leaves_a_corrupt_file_in_place()
+    {
+        Directory.CreateDirectory(_dir);
+        var garbage = System.Text.Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("this is not a database ", 400)));
+        await File.WriteAllBytesAsync(File_, garbage);
+
+        _ = new SqliteWorkspaceStore(File_);
+        await Task.Delay(TimeSpan.FromSeconds(2)); // the background open has failed by now (it takes well under a second)
+
+        Assert.Equal(garbage, await File.ReadAllBytesAsync(File_));
+        Assert.Empty(Directory.GetFiles(_dir, "dsvm.db.corrupt-*"));
+        AssertMovedAside(await FaultAsync(), garbage);
+    }
+
     [Fact]
     public async Task Truncated_IsMovedAside()
     {

@@ -16,7 +16,7 @@ public abstract class WorkspaceStoreContract<TDatabase> : IDisposable where TDat
 
     protected TDatabase Db => _db.Value;
 
-    private static readonly CancellationToken Ct = CancellationToken.None;
+    protected static readonly CancellationToken Ct = CancellationToken.None;
 
     public const string HomesMigration = "20261205000001_Homes";
 
@@ -57,7 +57,8 @@ public abstract class WorkspaceStoreContract<TDatabase> : IDisposable where TDat
 
     protected async Task MigrationsApplyOnEmptyDatabaseAndAreIdempotent()
     {
-        _ = Db.CreateStore();
+        // A store migrates before its first operation (SQLite's opens in the background).
+        Assert.Empty(await Db.CreateStore().ListAsync(null, Ct));
         await using (var db = new DsvmDbContext(Db.Options<DsvmDbContext>()))
         {
             Assert.Equal([DatabaseMigrations.InitialMigration, DatabaseMigrations.WorkspaceVersionMigration, HomesMigration], await db.Database.GetAppliedMigrationsAsync(Ct));
@@ -296,9 +297,9 @@ public sealed class SqliteWorkspaceStoreContractTests : WorkspaceStoreContract<S
     public Task Accounts_CreateUser_VerifyPassword_AndTokens() => AccountsCreateUserVerifyPasswordAndTokens();
 
     [Fact]
-    public void DatabaseFile_IsOwnerOnly_AndInWalMode()
+    public async Task DatabaseFile_IsOwnerOnly_AndInWalMode()
     {
-        _ = Db.CreateStore();
+        Assert.Empty(await Db.CreateStore().ListAsync(null, Ct));
         if (!OperatingSystem.IsWindows())
         {
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Db.File));
@@ -341,7 +342,7 @@ public sealed class PostgresWorkspaceStoreContractTests : WorkspaceStoreContract
     [PostgresFact]
     public async Task Migrations_LetPostgresMapTheColumnTypes()
     {
-        _ = Db.CreateStore();
+        Assert.Empty(await Db.CreateStore().ListAsync(null, Ct));
         await new Accounts(Db.Options<HubDbContext>(), new HubOptions(), TimeProvider.System).InitializeAsync(CancellationToken.None);
         await using var db = new DsvmDbContext(Db.Options<DsvmDbContext>());
         var types = await db.Database.SqlQueryRaw<string>(

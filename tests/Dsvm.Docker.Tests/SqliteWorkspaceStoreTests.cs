@@ -180,14 +180,13 @@ public sealed class SqliteWorkspaceStoreTests : IDisposable
             File.SetUnixFileMode(f, loose);
         }
 
-        var store = new SqliteWorkspaceStore(DatabaseFile);
+        // Opening (done before the store's first operation) makes them owner-only again.
+        Assert.NotNull(await new SqliteWorkspaceStore(DatabaseFile).FindAsync("alice", "proj", CancellationToken.None));
 
         foreach (var f in files)
         {
             Assert.Equal(OwnerOnly, File.GetUnixFileMode(f));
         }
-
-        Assert.NotNull(await store.FindAsync("alice", "proj", CancellationToken.None));
     }
 
     [Fact]
