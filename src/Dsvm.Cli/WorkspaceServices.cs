@@ -28,7 +28,8 @@ public sealed class WorkspaceServices
         Images = BackendFactory.ImagesOn(paths, BackendConfig);
         var timeout = Environment.GetEnvironmentVariable("DSVM_START_TIMEOUT") is { Length: > 0 } t && int.TryParse(t, out var secs) ? secs : 120;
         Manager = new WorkspaceManager(Backends, Store, Sizes, Gpus, new HttpReadinessProbe(), paths, TimeProvider.System,
-            new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(timeout) });
+            // One workspace at a time here: poll its Jupyter at most 100 ms apart (the hub's 250 ms spares N booting at once).
+            new WorkspaceOptions { StartTimeout = TimeSpan.FromSeconds(timeout), MaxPollInterval = TimeSpan.FromMilliseconds(100) });
     }
 
     /// <summary>The sizes: defaults plus <c>DSVM_SIZES</c> or <c>sizes.yaml</c> in the data folder.</summary>
