@@ -27,6 +27,7 @@ internal sealed class FakeBackend : IWorkspaceBackend, IOrphanSweeper
 {
     private readonly Lock _gate = new();
     private readonly Dictionary<string, bool> _running = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Uri> _moved = new(StringComparer.Ordinal);
     private int _containers;
 
     public string Name { get; init; } = "fake";
@@ -98,6 +99,19 @@ internal sealed class FakeBackend : IWorkspaceBackend, IOrphanSweeper
         lock (_gate)
         {
             _running[id] = false;
+        }
+    }
+
+    /// <summary>
+    /// The server comes back behind OpenDSVM's back at another address (a swarm task replaced after a node or manager
+    /// outage, a container restarted by its engine: a host port is picked anew).
+    /// </summary>
+    public void MoveOutside(string id, Uri endpoint)
+    {
+        lock (_gate)
+        {
+            _running[id] = true;
+            _moved[id] = endpoint;
         }
     }
 
@@ -175,7 +189,7 @@ internal sealed class FakeBackend : IWorkspaceBackend, IOrphanSweeper
         {
             return _running.TryGetValue(handle.Id, out var running)
                 ? running
-                    ? new WorkspaceStatus(true, true, "running", EndpointFor(handle.Id))
+                    ? new WorkspaceStatus(true, true, "running", _moved.GetValueOrDefault(handle.Id) ?? EndpointFor(handle.Id))
                     : new WorkspaceStatus(true, false, ExitDetail)
                 : new WorkspaceStatus(false, false, "container not found");
         }

@@ -162,6 +162,26 @@ public sealed class WorkspaceRepairTests : IDisposable
         Assert.Equal(WorkspaceState.Running, listed.State);
     }
 
+    /// <summary>
+    /// A swarm task replaced after a manager outage (or a container its engine restarted) publishes Jupyter on a new
+    /// host port while the record stays Running: the record, and so the hub's route, must follow it.
+    /// </summary>
+    [Fact]
+    public async Task Running_WhoseServerCameBackAtAnotherAddress_GetsThatEndpoint()
+    {
+        var manager = Manager();
+        var ws = await manager.UpAsync(Request(), null, Ct);
+        var moved = new Uri("http://10.211.0.12:31999/");
+        Assert.NotEqual(moved.ToString(), ws.Endpoint);
+        _backend.MoveOutside(ws.Id, moved);
+
+        var listed = Assert.Single(await manager.ListAsync(Owner, Ct));
+
+        Assert.Equal((WorkspaceState.Running, moved.ToString()), (listed.State, listed.Endpoint));
+        Assert.Equal(moved.ToString(), Assert.Single(_store.All).Endpoint);
+        Assert.True(_backend.IsRunning(ws.Id));
+    }
+
     [Fact]
     public async Task StartingPastItsDeadline_WithAServerThatNeverAnswers_IsStoppedAndFailed()
     {

@@ -645,7 +645,8 @@ public sealed class WorkspaceManager(
             {
                 // The stop was interrupted (killed, engine gone): finish it.
                 WorkspaceState.Stopping => await StoppedAsync(backend, handle, w, "stop finished after an interruption", ct),
-                WorkspaceState.Running when HandleChanged(w, handle) => Adopt(w, handle, status, WorkspaceState.Running, now),
+                // A replaced swarm task, a container its engine restarted: a new object or a new host port.
+                WorkspaceState.Running when HandleChanged(w, handle) || EndpointChanged(w, status) => Adopt(w, handle, status, WorkspaceState.Running, now),
                 WorkspaceState.Running => null,
                 _ when ready => Adopt(w, handle, status, WorkspaceState.Running, now) with { StartedAt = w.StartedAt ?? now },
                 // Started but not answering yet: it has until the start deadline (from its last write).
@@ -679,6 +680,8 @@ public sealed class WorkspaceManager(
     }
 
     private static bool HandleChanged(Workspace w, WorkspaceHandle handle) => handle.State.GetRawText() != w.BackendState;
+
+    private static bool EndpointChanged(Workspace w, WorkspaceStatus status) => status.Endpoint is { } e && e.ToString() != w.Endpoint;
 
     private static Workspace Adopt(Workspace w, WorkspaceHandle handle, WorkspaceStatus status, WorkspaceState state, DateTimeOffset updatedAt) => w with
     {
