@@ -48,6 +48,9 @@ public sealed class SwarmFixture : IAsyncLifetime
     private SwarmLab? _lab;
     private Lazy<Task<Fleet>>? _fleet;
 
+    /// <summary>The lab itself (null when the tests are skipped).</summary>
+    public SwarmLab Lab => _lab!;
+
     public SwarmWorkspaceBackend Backend { get; private set; } = null!;
     public WorkspaceManager Manager { get; private set; } = null!;
     public SqliteWorkspaceStore Store { get; private set; } = null!;

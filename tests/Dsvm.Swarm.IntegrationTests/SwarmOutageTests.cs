@@ -12,7 +12,8 @@ namespace Dsvm.Swarm.IntegrationTests;
 /// down) and hangs (SIGSTOP, shorter than a heartbeat so the swarm itself does not notice), then comes back. Every
 /// call is one not-ready line naming the manager; the workspace keeps running on its node; a stop that could not
 /// reach the manager stays Stopping with why; once the manager answers, the next look finishes the stop, the home is
-/// kept and the workspace starts again.
+/// kept and the workspace starts again. And past what the swarm tolerates: the manager frozen longer than its
+/// heartbeats, its engine restarted.
 /// </summary>
 [Collection("swarm")]
 [Trait("Requires", "Docker")]
@@ -84,6 +85,142 @@ public sealed class SwarmOutageTests(SwarmFixture fx)
 
             await fx.Manager.DeleteAsync(SwarmFixture.Owner, name, deleteHome: true, null, default);
         }
+    }
+
+    /// <summary>
+    /// The manager frozen past its heartbeats (20 s: on waking it finds every worker's heartbeat expired, marks them
+    /// down and replaces their tasks), then its engine restarted (its own containers stop with it). Each time every
+    /// workspace ends Running on the node of its home, as one container, with the file written in its home before,
+    /// answering at the endpoint its record names (a replaced task publishes Jupyter on a new host port: the record,
+    /// and so the hub's route, follows it).
+    /// </summary>
+    [SwarmFact]
+    public async Task After_the_manager_froze_past_its_heartbeats_and_restarted_every_workspace_runs_once_on_its_node_with_its_home()
+    {
+        string[] names = ["mgr-a", "mgr-b", "mgr-c"];
+        var started = new List<(Workspace W, int Node)>();
+        try
+        {
+            foreach (var name in names)
+            {
+                var w = await fx.UpAsync(name);
+                started.Add((w, await SwarmLab.NodeNumberAsync(SwarmFixture.NodeOf(w))));
+                var container = Assert.Single(await ContainersAsync(w));
+                var write = await SwarmLab.DockerAsync(container.Node, ["exec", container.Id, "sh", "-c", $"echo {w.Id} > {Marker}"]);
+                Assert.True(write.ExitCode == 0, write.StandardError);
+            }
+
+            Assert.True(started.Any(s => s.Node != 1), $"all three workspaces landed on the manager ({string.Join(", ", started.Select(s => s.Node))})");
+
+            var pid = int.Parse(File.ReadAllText(ManagerPid).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            Signal("STOP", pid);
+            try
+            {
+                await Task.Delay(TimeSpan.FromSeconds(20));
+                foreach (var (w, _) in started.Where(s => s.Node != 1))
+                {
+                    Assert.True(await SwarmFixture.AnswersAsync(w), $"{w.Name} on a worker stopped answering while the manager was frozen");
+                }
+            }
+            finally
+            {
+                Signal("CONT", pid);
+            }
+
+            await AllBackAsync(started, "after the manager was frozen for 20 s");
+
+            await fx.Lab.RestartEngineAsync(1);
+            await AllBackAsync(started, "after the manager's engine restarted");
+        }
+        finally
+        {
+            foreach (var name in names)
+            {
+                try
+                {
+                    await fx.Manager.DeleteAsync(SwarmFixture.Owner, name, deleteHome: true, null, default);
+                }
+                catch (NotFoundException)
+                {
+                }
+            }
+        }
+    }
+
+    private const string Marker = "/home/dsvm/.restart-marker";
+
+    /// <summary>Within 3 minutes, as the manager's looks see it: each one Running on its node, one container, its home's file, answering.</summary>
+    private async Task AllBackAsync(List<(Workspace W, int Node)> started, string when)
+    {
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            var problems = new List<string>();
+            IReadOnlyList<Workspace> listed = [];
+            try
+            {
+                listed = await fx.Manager.ListAsync(SwarmFixture.Owner, default);
+            }
+            catch (DsvmException ex)
+            {
+                problems.Add($"list: {ex.Message}");
+            }
+
+            foreach (var (w, node) in started)
+            {
+                if (listed.FirstOrDefault(x => x.Id == w.Id) is not { } now)
+                {
+                    problems.Add($"{w.Name}: not listed");
+                    continue;
+                }
+
+                if (now.State != WorkspaceState.Running)
+                {
+                    problems.Add($"{w.Name}: {now.State} ({now.LastError})");
+                    continue;
+                }
+
+                var containers = await ContainersAsync(now);
+                if (await SwarmLab.NodeNumberAsync(SwarmFixture.NodeOf(now)) != node || containers.Any(c => c.Node != node))
+                {
+                    problems.Add($"{w.Name}: moved off node {node}");
+                }
+                else if (containers.Count != 1)
+                {
+                    problems.Add($"{w.Name}: {containers.Count} running containers");
+                }
+                else if ((await SwarmLab.DockerAsync(node, ["exec", containers[0].Id, "cat", Marker])).StandardOutput.Trim() != w.Id)
+                {
+                    problems.Add($"{w.Name}: the file written in its home is gone");
+                }
+                else if (!await SwarmFixture.AnswersAsync(now))
+                {
+                    problems.Add($"{w.Name}: not answering at {now.Endpoint}");
+                }
+            }
+
+            if (problems.Count == 0)
+            {
+                return;
+            }
+
+            Assert.True(sw.Elapsed < TimeSpan.FromMinutes(3), $"{when}, still after {sw.Elapsed.TotalSeconds:0} s: {string.Join("; ", problems)}");
+            await Task.Delay(TimeSpan.FromSeconds(2));
+        }
+    }
+
+    /// <summary>The running containers of a workspace's service on every node.</summary>
+    private static async Task<List<(int Node, string Id)>> ContainersAsync(Workspace w)
+    {
+        var service = System.Text.Json.JsonDocument.Parse(w.BackendState).RootElement.GetProperty("service").GetString();
+        var found = new List<(int, string)>();
+        for (var node = 1; node <= 3; node++)
+        {
+            var ps = await SwarmLab.DockerAsync(node, ["ps", "-q", "--no-trunc", "--filter", $"label=com.docker.swarm.service.name={service}"]);
+            found.AddRange(ps.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(id => (node, id)));
+        }
+
+        return found;
     }
 
     private static void AssertUnreachableEngine(Exception ex)

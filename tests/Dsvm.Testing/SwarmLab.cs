@@ -63,7 +63,7 @@ public sealed class SwarmLab : IAsyncDisposable
 
     private async Task RunScriptAsync(string verb, CancellationToken ct)
     {
-        var r = await Cli.Wrap("bash").WithArguments([_script, verb]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(ct);
+        var r = await Cli.Wrap("bash").WithArguments([_script, .. verb.Split(' ')]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(ct);
         if (r.ExitCode != 0)
         {
             throw new InvalidOperationException($"swarm-lab.sh {verb} failed ({r.ExitCode}): {r.StandardError.Trim()}");
@@ -86,6 +86,10 @@ public sealed class SwarmLab : IAsyncDisposable
         var index = Array.IndexOf(ids, nodeId);
         return index >= 0 ? index + 1 : throw new InvalidOperationException($"node {nodeId} is not one of the lab's");
     }
+
+    /// <summary>Stops node <paramref name="node"/>'s engine (its containers stop with it) and starts it again; returns once it answers.</summary>
+    public Task RestartEngineAsync(int node, CancellationToken ct = default) =>
+        RunScriptAsync("restart " + node.ToString(System.Globalization.CultureInfo.InvariantCulture), ct);
 
     public async ValueTask DisposeAsync()
     {

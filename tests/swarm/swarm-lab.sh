@@ -5,6 +5,7 @@
 #   swarm-lab.sh up     clean leftovers of a crashed run, then build everything
 #   swarm-lab.sh down   tear everything down (services, swarm, engines, registry, namespaces, bridge, data)
 #   swarm-lab.sh reuse  keep a running lab (removing its services), else as up: for iterating on tests only
+#   swarm-lab.sh restart N   stop node N's engine and start it again (a test of a manager or worker restart)
 #
 # Layout: bridge dsvmsw0 10.211.0.1/24 in the root namespace; namespaces dsvmsw-n1..n3 with veth eth0 at
 # 10.211.0.11..13 (no default route: the nodes reach nothing but this /24); one dockerd (with its own
@@ -39,6 +40,41 @@ kill_pidfile() {
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$f"
+}
+
+# One node's dockerd in its namespace (the swarm state lives in its data root, so a restart rejoins the swarm).
+start_engine() {
+  local n=$1 ns="dsvmsw-n$1" extra=()
+  [ "$n" = 3 ] && extra+=(--node-generic-resource NVIDIA-GPU=1)
+  mkdir -p "$STATE/n$n" "$DATA/n$n"
+  # Own UTS namespace for a distinct node hostname; own containerd (dockerd starts it), own cgroup parent.
+  # nsenter (not `ip netns exec`, which remounts /sys and so hides the cgroup hierarchy from dockerd).
+  setsid nsenter --net="/run/netns/$ns" unshare --uts sh -c 'hostname "$0"; exec "$@"' "dsvmsw-n$n" \
+    dockerd --data-root "$DATA/n$n" --exec-root "$STATE/n$n" --pidfile "$STATE/n$n/dockerd.pid" \
+    -H "$(sock "$n")" --containerd-namespace "dsvmsw-n$n" --containerd-plugins-namespace "dsvmsw-n$n-plugins" \
+    --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "/dsvmsw-n$n" \
+    --bip "172.31.25$n.1/24" --default-address-pool "base=10.212.$n.0/24,size=26" \
+    --insecure-registry "$NET.0/24" --no-new-privileges --userland-proxy=false \
+    "${extra[@]}" >>"$LOGS/dockerd-n$n.log" 2>&1 </dev/null &
+}
+
+wait_engine() {
+  wait_for 60 "dockerd n$1 (see $LOGS/dockerd-n$1.log)" dk "$1" info || { tail -n 30 "$LOGS/dockerd-n$1.log" >&2; exit 1; }
+}
+
+# An operator's restart of one node's engine (dockerd stops its containers: no live-restore here), then it answers.
+restart() {
+  local n=$1
+  [ -S "$STATE/n$n/docker.sock" ] || { log "no engine n$n to restart"; exit 1; }
+  local pid
+  pid=$(cat "$STATE/n$n/dockerd.pid")
+  kill "$pid"
+  # dockerd stops its containers first (their stop timeout is Jupyter's 10 s): wait for it to be gone.
+  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && { log "dockerd n$n did not stop within 30 s"; exit 1; }
+  start_engine "$n"
+  wait_engine "$n"
+  log "engine n$n restarted"
 }
 
 down() {
@@ -117,23 +153,8 @@ EOF
     echo $! >"$STATE/registry-$which.pid"
   done
 
-  for n in "${NODES[@]}"; do
-    local ns="dsvmsw-n$n" extra=()
-    [ "$n" = 3 ] && extra+=(--node-generic-resource NVIDIA-GPU=1)
-    mkdir -p "$STATE/n$n" "$DATA/n$n"
-    # Own UTS namespace for a distinct node hostname; own containerd (dockerd starts it), own cgroup parent.
-    # nsenter (not `ip netns exec`, which remounts /sys and so hides the cgroup hierarchy from dockerd).
-    setsid nsenter --net="/run/netns/$ns" unshare --uts sh -c 'hostname "$0"; exec "$@"' "dsvmsw-n$n" \
-      dockerd --data-root "$DATA/n$n" --exec-root "$STATE/n$n" --pidfile "$STATE/n$n/dockerd.pid" \
-      -H "$(sock "$n")" --containerd-namespace "dsvmsw-n$n" --containerd-plugins-namespace "dsvmsw-n$n-plugins" \
-      --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "/dsvmsw-n$n" \
-      --bip "172.31.25$n.1/24" --default-address-pool "base=10.212.$n.0/24,size=26" \
-      --insecure-registry "$NET.0/24" --no-new-privileges --userland-proxy=false \
-      "${extra[@]}" >"$LOGS/dockerd-n$n.log" 2>&1 </dev/null &
-  done
-  for n in "${NODES[@]}"; do
-    wait_for 60 "dockerd n$n (see $LOGS/dockerd-n$n.log)" dk "$n" info || { tail -n 30 "$LOGS/dockerd-n$n.log" >&2; exit 1; }
-  done
+  for n in "${NODES[@]}"; do : >"$LOGS/dockerd-n$n.log"; start_engine "$n"; done
+  for n in "${NODES[@]}"; do wait_engine "$n"; done
   wait_for 20 "registry" curl -sf "http://127.0.0.1:5000/v2/"
 
   dk 1 swarm init --advertise-addr "$NET.11" --default-addr-pool 10.213.0.0/16 >/dev/null
@@ -172,5 +193,6 @@ case "${1:-}" in
   up) up ;;
   reuse) reuse ;;
   down) down ;;
-  *) echo "usage: $0 up|down|reuse" >&2; exit 2 ;;
+  restart) [[ "${2:-}" =~ ^[123]$ ]] || { echo "usage: $0 restart 1|2|3" >&2; exit 2; }; restart "$2" ;;
+  *) echo "usage: $0 up|down|reuse|restart N" >&2; exit 2 ;;
 esac
