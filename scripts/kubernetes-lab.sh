@@ -45,7 +45,17 @@ print_env() {
 }
 
 # The engine's default bridge gateway (docker0's address): the one non-loopback address the lab serves on.
-gateway() { docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}' 2>/dev/null | head -n1; }
+# The default bridge's gateway: as the engine's IPAM configuration names it, or (a fresh engine lists only the
+# subnet) the bridge interface's own IPv4 address.
+gateway() {
+  local gw ifname
+  gw="$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}' 2>/dev/null | head -n1)"
+  if [ -z "$gw" ]; then
+    ifname="$(docker network inspect bridge --format '{{index .Options "com.docker.network.bridge.name"}}' 2>/dev/null)"
+    gw="$(ip -4 -o addr show "${ifname:-docker0}" 2>/dev/null | awk '{ split($4, a, "/"); print a[1]; exit }')"
+  fi
+  echo "$gw"
+}
 
 answers() { [ -f "$kubeconfig" ] && "$1/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s get --raw /readyz >/dev/null 2>&1; }
 

@@ -54,7 +54,7 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
         await using var registry = await RegistryProcess.StartAsync();
         // Pods reach the registry at the bridge gateway (only the host and its containers reach that address); the
         // kubelet pulls through the local engine, which trusts a registry on loopback without TLS.
-        var gateway = await BridgeGatewayAsync(ct);
+        var gateway = await DefaultBridge.GatewayAsync(ct);
         await using var forward = TcpForwarder.Start(gateway, registry.Port);
         var hubImage = $"{registry.Host}/opendsvm/hub:e2e-{run}";
         IDisposable? cluster = null;
@@ -203,14 +203,6 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
     }
 
     private void Log(string message) => output.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {message}");
-
-    private static async Task<System.Net.IPAddress> BridgeGatewayAsync(CancellationToken ct)
-    {
-        var text = (await HubImage.DockerAsync(["network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"], ct)).Trim();
-        return System.Net.IPAddress.TryParse(text, out var address)
-            ? address
-            : throw new XunitException($"the engine's default bridge has no gateway address (got '{text}')");
-    }
 
     // ---- the manifests ----
 
