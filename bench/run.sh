@@ -36,4 +36,15 @@ if [[ " $* " == *" --suite starts "* || " $* " == *" --suite=starts "* ]]; then
 else
   dotnet build src/Dsvm.Cli/Dsvm.Cli.csproj -c Release --artifacts-path "$out" -nologo -v quiet 1>&2
 fi
+# --suite kubernetes: the lab cluster of scripts/kubernetes-lab.sh (binaries built once per machine, ~24 min cold),
+# started here unless KUBECONFIG names a cluster already, and stopped at the end. Every home deleted leaves its static
+# volume Released (Retain, as on a real cluster with local volumes), so the lab gets 400 of them, not its default 64.
+if [[ " $* " == *" --suite kubernetes "* || " $* " == *" --suite=kubernetes "* ]] && [ -z "${KUBECONFIG:-}" ]; then
+  ./scripts/kubernetes-lab.sh stop >/dev/null 2>&1 || true
+  k8s_bin="$(./scripts/kubernetes-lab-build.sh)"
+  eval "$(DSVM_K8S_LAB_BIN="$k8s_bin" DSVM_K8S_LAB_VOLUMES="${DSVM_K8S_LAB_VOLUMES:-400}" ./scripts/kubernetes-lab.sh start)"
+  trap './scripts/kubernetes-lab.sh stop >/dev/null 2>&1' EXIT
+  dotnet "$out/bin/Dsvm.Bench/release/Dsvm.Bench.dll" --cli "$cli" "${extra[@]}" "$@"
+  exit $?
+fi
 exec dotnet "$out/bin/Dsvm.Bench/release/Dsvm.Bench.dll" --cli "$cli" "${extra[@]}" "$@"

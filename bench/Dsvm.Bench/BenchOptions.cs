@@ -11,9 +11,10 @@ internal sealed record BenchOptions
         OpenDSVM benchmark: prints tables (or JSON); it measures, it never asserts timings.
 
         usage: bench/run.sh [options]
-          --suite build|workspaces|hub|peers|starts|swarm|vm|compute|all
+          --suite build|workspaces|hub|peers|starts|swarm|kubernetes|vm|compute|all
                                          which suite to run (default: all = build and workspaces; hub, peers,
-                                         swarm and vm are opt-in: they take minutes; swarm needs root, vm qemu;
+                                         swarm, kubernetes and vm are opt-in: they take minutes; swarm needs
+                                         root, kubernetes a cluster (bench/run.sh starts the lab), vm qemu;
                                          peers compares with configurable-http-proxy and JupyterHub; starts
                                          compares starts with the docker run floor)
           --envs minimal,datascience     environments of the build suite (default: both)
@@ -28,7 +29,9 @@ internal sealed record BenchOptions
           --skip-docker                  hub suite: leave out the concurrent starts on the Docker engine
           --swarm-workspaces N           swarm suite: workspaces started on each side (default: 30)
           --swarm-parallel N             swarm suite: starts at a time (default: 6)
-          --rounds N                     peers and starts suites: interleaved rounds (default: 3)
+          --k8s-workspaces N             kubernetes suite: workspaces started at once on each side (default: 30)
+          --rounds N                     peers, starts and kubernetes suites: interleaved rounds (default: 3;
+                                         kubernetes: give 1 for one of each)
           --class N[,N]                  starts suite: class sizes started at once (default: 10,30)
           --peer-duration SECONDS        peers suite: length of each wrk run (default: 5)
           --quick                        peers suite: one round of 2 s runs
@@ -47,6 +50,8 @@ internal sealed record BenchOptions
     public bool RunPeers { get; init; }
     public bool RunCompute { get; init; }
     public bool RunStarts { get; init; }
+    public bool RunKubernetes { get; init; }
+    public int KubernetesWorkspaces { get; init; } = 30;
     public IReadOnlyList<int> ClassSizes { get; init; } = [10, 30];
     public string? ComputeImage { get; init; }
     public string? BaselineImage { get; init; }
@@ -110,9 +115,10 @@ internal sealed record BenchOptions
                     "peers" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = true },
                     "vm" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = true, RunPeers = false },
                     "starts" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = false, RunStarts = true },
+                    "kubernetes" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = false, RunKubernetes = true },
                     "compute" => o with { RunBuild = false, RunWorkspaces = false, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = false, RunCompute = true },
                     "all" => o with { RunBuild = true, RunWorkspaces = true, RunHub = false, RunSwarm = false, RunVm = false, RunPeers = false },
-                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub, peers, starts, swarm, vm, compute or all (not '{v}')"),
+                    var v => throw new ArgumentException($"--suite must be build, workspaces, hub, peers, starts, swarm, kubernetes, vm, compute or all (not '{v}')"),
                 },
                 "--envs" => o with { Envs = ParseEnvs(Value()) },
                 "--runs" => o with { Runs = PositiveInt(arg, Value()) },
@@ -131,6 +137,7 @@ internal sealed record BenchOptions
                 "--skip-docker" => o with { SkipDocker = true },
                 "--swarm-workspaces" => o with { SwarmWorkspaces = PositiveInt(arg, Value()) },
                 "--swarm-parallel" => o with { SwarmParallel = PositiveInt(arg, Value()) },
+                "--k8s-workspaces" => o with { KubernetesWorkspaces = PositiveInt(arg, Value()) },
                 "--rounds" => o with { Rounds = PositiveInt(arg, Value()) },
                 "--class" => o with { ClassSizes = [.. Value().Split(',', StringSplitOptions.TrimEntries).Select(v => PositiveInt(arg, v))] },
                 "--peer-duration" => o with { PeerDuration = PositiveInt(arg, Value()) },

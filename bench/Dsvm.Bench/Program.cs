@@ -60,6 +60,13 @@ try
         return await starts.RunAsync(cts.Token);
     }
 
+    if (options.RunKubernetes)
+    {
+        Log.Say($"kubernetes suite: {options.Rounds} round(s) of {options.KubernetesWorkspaces} workspaces at once through the hub, on the lab cluster and on this host's engine");
+        using var kubernetes = new KubernetesSuite(options, home, images);
+        return await kubernetes.RunAsync(cts.Token);
+    }
+
     if (options.RunCompute)
     {
         await images.Docker.EnsureEngineAsync(cts.Token);

@@ -55,14 +55,7 @@ internal sealed class StartsSuite(BenchOptions options, BenchHome home, ImageSer
 
         var store = new SqliteWorkspaceStore(home.Paths.Database);
         var gpus = new NvidiaGpuDetector();
-        var hubOptions = new HubOptions
-        {
-            Listen = "http://127.0.0.1:0",
-            AdminName = "admin",
-            AdminPassword = "bench-admin-password-1",
-            IdleTimeout = TimeSpan.Zero,
-            DefaultQuota = new Quota { MaxWorkspaces = null, MaxVcpus = null, MaxGpus = null },
-        };
+        var hubOptions = HubStarts.Options();
         var rows = new List<(int Round, string Case, string Target, double? Seconds, string? Error)>();
         Microsoft.AspNetCore.Builder.WebApplication? app = null;
         Hub? hub = null;
@@ -256,23 +249,7 @@ internal sealed class StartsSuite(BenchOptions options, BenchHome home, ImageSer
         {
             await Task.WhenAll(names.Select(async name =>
             {
-                while (true)
-                {
-                    using var r = await hub.Api.PostAsJsonAsync("api/v1/workspaces", new { name, environment = Environment, size = Size }, ct);
-                    if (r.StatusCode == HttpStatusCode.TooManyRequests)
-                    {
-                        await Task.Delay(r.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(5), ct);
-                        continue;
-                    }
-
-                    if (!r.IsSuccessStatusCode)
-                    {
-                        throw new DsvmException($"POST {name}: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync(ct)}");
-                    }
-
-                    break;
-                }
-
+                await HubStarts.PostAsync(hub.Api, name, Environment, Size, ct);
                 await UntilAnswersAsync(new Uri(hub.Address, $"user/{hub.User}/{name}/api/status"), hub.Api.DefaultRequestHeaders.Authorization!.ToString(), ct);
             }));
             return sw.Elapsed.TotalSeconds;
@@ -302,37 +279,7 @@ internal sealed class StartsSuite(BenchOptions options, BenchHome home, ImageSer
     // ---------------------------------------------------------------- both
 
     /// <summary>Asks <paramref name="url"/> every 50 ms until it answers 200 (5 minutes at most).</summary>
-    private async Task UntilAnswersAsync(Uri url, string authorization, CancellationToken ct)
-    {
-        using var bound = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        bound.CancelAfter(Bound);
-        while (true)
-        {
-            try
-            {
-                using var request = new HttpRequestMessage(HttpMethod.Get, url);
-                request.Headers.TryAddWithoutValidation("Authorization", authorization);
-                using var r = await _probe.SendAsync(request, bound.Token);
-                if (r.StatusCode == HttpStatusCode.OK)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-            }
-            catch (TaskCanceledException) when (!bound.IsCancellationRequested)
-            {
-                // One slow answer (the probe's own 5 s timeout): ask again.
-            }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-            {
-                throw new TimeoutException($"{url} did not answer within {Bound.TotalMinutes:0} minutes");
-            }
-
-            await Task.Delay(Poll, bound.Token);
-        }
-    }
+    private Task UntilAnswersAsync(Uri url, string authorization, CancellationToken ct) => HubStarts.UntilAnswersAsync(_probe, url, authorization, Poll, Bound, ct);
 
     private async Task CleanUpAsync(Hub? hub, SqliteWorkspaceStore store, IGpuDetector gpus)
     {
