@@ -5,7 +5,8 @@ namespace Dsvm.Data;
 
 /// <summary>
 /// Workspace records in any EF Core relational database (SQLite by default, PostgreSQL by configuration). The schema
-/// is brought up to date by migrations when the store is made; see <see cref="WorkspaceStores"/> for the factories.
+/// is brought up to date by migrations when the store is made (SQLite's in the background, before its first operation:
+/// <see cref="SqliteWorkspaceStore"/>); see <see cref="WorkspaceStores"/> for the factories.
 /// </summary>
 public class EfWorkspaceStore : IWorkspaceStore
 {
