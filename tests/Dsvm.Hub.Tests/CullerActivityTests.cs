@@ -83,11 +83,15 @@ public sealed class CullerActivityTests : HubTestBase
 
         World.Time.Advance(TimeSpan.FromMinutes(20));
         server.Activity.KernelMessage("k1"); // the user ran a cell
+        // Let passes that began before the activity end before the clock jumps: one in flight across the jump would
+        // judge the earlier state at the later time (the clock never jumps 20 minutes during a real pass).
+        await CullerPassesAsync(server, 2);
         World.Time.Advance(TimeSpan.FromMinutes(20));
         await CullerPassesAsync(server);
         Assert.Equal("running", await StateAsync(alice));
 
         server.Activity.TerminalInput("1"); // typed in a terminal
+        await CullerPassesAsync(server, 2);
         World.Time.Advance(TimeSpan.FromMinutes(20));
         await CullerPassesAsync(server);
         Assert.Equal("running", await StateAsync(alice));
@@ -98,6 +102,7 @@ public sealed class CullerActivityTests : HubTestBase
             await alice.Http.SendAsync(save).Expect(HttpStatusCode.OK);
         }
 
+        await CullerPassesAsync(server, 2);
         World.Time.Advance(TimeSpan.FromMinutes(20));
         await CullerPassesAsync(server);
         Assert.Equal("running", await StateAsync(alice));
