@@ -44,7 +44,6 @@ if [[ " $* " == *" --suite kubernetes "* || " $* " == *" --suite=kubernetes "* ]
   k8s_bin="$(./scripts/kubernetes-lab-build.sh)"
   eval "$(DSVM_K8S_LAB_BIN="$k8s_bin" DSVM_K8S_LAB_VOLUMES="${DSVM_K8S_LAB_VOLUMES:-400}" ./scripts/kubernetes-lab.sh start)"
   trap './scripts/kubernetes-lab.sh stop >/dev/null 2>&1' EXIT
-  dotnet "$out/bin/Dsvm.Bench/release/Dsvm.Bench.dll" --cli "$cli" "${extra[@]}" "$@"
-  exit $?
 fi
-exec dotnet "$out/bin/Dsvm.Bench/release/Dsvm.Bench.dll" --cli "$cli" "${extra[@]}" "$@"
+# Not exec: the trap above must run when the benchmark ends.
+dotnet "$out/bin/Dsvm.Bench/release/Dsvm.Bench.dll" --cli "$cli" "${extra[@]}" "$@"

@@ -44,16 +44,13 @@ print_env() {
   echo "export DSVM_K8S_LAB_BIN=$1"
 }
 
-# The engine's default bridge gateway (docker0's address): the one non-loopback address the lab serves on.
-# The default bridge's gateway: as the engine's IPAM configuration names it, or (a fresh engine lists only the
-# subnet) the bridge interface's own IPv4 address.
+# The engine's default bridge gateway (docker0's address): the one non-loopback address the lab serves on. As the
+# engine's IPAM configuration names it, or (a fresh engine lists only the subnet) the bridge interface's own address.
 gateway() {
   local gw ifname
-  gw="$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}' 2>/dev/null | head -n1)"
-  if [ -z "$gw" ]; then
-    ifname="$(docker network inspect bridge --format '{{index .Options "com.docker.network.bridge.name"}}' 2>/dev/null)"
-    gw="$(ip -4 -o addr show "${ifname:-docker0}" 2>/dev/null | awk '{ split($4, a, "/"); print a[1]; exit }')"
-  fi
+  IFS='|' read -r gw ifname < <(docker network inspect bridge \
+    --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}|{{index .Options "com.docker.network.bridge.name"}}' 2>/dev/null)
+  [ -n "$gw" ] || gw="$(ip -4 -o addr show "${ifname:-docker0}" 2>/dev/null | awk '{ split($4, a, "/"); print a[1]; exit }')"
   echo "$gw"
 }
 

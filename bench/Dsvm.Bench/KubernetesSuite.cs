@@ -38,10 +38,8 @@ internal sealed class KubernetesSuite(BenchOptions options, BenchHome home, Imag
     private readonly string _run = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(2));
     private readonly HttpClient _probe = new(new SocketsHttpHandler { UseCookies = false, UseProxy = false, AllowAutoRedirect = false }) { Timeout = TimeSpan.FromSeconds(5) };
 
-    private sealed record Hub(WebApplication App, Uri Address, HttpClient Api, string User, HubHostParts Parts);
-
-    /// <summary>What a hub is rebuilt from when it is replaced: the same state, the same backend.</summary>
-    private sealed record HubHostParts(HubOptions Options, HubDependencies Dependencies);
+    /// <summary>A running hub and what it was built from (a replacement is built from the same).</summary>
+    private sealed record Hub(WebApplication App, Uri Address, HttpClient Api, string User, HubOptions Options, HubDependencies Dependencies);
 
     public void Dispose() => _probe.Dispose();
 
@@ -140,7 +138,7 @@ internal sealed class KubernetesSuite(BenchOptions options, BenchHome home, Imag
         using var admin = await HubSuite.LoginAsync(address, hubOptions.AdminName, hubOptions.AdminPassword!, ct);
         var user = $"bench-k{_run}";
         var token = await HubSuite.CreateUserWithTokenAsync(address, admin, user, ct);
-        return new Hub(app, address, HubSuite.TokenClient(address, token), user, new HubHostParts(hubOptions, deps));
+        return new Hub(app, address, HubSuite.TokenClient(address, token), user, hubOptions, deps);
     }
 
     private static async Task<WebApplication> StartAppAsync(HubOptions hubOptions, HubDependencies deps, CancellationToken ct)
@@ -198,10 +196,10 @@ internal sealed class KubernetesSuite(BenchOptions options, BenchHome home, Imag
         hub.Api.Dispose();
         var sw = Stopwatch.StartNew();
         // A new process: its own handle on the same state file and accounts database.
-        var parts = hub.Parts with { Dependencies = hub.Parts.Dependencies with { Store = new SqliteWorkspaceStore(hub.Parts.Dependencies.Paths.Database) } };
-        var app = await StartAppAsync(parts.Options, parts.Dependencies, ct);
+        var deps = hub.Dependencies with { Store = new SqliteWorkspaceStore(hub.Dependencies.Paths.Database) };
+        var app = await StartAppAsync(hub.Options, deps, ct);
         var address = new Uri(app.Urls.First().TrimEnd('/') + "/");
-        var next = new Hub(app, address, HubSuite.TokenClient(address, token), hub.User, parts);
+        var next = hub with { App = app, Address = address, Api = HubSuite.TokenClient(address, token), Dependencies = deps };
         try
         {
             await Task.WhenAll(names.Select(name => UntilAnswersAsync(next, name, ct)));
@@ -252,7 +250,7 @@ internal sealed class KubernetesSuite(BenchOptions options, BenchHome home, Imag
         }
 
         // The docker hub's workspaces were deleted through it; anything left by a failed round goes by label.
-        var left = await images.Docker.RunAsync(["ps", "-aq", "--filter", "label=io.opendsvm.owner=" + $"bench-k{_run}"], CancellationToken.None);
+        var left = await images.Docker.RunAsync(["ps", "-aq", "--filter", $"label={WorkspaceLabels.Owner}=bench-k{_run}"], CancellationToken.None);
         var ids = left.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         if (ids.Length > 0)
         {

@@ -57,16 +57,16 @@ public sealed class SwarmLab : IAsyncDisposable
     public static async Task<SwarmLab> StartAsync(string repoRoot, CancellationToken ct)
     {
         var lab = new SwarmLab(Path.Combine(repoRoot, "tests", "swarm", "swarm-lab.sh"), Reuse);
-        await lab.RunScriptAsync(Reuse ? "reuse" : "up", ct);
+        await lab.RunScriptAsync(ct, Reuse ? "reuse" : "up");
         return lab;
     }
 
-    private async Task RunScriptAsync(string verb, CancellationToken ct)
+    private async Task RunScriptAsync(CancellationToken ct, params string[] args)
     {
-        var r = await Cli.Wrap("bash").WithArguments([_script, .. verb.Split(' ')]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(ct);
+        var r = await Cli.Wrap("bash").WithArguments([_script, .. args]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(ct);
         if (r.ExitCode != 0)
         {
-            throw new InvalidOperationException($"swarm-lab.sh {verb} failed ({r.ExitCode}): {r.StandardError.Trim()}");
+            throw new InvalidOperationException($"swarm-lab.sh {string.Join(' ', args)} failed ({r.ExitCode}): {r.StandardError.Trim()}");
         }
     }
 
@@ -89,13 +89,13 @@ public sealed class SwarmLab : IAsyncDisposable
 
     /// <summary>Stops node <paramref name="node"/>'s engine (its containers stop with it) and starts it again; returns once it answers.</summary>
     public Task RestartEngineAsync(int node, CancellationToken ct = default) =>
-        RunScriptAsync("restart " + node.ToString(System.Globalization.CultureInfo.InvariantCulture), ct);
+        RunScriptAsync(ct, "restart", node.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
     public async ValueTask DisposeAsync()
     {
         if (!_keep)
         {
-            await RunScriptAsync("down", CancellationToken.None);
+            await RunScriptAsync(CancellationToken.None, "down");
         }
     }
 
