@@ -1,4 +1,5 @@
 using System.Net;
+using Dsvm.Testing;
 using Dsvm.Testing.Jupyter;
 
 namespace Dsvm.Hub.Tests;
@@ -31,11 +32,8 @@ public sealed class CullerActivityTests : HubTestBase
     {
         static int Asked(FakeJupyterServer s) => s.Requests.Count(r => r.EndsWith("/api/kernels", StringComparison.Ordinal));
         var target = Asked(server) + passes;
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        while (Asked(server) < target)
-        {
-            await Task.Delay(20, timeout.Token);
-        }
+        await Wait.UntilAsync(() => Task.FromResult(Asked(server) >= target), TimeSpan.FromSeconds(20),
+            () => $"the culler asked about kernels {Asked(server) - target + passes} of {passes} times", default);
     }
 
     private static async Task<string> StateAsync(HubClient c) => (await (await c.Http.GetAsync(Url).Expect(HttpStatusCode.OK)).JsonAsync()).Str("state");
