@@ -36,7 +36,26 @@ internal sealed class Chromium : IAsyncDisposable
         await page.FillAsync("input[name=name]", name);
         await page.FillAsync("input[name=password]", password);
         await page.ClickAsync("button[type=submit]");
-        await page.WaitForURLAsync($"{hub}/hub/");
+        try
+        {
+            // Committed is enough: the tests wait for what they look at next (a full-run failure of 2026-12-07 did not
+            // reach the "load" event of the hub's page within 30 s; where it stood was not recorded).
+            await page.WaitForURLAsync($"{hub}/hub/", new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit });
+        }
+        catch (TimeoutException ex)
+        {
+            string text;
+            try
+            {
+                text = await page.Locator("body").InnerTextAsync(new LocatorInnerTextOptions { Timeout = 5_000 });
+            }
+            catch (Exception inner) when (inner is PlaywrightException or TimeoutException)
+            {
+                text = $"(no body: {inner.Message})";
+            }
+
+            throw new TimeoutException($"logging in as {name} did not reach {hub}/hub/: the page is at {page.Url}, saying: {(text.Length > 600 ? text[..600] + "…" : text)}", ex);
+        }
     }
 
     public async ValueTask DisposeAsync()
