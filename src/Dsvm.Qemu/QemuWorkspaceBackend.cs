@@ -95,7 +95,7 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
     /// <summary>The state folder: one folder per VM, <c>homes/</c> and <c>base/</c>.</summary>
     public string Root { get; }
 
-    private string VmDir(string id) => Path.Combine(Root, id);
+    internal string VmDir(string id) => Path.Combine(Root, id);
 
     public string HomeDisk(string homeVolume) => Path.Combine(Root, "homes", homeVolume + ".qcow2");
 
@@ -201,7 +201,7 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
     };
 
     /// <summary>A unix socket path must fit in 108 bytes; a long state folder gets one under /tmp.</summary>
-    private static string QmpPath(string dir)
+    internal static string QmpPath(string dir)
     {
         var path = Path.Combine(dir, "qmp.sock");
         return path.Length < 100 ? path : Path.Combine(Path.GetTempPath(), $"dsvm-qmp-{Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(dir)))[..16]}.sock");
@@ -357,9 +357,37 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
         }
 
         var running = AlivePid(dir) is not null;
+        var panics = GuestPanics(Path.Combine(dir, "console.log")) switch
+        {
+            0 => "",
+            1 => "; the guest kernel panicked once",
+            var n => $"; the guest kernel panicked {n} times",
+        };
         return Task.FromResult(running
-            ? new WorkspaceStatus(true, true, $"running ({record.Vcpus} vCPU, {record.MemoryMiB} MiB, {record.Accelerator.ToUpperInvariant()})", Endpoint(record.Port))
-            : new WorkspaceStatus(true, false, "powered off"));
+            ? new WorkspaceStatus(true, true, $"running ({record.Vcpus} vCPU, {record.MemoryMiB} MiB, {record.Accelerator.ToUpperInvariant()}){panics}{(panics.Length > 0 ? " and rebooted (see its log)" : "")}", Endpoint(record.Port))
+            : new WorkspaceStatus(true, false, $"powered off{panics}{(panics.Length > 0 ? " (see its log)" : "")}"));
+    }
+
+    /// <summary>How many times the guest's kernel panicked since this boot of the VM (it reboots after each: panic=5).</summary>
+    internal static int GuestPanics(string consoleLog)
+    {
+        if (!File.Exists(consoleLog))
+        {
+            return 0;
+        }
+
+        using var reader = new StreamReader(new FileStream(consoleLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite));
+        var count = 0;
+        while (reader.ReadLine() is { } line)
+        {
+            // "Kernel panic - not syncing: WHY" once per panic, and again in the closing "---[ end Kernel panic - …".
+            if (line.Contains("Kernel panic - not syncing", StringComparison.Ordinal) && !line.Contains("end Kernel panic", StringComparison.Ordinal))
+            {
+                count++;
+            }
+        }
+
+        return count;
     }
 
     public async Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct)

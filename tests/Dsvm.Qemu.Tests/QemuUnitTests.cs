@@ -321,8 +321,30 @@ public sealed class GuestLayerTests
         var cfg = DiskExporter.SyslinuxConfig("0c2f7a5e-1111-2222-3333-444455556666");
         Assert.Contains("KERNEL /vmlinuz\n  INITRD /initrd.img\n", cfg, StringComparison.Ordinal);
         Assert.Contains("APPEND root=UUID=0c2f7a5e-1111-2222-3333-444455556666 ro console=tty0 console=ttyS0,115200 quiet", cfg, StringComparison.Ordinal);
+        // A panic reboots (the CI run of 2026-12-07 waited 900 s on a guest that panicked 4 s into its boot under TCG).
+        Assert.Contains(" panic=5 unknown_nmi_panic\n", cfg, StringComparison.Ordinal);
         Assert.Equal("label: dos\nstart=2048, size=131072, type=e, bootable\nstart=133120, type=83\n",
             DiskExporter.PartitionScript(64L << 20, 65L << 20));
+    }
+
+    [Fact]
+    public void A_guest_panic_is_counted_once_from_the_console()
+    {
+        using var tmp = new TempDir();
+        var log = Path.Combine(tmp.Path, "console.log");
+        Assert.Equal(0, QemuWorkspaceBackend.GuestPanics(log));
+        // The tail of the console of the CI run of 2026-12-07 (a panic 4 s into the boot under TCG), then a second boot.
+        File.WriteAllText(log, """
+            [    3.837388] PKRU: 55555554
+            [    3.837491] Kernel panic - not syncing: Fatal exception in interrupt
+            [    5.745986] Shutting down cpus with NMI
+            [    5.757177] ---[ end Kernel panic - not syncing: Fatal exception in interrupt ]---
+            [    0.000000] Linux version 6.12.48+deb13-amd64
+            dsvm-config: hostname=vm1 nproc=2 memory=4096MiB
+            """);
+        Assert.Equal(1, QemuWorkspaceBackend.GuestPanics(log));
+        File.AppendAllText(log, "[   12.000000] Kernel panic - not syncing: NMI: Not continuing\n");
+        Assert.Equal(2, QemuWorkspaceBackend.GuestPanics(log));
     }
 
     [Fact]

@@ -170,6 +170,26 @@ public sealed class QemuWorkspaceTests(ITestOutputHelper output)
                 Assert.True(put.IsSuccessStatusCode, $"PUT notes.txt: {(int)put.StatusCode} {await put.Content.ReadAsStringAsync()}");
             }
 
+            // A guest kernel panic (an NMI from outside, as a cloud console's "diagnostic interrupt" sends) reboots the
+            // guest after 5 s (panic=5): the same VM, its port and token, answers again with the home as it was. (The
+            // CI run of 2026-12-07 waited 900 s on a guest that panicked 4 s into its boot under TCG and hung.)
+            started = DateTimeOffset.UtcNow;
+            await QmpClient.ExecuteAsync(QemuWorkspaceBackend.QmpPath(VmStack.Backend.VmDir(w.Id)), "inject-nmi", default);
+            var probe = new HttpReadinessProbe(http);
+            var current = w;
+            await Wait.UntilAsync(async () => (await ConsoleAsync(current)).Contains("Kernel panic - not syncing: NMI", StringComparison.Ordinal),
+                TimeSpan.FromMinutes(1), () => "the guest did not panic on the NMI", default);
+            await Wait.UntilAsync(() => probe.IsReadyAsync(new Uri(current.Endpoint!), current.BaseUrl, current.Token, default),
+                VmStack.BootTimeout, () => "Jupyter did not answer again after the guest's panic", default);
+            output.WriteLine($"panicked, rebooted and answering again in {(DateTimeOffset.UtcNow - started).TotalSeconds:F0} s");
+            var afterPanic = await VmStack.Backend.GetStatusAsync(w.Handle, default);
+            Assert.EndsWith("; the guest kernel panicked once and rebooted (see its log)", afterPanic.Detail, StringComparison.Ordinal);
+            Assert.Equal(WorkspaceState.Running, (await manager.GetAsync(VmStack.Owner, Name, default)).State);
+            using (var get = await http.SendAsync(Request(HttpMethod.Get, w, "api/contents/notes.txt?type=file&format=text")))
+            {
+                Assert.Equal(HttpStatusCode.OK, get.StatusCode);
+            }
+
             // Resize: stop (ACPI power-down) and start with 1 vCPU on a fresh system overlay, the same home disk.
             // (Up with 2 vCPUs first: under TCG each vCPU is a host thread, so the first boot, which formats the home, is faster.)
             started = DateTimeOffset.UtcNow;

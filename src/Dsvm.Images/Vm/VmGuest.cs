@@ -11,7 +11,7 @@ namespace Dsvm.Images.Vm;
 public static class VmGuest
 {
     /// <summary>Bumped when the guest layer changes; part of the derived image's tag and of cached disks' names.</summary>
-    public const int Version = 3;
+    public const int Version = 4;
 
     public const string Repository = "dsvm-vm/";
 
@@ -28,9 +28,14 @@ public static class VmGuest
         "serial-getty@.service", "getty@.service",
     ];
 
-    /// <summary>The kernel command line: serial console last (it becomes /dev/console), quiet.</summary>
+    /// <summary>
+    /// The kernel command line: serial console last (it becomes /dev/console), quiet. A kernel panic reboots the machine
+    /// after 5 s instead of hanging it (Debian's default): the workspace comes back by itself, like a cloud VM whose
+    /// watchdog resets it. An NMI from outside (qemu's <c>inject-nmi</c>, a cloud console's "send diagnostic interrupt")
+    /// panics, so an operator can reset a hung guest the same way.
+    /// </summary>
     public static string KernelCommandLine(string rootUuid) =>
-        $"root=UUID={rootUuid} ro console=tty0 console=ttyS0,115200 quiet systemd.show_status=false";
+        $"root=UUID={rootUuid} ro console=tty0 console=ttyS0,115200 quiet systemd.show_status=false panic=5 unknown_nmi_panic";
 
     /// <summary>The derived image's tag: the environment image's own tag plus a hash of the guest layer.</summary>
     public static string Tag(string imageId) =>
