@@ -93,10 +93,10 @@ public sealed class SwarmOutageTests(SwarmFixture fx)
     /// its home, as one container, with the file written in its home before, answering at the endpoint its record
     /// names (a replaced task publishes Jupyter on a new host port: the record, and so the hub's route, follows it).
     /// After the restart the manager's own workspaces are Stopped saying why, with no container left, the workers'
-    /// run on; started again, they come back on their node with their home.
+    /// run on; started again, they come back on their node with their home. Then the same for a worker's engine.
     /// </summary>
     [SwarmFact]
-    public async Task The_manager_frozen_past_its_heartbeats_or_restarted_leaves_every_workspace_truthful_on_its_node_with_its_home()
+    public async Task The_manager_frozen_past_its_heartbeats_or_restarted_or_a_worker_restarted_leaves_every_workspace_truthful_on_its_node_with_its_home()
     {
         string[] names = ["mgr-a", "mgr-b", "mgr-c"];
         var started = new List<(Workspace W, int Node)>();
@@ -142,6 +142,19 @@ public sealed class SwarmOutageTests(SwarmFixture fx)
             }
 
             await SettledAsync(started, [], "after its workspaces were started again");
+
+            // A worker's engine restarted: the same on that node (its workspaces Stopped saying why, none left), the
+            // others run on, and `start` brings them back on the worker with their home.
+            var worker = started.First(s => s.Node != 1).Node;
+            await fx.Lab.RestartEngineAsync(worker);
+            var onWorker = started.Where(s => s.Node == worker).ToList();
+            await SettledAsync([.. started.Except(onWorker)], onWorker, $"after the engine of worker {worker} restarted");
+            foreach (var (w, _) in onWorker)
+            {
+                Assert.Equal(WorkspaceState.Running, (await fx.Manager.StartAsync(SwarmFixture.Owner, w.Name, Core.Specs.GpuMode.None, null, default)).State);
+            }
+
+            await SettledAsync(started, [], "after the worker's workspaces were started again");
         }
         finally
         {
