@@ -21,7 +21,7 @@ fi
 
 packages=(docker.io containerd runc debootstrap tini iproute2 procps curl ca-certificates)
 if [ "$want_tests" -eq 1 ]; then
-  packages+=(git chromium postgresql docker-registry etcd-server socat)
+  packages+=(git chromium postgresql docker-registry etcd-server socat dnsmasq-base)
   # VM disks (dsvm env export) and the qemu backend: the tests export the minimal environment and boot it.
   packages+=(qemu-system-x86 qemu-utils syslinux syslinux-common mtools dosfstools e2fsprogs fdisk)
 fi

@@ -71,7 +71,7 @@ wait_for() { # seconds, description, command...
 }
 
 stop_lab() {
-  for name in kube-proxy kubelet kube-scheduler kube-controller-manager api-forward kube-apiserver etcd; do
+  for name in dns-sync dns kube-proxy kubelet kube-scheduler kube-controller-manager api-forward kube-apiserver etcd; do
     local pidfile="$lab/run/$name.pid"
     [ -f "$pidfile" ] || continue
     local pid
@@ -291,9 +291,19 @@ start_lab() {
   launch kube-scheduler "$bin/kube-scheduler" --kubeconfig "$kubeconfig" \
     --bind-address 127.0.0.1 --port 0 --leader-elect=false --cert-dir "$lab/run/sched"
 
+  # Cluster DNS (Debian has no CoreDNS): dnsmasq on the gateway answers SERVICE.NAMESPACE.svc.cluster.local with the
+  # Service's cluster IP from a hosts file that dns-sync rewrites from the API server every second (dnsmasq rereads a
+  # changed file in --hostsdir by itself), and nothing outside cluster.local (no upstream: the lab is offline).
+  mkdir -p "$lab/dns"
+  launch dns-sync "$(readlink -f "$0")" dns-sync "$lab" "$bin"
+  launch dns dnsmasq --keep-in-foreground --log-facility=- --user=nobody --pid-file= --conf-file=/dev/null \
+    --listen-address "$gw" --bind-interfaces --port 53 --no-resolv --no-hosts --local=/cluster.local/ --log-queries \
+    --hostsdir "$lab/dns"
+
   # dockershim on the local engine: cgroupfs, no QoS cgroups, no CNI; image and eviction thresholds set so this
-  # kubelet never removes images or evicts pods of a busy shared test machine.
+  # kubelet never removes images or evicts pods of a busy shared test machine. Pods ask the lab's DNS.
   launch kubelet "$bin/kubelet" --kubeconfig "$kubeconfig" --hostname-override "$node" \
+    --cluster-dns "$gw" --cluster-domain cluster.local \
     --address 127.0.0.1 --port 10250 --read-only-port 0 --healthz-bind-address 127.0.0.1 --healthz-port 10248 \
     --root-dir "$lab/kubelet" --cert-dir "$lab/kubelet/pki" \
     --anonymous-auth=false --client-ca-file "$pki/ca.crt" --authorization-mode Webhook \
@@ -314,7 +324,23 @@ start_lab() {
   log "cluster up in $((SECONDS - t0))s at https://127.0.0.1:$port (state in $lab)"
 }
 
+# The hosts file of the lab's DNS: every Service with a cluster IP, rewritten when it changes (runs until stopped).
+dns_sync() { # lab, bin
+  local dir="$1/dns" bin="$2" tmp="$1/run/services.tmp"
+  while :; do
+    if "$bin/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s get services --all-namespaces \
+      -o jsonpath='{range .items[*]}{.spec.clusterIP} {.metadata.name}.{.metadata.namespace}.svc.cluster.local{"\n"}{end}' \
+      2>/dev/null | grep -v '^None ' >"$tmp" && ! cmp -s "$tmp" "$dir/services"; then
+      mv "$tmp" "$dir/services"
+    fi
+    sleep 1
+  done
+}
+
 case "${1:-}" in
+  dns-sync)
+    dns_sync "$2" "$3"
+    ;;
   start)
     [ "$(id -u)" -eq 0 ] || die "run as root"
     bin="$(bin_dir)"

@@ -209,7 +209,7 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
     /// <summary>
     /// deploy/kubernetes in file order (no Ingress: the lab has no ingress controller), with what a user of this
     /// cluster changes: the hub image, the registry (listed by the hub at the gateway forwarder, pulled by the
-    /// engine on loopback), pod-IP endpoints (the lab has no cluster DNS for the service names), the sizes; and the
+    /// engine on loopback), the sizes; and the
     /// admin password Secret, created as the docs say.
     /// </summary>
     private async Task ApplyManifestsAsync(IKubernetes client, string hubImage, string registryUrl, string pullAddress, CancellationToken ct)
@@ -230,7 +230,9 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
         }, Ns, cancellationToken: ct);
 
         var config = Read("25-hub-config.yaml");
-        config = Patch(config, "25-hub-config.yaml", "endpoint-mode: service", "endpoint-mode: pod-ip");
+        // endpoint-mode stays `service`: the hub reaches each workspace at SERVICE.NAMESPACE.svc.cluster.local through the
+        // lab's cluster DNS and the Service's cluster IP, as on a cluster with CoreDNS.
+        Assert.Contains("endpoint-mode: service", config, StringComparison.Ordinal);
         config = Patch(config, "25-hub-config.yaml", "  # sizes.yaml: |\n  #   tiny: {vcpus: 0.5, memory: 1, description: \"half a vCPU, 1 GiB\"}",
             "  sizes.yaml: |\n" + Sizes.TrimEnd());
         var hub = Read("30-hub.yaml");
@@ -279,17 +281,8 @@ public sealed class HubOnClusterTests(ITestOutputHelper output)
         var last = "";
         await Wait.UntilAsync(async () =>
         {
-            try
-            {
-                using var r = await http.GetAsync(new Uri(hub, "healthz"), ct);
-                last = $"{(int)r.StatusCode}";
-                return r.IsSuccessStatusCode;
-            }
-            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
-            {
-                last = ex.Message;
-                return false;
-            }
+            (var ok, last) = await Healthz.AskAsync(http, hub, ct);
+            return ok;
         }, TimeSpan.FromMinutes(1), () => $"the hub's Service {hub} did not answer /healthz (last: {last})", ct);
     }
 
