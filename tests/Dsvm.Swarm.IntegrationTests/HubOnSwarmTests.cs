@@ -236,17 +236,8 @@ public sealed class HubOnSwarmTests(SwarmFixture fx, ITestOutputHelper output)
                 return false;
             }
 
-            try
-            {
-                using var r = await http.GetAsync(new Uri(HubUrl, "healthz"), ct);
-                last = $"{(int)r.StatusCode}";
-                return r.IsSuccessStatusCode;
-            }
-            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
-            {
-                last = ex.Message;
-                return false;
-            }
+            (var ok, last) = await Healthz.AskAsync(http, HubUrl, ct);
+            return ok;
         }, TimeSpan.FromMinutes(4), () => $"the hub did not answer /healthz at {HubUrl} (last: {last})", ct);
         return container!;
     }

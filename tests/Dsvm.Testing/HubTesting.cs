@@ -103,6 +103,24 @@ public static class HubImage
     public static string Tail(string text) => text.Length > 4000 ? "…" + text[^4000..] : text;
 }
 
+/// <summary>A hub's health endpoint, as deployment tests wait on it.</summary>
+public static class Healthz
+{
+    /// <summary>Whether <c>GET /healthz</c> answers a success, and what it answered (a status code or the error).</summary>
+    public static async Task<(bool Ok, string Answer)> AskAsync(HttpClient http, Uri hub, CancellationToken ct)
+    {
+        try
+        {
+            using var r = await http.GetAsync(new Uri(hub, "healthz"), ct);
+            return (r.IsSuccessStatusCode, $"{(int)r.StatusCode}");
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
+        {
+            return (false, ex.Message);
+        }
+    }
+}
+
 public static class Wait
 {
     /// <summary>Polls <paramref name="condition"/> every half second; fails with <paramref name="failure"/>'s text after <paramref name="within"/>.</summary>
