@@ -61,6 +61,9 @@ node_ready() {
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = "True" ]
 }
 
+dns_ready() {
+  kill -0 "$(cat "$lab/run/dns.pid")" 2>/dev/null && grep -q "read $lab/dns/services" "$lab/log/dns.log" 2>/dev/null
+}
 kube_proxy_ready() { iptables -w -t nat -S KUBE-SERVICES 2>/dev/null | grep -q 'default/kubernetes:https cluster IP'; }
 
 wait_for() { # seconds, description, command...
@@ -320,6 +323,9 @@ start_lab() {
     --conntrack-tcp-timeout-established 0 --conntrack-tcp-timeout-close-wait 0
   wait_for 90 "node $node" node_ready "$bin"
   wait_for 60 "kube-proxy" kube_proxy_ready
+  # dnsmasq refuses to start when the gateway's port 53 is taken (another DNS server on all addresses): say so here,
+  # not as a hub that cannot resolve its workspaces.
+  wait_for 30 "the cluster DNS (dnsmasq on $gw:53, log/dns.log)" dns_ready
   storage "$bin"
   log "cluster up in $((SECONDS - t0))s at https://127.0.0.1:$port (state in $lab)"
 }
