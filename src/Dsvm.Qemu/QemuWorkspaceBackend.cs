@@ -193,7 +193,7 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
         SystemDisk = overlay,
         HomeDisk = home,
         ConfigDrive = configDrive,
-        ConsoleLog = Path.Combine(dir, "console.log"),
+        ConsoleLog = ConsoleLog(dir),
         PidFile = Path.Combine(dir, "qemu.pid"),
         QmpSocket = QmpPath(dir),
         BindAddress = _options.BindAddress,
@@ -357,16 +357,19 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
         }
 
         var running = AlivePid(dir) is not null;
-        var panics = GuestPanics(Path.Combine(dir, "console.log")) switch
+        var panicked = GuestPanics(ConsoleLog(dir)) switch
         {
-            0 => "",
+            0 => null,
             1 => "; the guest kernel panicked once",
             var n => $"; the guest kernel panicked {n} times",
         };
         return Task.FromResult(running
-            ? new WorkspaceStatus(true, true, $"running ({record.Vcpus} vCPU, {record.MemoryMiB} MiB, {record.Accelerator.ToUpperInvariant()}){panics}{(panics.Length > 0 ? " and rebooted (see its log)" : "")}", Endpoint(record.Port))
-            : new WorkspaceStatus(true, false, $"powered off{panics}{(panics.Length > 0 ? " (see its log)" : "")}"));
+            ? new WorkspaceStatus(true, true, $"running ({record.Vcpus} vCPU, {record.MemoryMiB} MiB, {record.Accelerator.ToUpperInvariant()}){(panicked is null ? "" : panicked + " and rebooted (see its log)")}", Endpoint(record.Port))
+            : new WorkspaceStatus(true, false, $"powered off{(panicked is null ? "" : panicked + " (see its log)")}"));
     }
+
+    /// <summary>The VM's serial console, written by qemu from its start (a new file each start).</summary>
+    private static string ConsoleLog(string dir) => Path.Combine(dir, "console.log");
 
     /// <summary>How many times the guest's kernel panicked since this boot of the VM (it reboots after each: panic=5).</summary>
     internal static int GuestPanics(string consoleLog)
@@ -408,7 +411,7 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
     /// <summary>The tail of the serial console (kernel, dsvm-config and Jupyter's own lines), without terminal escapes.</summary>
     public async Task<string> GetLogsAsync(WorkspaceHandle handle, int tailLines, CancellationToken ct)
     {
-        var file = Path.Combine(VmDir(handle.Id), "console.log");
+        var file = ConsoleLog(VmDir(handle.Id));
         if (!File.Exists(file))
         {
             return "";
