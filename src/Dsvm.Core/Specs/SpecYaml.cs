@@ -98,10 +98,13 @@ public static partial class SpecYaml
                     return false;
                 }
             }
-            catch (InvalidOperationException ex)
+            catch (InvalidOperationException)
             {
-                // The scanner fails this way on some broken text (e.g. "x: [[\ny"): where it was is where the last event ended.
-                throw new SpecValidationException([new SpecError(file, Math.Max(1, Line(last)), Math.Max(1, Column(last)), "", $"not valid YAML: {ex.Message}")]);
+                // The scanner fails this way on some broken text (e.g. "x: [[\ny"): where it was is where the last event
+                // ended. Its own message (.NET's "Operation is not valid due to the current state of the object.") says
+                // nothing to a user; what breaks the scanner there is an unclosed bracket or quote.
+                throw new SpecValidationException([new SpecError(file, Math.Max(1, Line(last)), Math.Max(1, Column(last)), "",
+                    "not valid YAML: the parser could not go on after this point (an unclosed [, { or quote?)")]);
             }
 
             switch (inner.Current)
