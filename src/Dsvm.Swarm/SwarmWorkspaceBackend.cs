@@ -26,8 +26,11 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     public const string HomeLabel = "io.opendsvm.home";
     public const string NodeLabel = "io.opendsvm.node";
 
-    /// <summary>Marks the one-shot home take-over service (<c>home-takeover</c>): not a workspace's server.</summary>
+    /// <summary>Marks a service that is not a workspace's server: the one-shot home take-over (<c>home-takeover</c>), an isolated workspace's <c>forwarder</c>.</summary>
     public const string RoleLabel = "io.opendsvm.role";
+
+    /// <summary>On an isolated workspace's server: the name of its forwarder service, whose port is the way in.</summary>
+    public const string ForwarderLabel = "io.opendsvm.forwarder";
 
     private static readonly TimeSpan NetworkRemoveTimeout = TimeSpan.FromSeconds(30);
 
@@ -92,15 +95,6 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
 
     private async Task<WorkspaceLaunch> StartServiceAsync(WorkspaceStartRequest request, IProgress<WorkspaceProgress>? progress, CancellationToken ct)
     {
-        if (request.Size.Network == WorkspaceNetwork.Isolated)
-        {
-            // A task on an internal overlay only gets no docker_gwbridge (libnetwork adds it for a way out), so its
-            // host-mode port would not be published and the hub (not a swarm task) could not reach Jupyter. Refused
-            // rather than started with a way out (docs/swarm.md).
-            throw new WorkspaceStartException(WorkspaceFailure.Backend,
-                $"size {request.Size.Name} has network: isolated, which the swarm backend does not support yet (its workspaces always reach the outside); use a size with network: internet");
-        }
-
         if (request.Gpu && request.Size.Gpus > 0)
         {
             await EnsureGpuTasksSurviveAsync(request, ct);
@@ -124,7 +118,8 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         var name = ServiceName(request.Id);
         // A service left by a crash or a killed command: the home is separate, so it is safe to replace.
         await RemoveServiceAsync(name, ct);
-        var network = await EnsureNetworkAsync(request, ct);
+        await RemoveServiceAsync(ForwarderName(request.Id), ct);
+        var (network, forwarderNetwork) = await EnsureNetworksAsync(request, ct);
         if (pin is not null)
         {
             // An existing home (on its node): files of the uid before 65530 become the workspace user's.
@@ -146,13 +141,46 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         progress?.Report(new WorkspaceProgress(pin is null ? "waiting for the swarm to place the workspace" : $"waiting for node {Describe(nodes, pin)} (holds the home)"));
         try
         {
-            return await WaitForTaskAsync(request, created.ID, name, pin, ct);
+            var (task, endpoint) = await WaitForTaskAsync(request, created.ID, pin, "server", ct);
+            if (forwarderNetwork is not null)
+            {
+                progress?.Report(new WorkspaceProgress("starting the isolated workspace's forwarder"));
+                (_, endpoint) = await StartForwarderAsync(request, NodeImage(request.Image), task.NodeID, network, forwarderNetwork, ct);
+            }
+
+            var handle = new WorkspaceHandle(request.Id, Name,
+                JsonSerializer.SerializeToElement(new { container = created.ID, service = name, node = task.NodeID }));
+            return new WorkspaceLaunch(handle, endpoint!);
         }
         catch (WorkspaceStartException)
         {
+            await RemoveServiceAsync(ForwarderName(request.Id), CancellationToken.None);
             await RemoveServiceAsync(created.ID, CancellationToken.None);
             throw;
         }
+    }
+
+    /// <summary>
+    /// The isolated workspace's way in: a service on the workspace's internal overlay and on a second, ordinary one
+    /// (which gives it <c>docker_gwbridge</c> and so a host-mode port on its node), relaying TCP from that port to
+    /// Jupyter. The workspace itself is on the internal overlay only: no way out, no published port. Placed on the
+    /// server's node, so the relay's traffic stays on that node.
+    /// </summary>
+    private async Task<(TaskResponse Task, Uri Endpoint)> StartForwarderAsync(
+        WorkspaceStartRequest request, string image, string node, string network, string forwarderNetwork, CancellationToken ct)
+    {
+        ServiceCreateResponse created;
+        try
+        {
+            created = await _manager.Swarm.CreateServiceAsync(ForwarderParameters(request, image, node, network, forwarderNetwork), ct);
+        }
+        catch (DockerApiException ex)
+        {
+            throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the swarm refused the isolated workspace's forwarder: {Message(ex)}");
+        }
+
+        var (task, endpoint) = await WaitForTaskAsync(request, created.ID, node, "forwarder", ct);
+        return (task, endpoint!);
     }
 
     /// <summary>
@@ -189,9 +217,13 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         return System.Version.TryParse(digits.Contains('.', StringComparison.Ordinal) ? digits : digits + ".0", out var v) && v < new System.Version(23, 0, 2);
     }
 
-    /// <summary>Waits until the service's task runs and has its host port; records the home's node as soon as it is known.</summary>
-    private async Task<WorkspaceLaunch> WaitForTaskAsync(WorkspaceStartRequest request, string serviceId, string name, string? pin, CancellationToken ct)
+    /// <summary>
+    /// Waits until the service's task runs and, when it publishes Jupyter's port, has its host port. For the server
+    /// (<paramref name="what"/> "server") it records the home's node as soon as it is known.
+    /// </summary>
+    private async Task<(TaskResponse Task, Uri? Endpoint)> WaitForTaskAsync(WorkspaceStartRequest request, string serviceId, string? pin, string what, CancellationToken ct)
     {
+        var published = what != "server" || request.Size.Network != WorkspaceNetwork.Isolated;
         DateTimeOffset? unschedulableSince = null;
         while (true)
         {
@@ -199,7 +231,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             var task = await CurrentTaskAsync(serviceId, ct);
             if (task is not null)
             {
-                if (pin is null && !string.IsNullOrEmpty(task.NodeID))
+                if (pin is null && !string.IsNullOrEmpty(task.NodeID) && what == "server")
                 {
                     pin = task.NodeID;
                     await SavePinAsync(request, pin, ct);
@@ -209,12 +241,15 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                 var state = task.Status?.State ?? TaskState.New;
                 if (state == TaskState.Running)
                 {
+                    if (!published)
+                    {
+                        return (task, null);
+                    }
+
                     var nodes = await NodesAsync(ct);
                     if (EndpointOf(task, nodes) is { } endpoint)
                     {
-                        var handle = new WorkspaceHandle(request.Id, Name,
-                            JsonSerializer.SerializeToElement(new { container = serviceId, service = name, node = task.NodeID }));
-                        return new WorkspaceLaunch(handle, endpoint);
+                        return (task, endpoint);
                     }
                 }
                 else if (state is TaskState.Failed or TaskState.Rejected or TaskState.Complete or TaskState.Shutdown or TaskState.Orphaned)
@@ -222,7 +257,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                     var nodes = await NodesAsync(ct);
                     var failure = (task.Status?.Err ?? "").Contains("No such image", StringComparison.OrdinalIgnoreCase) ? WorkspaceFailure.Image : WorkspaceFailure.Backend;
                     throw new WorkspaceStartException(failure,
-                        $"the server's task {state.ToString().ToLowerInvariant()} on node {Describe(nodes, task.NodeID)}: {TaskDetail(task)}");
+                        $"the {what}'s task {state.ToString().ToLowerInvariant()} on node {Describe(nodes, task.NodeID)}: {TaskDetail(task)}");
                 }
                 else if (state == TaskState.Pending && !string.IsNullOrEmpty(task.Status?.Err))
                 {
@@ -231,7 +266,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                     {
                         var nodes = await NodesAsync(ct);
                         throw new WorkspaceStartException(WorkspaceFailure.Capacity,
-                            $"the swarm cannot place the workspace: {task.Status!.Err}{PinNote(pin, nodes)}");
+                            $"the swarm cannot place the workspace{(what == "server" ? "" : "'s " + what)}: {task.Status!.Err}{PinNote(pin, nodes)}");
                     }
                 }
             }
@@ -305,6 +340,11 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             labels[HomeLabel] = request.HomeId;
         }
 
+        if (request.Size.Network == WorkspaceNetwork.Isolated)
+        {
+            labels[ForwarderLabel] = ForwarderName(request.Id);
+        }
+
         var constraints = new List<string>(_options.Constraints);
         if (pinnedNode is not null)
         {
@@ -368,12 +408,114 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                 },
                 EndpointSpec = new EndpointSpec
                 {
-                    // No VIP and no ingress mesh: the port is published on the task's own node only.
+                    // No VIP and no ingress mesh: the port is published on the task's own node only. An isolated
+                    // workspace publishes nothing (its internal overlay gives it no docker_gwbridge to publish on):
+                    // its forwarder does, and reaches it by this service's name on the overlay (dnsrr: the task's IP).
                     Mode = "dnsrr",
-                    Ports =
+                    Ports = request.Size.Network == WorkspaceNetwork.Isolated
+                        ? []
+                        : [new PortConfig { Protocol = "tcp", TargetPort = SwarmBackendOptions.JupyterPort, PublishMode = "host" }],
+                },
+            },
+        };
+    }
+
+    /// <summary>The forwarder of an isolated workspace: named by the workspace's ID.</summary>
+    internal static string ForwarderName(string workspaceId) => ServiceName(workspaceId) + "-fwd";
+
+    /// <summary>
+    /// A TCP relay in Python's standard library (every OpenDSVM image has python3 for Jupyter): listens on Jupyter's
+    /// port, connects to the server by its service name on the internal overlay, copies both ways (half-closes
+    /// passed on). A connection the server refuses (still booting) is closed, so readiness probes see it as before.
+    /// </summary>
+    internal const string RelayScript = """
+        import asyncio, sys
+        host, port = sys.argv[1], int(sys.argv[2])
+        async def pipe(r, w):
+            try:
+                while True:
+                    data = await r.read(65536)
+                    if not data:
+                        break
+                    w.write(data)
+                    await w.drain()
+                if w.can_write_eof():
+                    w.write_eof()
+            except (ConnectionError, OSError):
+                pass
+        async def handle(cr, cw):
+            try:
+                ur, uw = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+            except (OSError, asyncio.TimeoutError):
+                cw.close()
+                return
+            try:
+                await asyncio.gather(pipe(cr, uw), pipe(ur, cw))
+            finally:
+                uw.close()
+                cw.close()
+        async def main():
+            server = await asyncio.start_server(handle, "0.0.0.0", port, backlog=512)
+            async with server:
+                await server.serve_forever()
+        asyncio.run(main())
+        """;
+
+    /// <summary>
+    /// The forwarder's definition: the workspace's image running <see cref="RelayScript"/> as the workspace user, no
+    /// capabilities, read-only, small limits and no reservation; on the server's node; on the workspace's internal
+    /// overlay (to reach Jupyter) and on its own ordinary one (for the host-mode port the hub connects to).
+    /// </summary>
+    internal ServiceCreateParameters ForwarderParameters(WorkspaceStartRequest request, string image, string node, string network, string forwarderNetwork)
+    {
+        var labels = new Dictionary<string, string>
+        {
+            [ManagedLabel] = "true",
+            [WorkspaceLabel] = request.Id,
+            [RoleLabel] = "forwarder",
+        };
+        return new ServiceCreateParameters
+        {
+            RegistryAuth = AuthFor(image),
+            Service = new ServiceSpec
+            {
+                Name = ForwarderName(request.Id),
+                Labels = labels,
+                Mode = new ServiceMode { Replicated = new ReplicatedService { Replicas = 1 } },
+                TaskTemplate = new TaskSpec
+                {
+                    ContainerSpec = new ContainerSpec
+                    {
+                        Image = image,
+                        User = SwarmBackendOptions.User,
+                        Command = ["python3", "-c", RelayScript, ServiceName(request.Id), SwarmBackendOptions.JupyterPort.ToString(CultureInfo.InvariantCulture)],
+                        Env = ["PYTHONDONTWRITEBYTECODE=1"],
+                        Labels = new Dictionary<string, string>(labels),
+                        CapabilityDrop = ["ALL"],
+                        ReadOnly = true,
+                        StopGracePeriod = (long)TimeSpan.FromSeconds(2).TotalNanoseconds,
+                    },
+                    Resources = new ResourceRequirements
+                    {
+                        Limits = new SwarmLimit { NanoCPUs = 500_000_000, MemoryBytes = 64L << 20, Pids = 32 },
+                    },
+                    RestartPolicy = new SwarmRestartPolicy
+                    {
+                        Condition = "on-failure",
+                        MaxAttempts = (ulong)_options.MaxRestarts,
+                        Delay = (long)TimeSpan.FromSeconds(2).TotalNanoseconds,
+                    },
+                    Placement = new Placement { Constraints = [$"node.id=={node}"] },
+                    Networks =
                     [
-                        new PortConfig { Protocol = "tcp", TargetPort = SwarmBackendOptions.JupyterPort, PublishMode = "host" },
+                        new NetworkAttachmentConfig { Target = network },
+                        new NetworkAttachmentConfig { Target = forwarderNetwork },
                     ],
+                },
+                EndpointSpec = new EndpointSpec
+                {
+                    Mode = "dnsrr",
+                    Ports = [new PortConfig { Protocol = "tcp", TargetPort = SwarmBackendOptions.JupyterPort, PublishMode = "host" }],
                 },
             },
         };
@@ -492,8 +634,12 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         };
     }
 
-    /// <summary>The workspace's own overlay: named by its ID, labelled like every object, not attachable by other containers.</summary>
-    internal static NetworksCreateParameters NetworkParameters(WorkspaceStartRequest request)
+    /// <summary>
+    /// The workspace's own overlay: named by its ID, labelled like every object, not attachable by other containers;
+    /// internal (no way out) for an isolated size. With <paramref name="forwarder"/>: the isolated workspace's
+    /// second, ordinary overlay, which only its forwarder joins.
+    /// </summary>
+    internal static NetworksCreateParameters NetworkParameters(WorkspaceStartRequest request, bool forwarder = false)
     {
         var labels = new Dictionary<string, string>
         {
@@ -509,41 +655,56 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
 
         return new NetworksCreateParameters
         {
-            Name = WorkspaceIds.NetworkName(request.Id),
+            Name = WorkspaceIds.NetworkName(request.Id) + (forwarder ? "-fwd" : ""),
             Driver = "overlay",
             Scope = "swarm",
             CheckDuplicate = true, // engines before API 1.44 would otherwise create a second network of the same name
             Attachable = false,
-            Internal = request.Size.Network == WorkspaceNetwork.Isolated,
+            Internal = !forwarder && request.Size.Network == WorkspaceNetwork.Isolated,
             Labels = labels,
         };
     }
 
     /// <summary>
-    /// Creates the workspace's overlay, or reuses the one a crashed start left (same name, this workspace's label,
-    /// an overlay of the same kind); anything else of that name is removed first. Returns the network's ID.
+    /// Creates the workspace's overlay (and for an isolated size its forwarder's), or reuses one a crashed start left
+    /// (same name, this workspace's label, an overlay of the same kind); any other network labelled with this
+    /// workspace is removed first. Returns the networks' IDs.
     /// </summary>
-    private async Task<string> EnsureNetworkAsync(WorkspaceStartRequest request, CancellationToken ct)
+    private async Task<(string Network, string? ForwarderNetwork)> EnsureNetworksAsync(WorkspaceStartRequest request, CancellationToken ct)
     {
-        var parameters = NetworkParameters(request);
+        var wanted = new List<NetworksCreateParameters> { NetworkParameters(request) };
+        if (request.Size.Network == WorkspaceNetwork.Isolated)
+        {
+            wanted.Add(NetworkParameters(request, forwarder: true));
+        }
+
+        var ids = new string?[wanted.Count];
         foreach (var existing in await NetworksOfAsync(request.Id, ct))
         {
-            if (existing.Name == parameters.Name && existing.Driver == "overlay" && existing.Internal == parameters.Internal)
+            var i = wanted.FindIndex(p => existing.Name == p.Name && existing.Driver == "overlay" && existing.Internal == p.Internal);
+            if (i >= 0 && ids[i] is null)
             {
-                return existing.ID;
+                ids[i] = existing.ID;
             }
-
-            await RemoveNetworkAsync(existing.ID, ct);
+            else
+            {
+                await RemoveNetworkAsync(existing.ID, ct);
+            }
         }
 
-        try
+        for (var i = 0; i < wanted.Count; i++)
         {
-            return (await _manager.Networks.CreateNetworkAsync(parameters, ct)).ID;
+            try
+            {
+                ids[i] ??= (await _manager.Networks.CreateNetworkAsync(wanted[i], ct)).ID;
+            }
+            catch (DockerApiException ex)
+            {
+                throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the swarm refused the workspace network {wanted[i].Name}: {Message(ex)}");
+            }
         }
-        catch (DockerApiException ex)
-        {
-            throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the swarm refused the workspace network {parameters.Name}: {Message(ex)}");
-        }
+
+        return (ids[0]!, ids.Length > 1 ? ids[1] : null);
     }
 
     /// <summary>
@@ -929,7 +1090,21 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         var state = task.Status?.State ?? TaskState.New;
         if (state == TaskState.Running && task.DesiredState == TaskState.Running)
         {
-            return new WorkspaceStatus(true, true, $"running on {Describe(nodes, task.NodeID)}", EndpointOf(task, nodes));
+            if (spec.Spec.Labels?.TryGetValue(ForwarderLabel, out var forwarder) != true)
+            {
+                return new WorkspaceStatus(true, true, $"running on {Describe(nodes, task.NodeID)}", EndpointOf(task, nodes));
+            }
+
+            // Isolated: the way in is the forwarder's port. Without it the hub cannot reach Jupyter: not running.
+            var relay = await CurrentTaskAsync(forwarder!, ct);
+            if (relay is { DesiredState: TaskState.Running, Status.State: TaskState.Running } && EndpointOf(relay, nodes) is { } endpoint)
+            {
+                return new WorkspaceStatus(true, true, $"running on {Describe(nodes, task.NodeID)} (isolated, reached through its forwarder)", endpoint);
+            }
+
+            return new WorkspaceStatus(true, false, relay is null
+                ? $"the server runs on {Describe(nodes, task.NodeID)}, but its forwarder {forwarder} is gone: stop and start the workspace"
+                : $"the server runs on {Describe(nodes, task.NodeID)}, but its forwarder is {(relay.Status?.State ?? TaskState.New).ToString().ToLowerInvariant()}: {TaskDetail(relay)}");
         }
 
         var detail = $"{state.ToString().ToLowerInvariant()}: {TaskDetail(task)}";

@@ -111,6 +111,74 @@ public sealed class SwarmIsolationTests(SwarmFixture fx, ITestOutputHelper outpu
     }
 
     /// <summary>
+    /// Issue 9, "what must work" 4 on Swarm, <c>network: isolated</c>: the server is on an internal overlay only (no
+    /// way out, no published port); the hub reaches it through its forwarder's port. From inside it nothing outside,
+    /// no node, nothing on the hub's machine and no other workspace can be reached; another workspace reaches neither
+    /// its addresses nor its forwarder. Stop takes both services and both overlays; a start brings it back.
+    /// Before: the size was refused ("the swarm backend does not support yet").
+    /// </summary>
+    [SwarmFact]
+    public async Task An_isolated_workspace_reaches_nothing_but_answers_the_hub_through_its_forwarder()
+    {
+        using var onN1 = Backend("node.hostname==dsvmsw-n1");
+        var request = Request("iso-off") with { Size = SwarmFixture.Tiny with { Network = WorkspaceNetwork.Isolated } };
+        var iso = await StartAsync(onN1, request);
+        var peer = await StartAsync(onN1, "iso-on");
+        try
+        {
+            output.WriteLine($"isolated: addresses {string.Join(' ', iso.Addresses)}; networks {iso.Networks}; endpoint {iso.Endpoint}");
+            Assert.True(await AnswersAsync(iso), $"the isolated workspace does not answer at {iso.Endpoint}");
+            Assert.True(await AnswersAsync(peer));
+            Assert.Equal(WorkspaceIds.NetworkName(request.Id), iso.Networks.Trim());
+            Assert.Equal(SwarmLab.NodeAddresses[0], iso.Endpoint.Host); // the forwarder runs on the server's node
+            var status = await onN1.GetStatusAsync(iso.Launch.Handle, default);
+            Assert.True(status.Running, status.Detail);
+            Assert.Equal(iso.Endpoint, status.Endpoint);
+            foreach (var ip in iso.Addresses)
+            {
+                Assert.True(await ConnectsAsync(iso, ip, SwarmBackendOptions.JupyterPort), $"the isolated workspace cannot reach itself at {ip}: the probe is broken");
+            }
+
+            await using (var outside = await OutsideAsync(1))
+            {
+                Assert.True(await ConnectsAsync(peer, OutsideAddress, outside.Port), "the internet workspace cannot reach the outside: the probe is broken");
+                Assert.False(await ConnectsAsync(iso, OutsideAddress, outside.Port), "the isolated workspace reaches the outside");
+            }
+
+            foreach (var (host, port) in new[] { ("10.211.0.1", 5000), (SwarmLab.NodeAddresses[0], 2377), (SwarmLab.NodeAddresses[0], 7946), (peer.Endpoint.Host, peer.Endpoint.Port) })
+            {
+                Assert.False(await ConnectsAsync(iso, host, port), $"the isolated workspace reaches {host}:{port}");
+            }
+
+            foreach (var ip in peer.Addresses)
+            {
+                Assert.False(await ConnectsAsync(iso, ip, SwarmBackendOptions.JupyterPort), $"the isolated workspace reaches its neighbour at {ip}");
+            }
+
+            foreach (var ip in iso.Addresses)
+            {
+                Assert.False(await ConnectsAsync(peer, ip, SwarmBackendOptions.JupyterPort), $"the neighbour reaches the isolated workspace at {ip}");
+            }
+
+            Assert.False(await ConnectsAsync(peer, iso.Endpoint.Host, iso.Endpoint.Port), "the neighbour reaches the isolated workspace's forwarder");
+
+            await onN1.StopAsync(iso.Launch.Handle, default);
+            var services = await SwarmLab.DockerAsync(1, ["service", "ls", "-q", "--filter", $"label=io.opendsvm.workspace={request.Id}"]);
+            Assert.Equal("", services.StandardOutput.Trim());
+            var networks = await SwarmLab.DockerAsync(1, ["network", "ls", "-q", "--filter", $"label=io.opendsvm.workspace={request.Id}"]);
+            Assert.Equal("", networks.StandardOutput.Trim());
+
+            iso = await StartAsync(onN1, request);
+            Assert.True(await AnswersAsync(iso), $"the isolated workspace does not answer after a new start at {iso.Endpoint}");
+        }
+        finally
+        {
+            await onN1.DeleteAsync(iso.Launch.Handle, request.HomeVolume, keepHome: false, default);
+            await onN1.DeleteAsync(peer.Launch.Handle, peer.Request.HomeVolume, keepHome: false, default);
+        }
+    }
+
+    /// <summary>
     /// Issue 9, "what must work" 7 on Swarm: a home of the previous release (its files of uid 1000) on its node
     /// becomes the workspace user's at the next start, by the one-shot take-over service; other owners' files stay.
     /// </summary>
@@ -273,7 +341,7 @@ public sealed class SwarmIsolationTests(SwarmFixture fx, ITestOutputHelper outpu
         var launch = await backend.StartAsync(request, null, default);
         var nodeId = launch.Handle.State.GetProperty("node").GetString();
         var node = await SwarmLab.NodeNumberAsync(nodeId!);
-        var container = (await SwarmLab.DockerAsync(node, ["ps", "-q", "--filter", $"label=io.opendsvm.workspace={request.Id}"])).StandardOutput.Trim();
+        var container = (await SwarmLab.DockerAsync(node, ["ps", "-q", "--filter", $"label=com.docker.swarm.service.name={WorkspaceIds.ObjectName(request.Id)}"])).StandardOutput.Trim();
         Assert.False(string.IsNullOrEmpty(container), $"no container of {name} on node {node}");
         var networks = (await SwarmLab.DockerAsync(node, ["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", container])).StandardOutput;
         // Every address the container has (overlay, docker_gwbridge or docker0), as the kernel lists them.

@@ -123,15 +123,45 @@ public sealed class ServiceParametersTests : IDisposable
         Assert.True(p.EndpointSpec is null || p.EndpointSpec.Ports is null or { Count: 0 }); // nothing published
     }
 
+    private static readonly MachineSize Offline = new("offline", 1, 1, 0, SizeClass.General, "", WorkspaceNetwork.Isolated);
+
     [Fact]
-    public async Task An_isolated_size_is_refused_before_anything_is_created()
+    public void An_isolated_server_is_on_its_internal_overlay_only_and_publishes_nothing()
     {
-        // The manager endpoint does not exist: the refusal comes before any call to it.
-        var size = new MachineSize("offline", 1, 1, 0, SizeClass.General, "", WorkspaceNetwork.Isolated);
-        var ex = await Assert.ThrowsAsync<WorkspaceStartException>(() => _backend.StartAsync(Request(size), null, default));
-        Assert.Equal(WorkspaceFailure.Backend, ex.Reason);
-        Assert.Contains("network: isolated", ex.Message, StringComparison.Ordinal);
-        Assert.Contains("offline", ex.Message, StringComparison.Ordinal);
+        var spec = Spec(Request(Offline));
+        Assert.Equal(["net0123id"], spec.TaskTemplate.Networks.Select(n => n.Target));
+        Assert.Empty(spec.EndpointSpec.Ports);
+        Assert.Equal("dnsrr", spec.EndpointSpec.Mode); // its forwarder finds the task's IP by the service's name
+        Assert.Equal("dsvm-ws-0123456789ab-fwd", spec.Labels["io.opendsvm.forwarder"]);
+        Assert.False(Spec(Request()).Labels.ContainsKey("io.opendsvm.forwarder"));
+
+        var overlay = SwarmWorkspaceBackend.NetworkParameters(Request(Offline));
+        Assert.Equal(("dsvm-net-ws-0123456789ab", true, false), (overlay.Name, overlay.Internal, overlay.Attachable));
+        var way = SwarmWorkspaceBackend.NetworkParameters(Request(Offline), forwarder: true);
+        Assert.Equal(("dsvm-net-ws-0123456789ab-fwd", false, false), (way.Name, way.Internal, way.Attachable));
+        Assert.Equal("ws-0123456789ab", way.Labels["io.opendsvm.workspace"]);
+    }
+
+    [Fact]
+    public void An_isolated_workspaces_forwarder_relays_to_the_server_by_name_unprivileged_on_the_servers_node()
+    {
+        var p = _backend.ForwarderParameters(Request(Offline), "10.0.5.1:5000/dsvm/datascience:abc123", "node7", "net-internal", "net-way").Service;
+        Assert.Equal("dsvm-ws-0123456789ab-fwd", p.Name);
+        Assert.Equal("forwarder", p.Labels["io.opendsvm.role"]); // not listed as a workspace's server
+        Assert.Equal("ws-0123456789ab", p.Labels["io.opendsvm.workspace"]); // stop and delete find it by label
+        var c = p.TaskTemplate.ContainerSpec;
+        Assert.Equal("10.0.5.1:5000/dsvm/datascience:abc123", c.Image);
+        Assert.Equal(["python3", "-c", SwarmWorkspaceBackend.RelayScript, "dsvm-ws-0123456789ab", "8888"], c.Command);
+        Assert.Equal(WorkspaceUser.DockerUser, c.User);
+        Assert.Equal(["ALL"], c.CapabilityDrop);
+        Assert.True(c.ReadOnly);
+        Assert.DoesNotContain(c.Env, e => e.StartsWith("JUPYTER_TOKEN", StringComparison.Ordinal)); // it never sees the token
+        Assert.Null(p.TaskTemplate.Resources.Reservations); // takes no capacity from workspaces
+        Assert.Equal(32, p.TaskTemplate.Resources.Limits.Pids);
+        Assert.Equal(["node.id==node7"], p.TaskTemplate.Placement.Constraints);
+        Assert.Equal(["net-internal", "net-way"], p.TaskTemplate.Networks.Select(n => n.Target));
+        var port = Assert.Single(p.EndpointSpec.Ports);
+        Assert.Equal((8888u, "host"), (port.TargetPort, port.PublishMode));
     }
 
     [Fact]
