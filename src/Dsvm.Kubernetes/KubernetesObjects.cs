@@ -173,6 +173,10 @@ public static partial class KubernetesObjects
     /// cref="KubernetesBackendOptions.HubPodLabels"/>) and <see cref="KubernetesBackendOptions.HubCidrs"/>, and only on
     /// the Jupyter port; nothing from other workspaces or other pods. Enforced only by a network plugin that
     /// implements NetworkPolicy (Calico, Cilium, ...); a cluster without one accepts the object and ignores it.
+    /// A size with <c>network: isolated</c> also gets an Egress policy type with no rule: the pod opens no connection
+    /// at all (DNS included; Jupyter needs none, the hub's connections in are answered). <c>internet</c> sizes have no
+    /// egress policy: an <c>ipBlock</c> for "everything but the cluster" means different things to different plugins
+    /// (Cilium's 0.0.0.0/0 does not cover pods, which would cut DNS), so it is left to the cluster's own policies.
     /// </summary>
     public static V1NetworkPolicy NetworkPolicy(WorkspaceStartRequest request, KubernetesBackendOptions options)
     {
@@ -197,7 +201,8 @@ public static partial class KubernetesObjects
                 {
                     MatchLabels = new Dictionary<string, string> { [ManagedLabel] = "true", [WorkspaceLabel] = request.Id },
                 },
-                PolicyTypes = ["Ingress"],
+                PolicyTypes = request.Size.Network == WorkspaceNetwork.Isolated ? ["Ingress", "Egress"] : ["Ingress"],
+                Egress = request.Size.Network == WorkspaceNetwork.Isolated ? [] : null,
                 Ingress =
                 [
                     new V1NetworkPolicyIngressRule

@@ -152,10 +152,15 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
         var service = KubernetesObjects.Service(request, _options);
         await CreateAsync("service", service.Metadata.Name, () => Client.CoreV1.CreateNamespacedServiceAsync(service, Ns, cancellationToken: ct), ignoreConflict: true);
 
-        // Before the pod exists, so that it is never reachable from other workspaces (where the network plugin enforces it).
+        // Before the pod exists, so that it is never reachable from other workspaces (where the network plugin enforces
+        // it). Replaced when it exists: the size (network: isolated or internet) may have changed since the last start.
         var policy = KubernetesObjects.NetworkPolicy(request, _options);
-        await CreateAsync("network policy", policy.Metadata.Name,
-            () => Client.NetworkingV1.CreateNamespacedNetworkPolicyAsync(policy, Ns, cancellationToken: ct), ignoreConflict: true);
+        if (!await CreateAsync("network policy", policy.Metadata.Name,
+                () => Client.NetworkingV1.CreateNamespacedNetworkPolicyAsync(policy, Ns, cancellationToken: ct), ignoreConflict: true))
+        {
+            await CallAsync("replace", "network policy", policy.Metadata.Name,
+                () => Client.NetworkingV1.ReplaceNamespacedNetworkPolicyAsync(policy, policy.Metadata.Name, Ns, cancellationToken: ct));
+        }
 
         // A pod left by a crash or a killed command: the home is separate, so it is safe to replace.
         await DeletePodsAsync(request.Id, ct);

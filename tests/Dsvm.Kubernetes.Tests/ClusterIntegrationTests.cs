@@ -80,8 +80,12 @@ public sealed class ClusterIntegrationTests(ITestOutputHelper output)
             Assert.False((await backend.GetStatusAsync(launch.Handle, ct)).Exists);
             Assert.True(await backend.HomeExistsAsync(request.HomeVolume, ct));
 
-            var resized = await backend.StartAsync(request with { Size = Bigger }, progress, ct);
+            // Resized to an isolated size: the existing policy is replaced with one that allows no connection out.
+            var resized = await backend.StartAsync(request with { Size = Bigger with { Network = WorkspaceNetwork.Isolated } }, progress, ct);
             await WaitForJupyterAsync(http, resized.Endpoint, request, ct);
+            policy = await client.NetworkingV1.ReadNamespacedNetworkPolicyAsync($"dsvm-{id}", ns, cancellationToken: ct);
+            Assert.Equal(["Ingress", "Egress"], policy.Spec.PolicyTypes);
+            Assert.True(policy.Spec.Egress is null or { Count: 0 }, "an isolated workspace's policy lets connections out");
             Assert.Equal("kept", (await ExecAsync(client, ns, id, ["cat", "/home/dsvm/marker"], ct)).Trim());
             Assert.Equal(claim.Metadata.Uid, (await client.CoreV1.ReadNamespacedPersistentVolumeClaimAsync(request.HomeVolume, ns, cancellationToken: ct)).Metadata.Uid);
             pod = await client.CoreV1.ReadNamespacedPodAsync($"dsvm-{id}", ns, cancellationToken: ct);

@@ -240,6 +240,21 @@ public sealed class KubernetesObjectsTests
     }
 
     [Fact]
+    public void NetworkPolicy_IsolatedSize_AllowsNoConnectionOut_InternetSize_LeavesEgressAlone()
+    {
+        var isolated = Request() with { Size = Request().Size with { Network = WorkspaceNetwork.Isolated } };
+        var policy = KubernetesObjects.NetworkPolicy(isolated, Options);
+        Assert.Equal(["Ingress", "Egress"], policy.Spec.PolicyTypes);
+        Assert.Empty(policy.Spec.Egress);
+        Assert.Single(policy.Spec.Ingress); // the hub still gets in
+        Assert.Contains("\"egress\":[]", KubernetesJson.Serialize(policy), StringComparison.Ordinal);
+
+        var internet = KubernetesObjects.NetworkPolicy(Request(), Options);
+        Assert.Equal(["Ingress"], internet.Spec.PolicyTypes);
+        Assert.Null(internet.Spec.Egress);
+    }
+
+    [Fact]
     public void NetworkPolicy_HubOutsideTheCluster_AddsItsAddressRanges()
     {
         var options = Options with { HubPodLabels = new Dictionary<string, string> { ["app"] = "my-hub" }, HubCidrs = ["192.0.2.0/24"] };
