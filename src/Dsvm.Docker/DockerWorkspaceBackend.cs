@@ -463,7 +463,8 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
         {
             var c = await client.Containers.InspectContainerAsync(ContainerRef(handle), ct);
             var detail = c.State.Running ? "running" : $"{c.State.Status}, exit code {c.State.ExitCode}{(c.State.OOMKilled ? ", killed: out of memory" : "")}";
-            return new WorkspaceStatus(true, c.State.Running, detail, c.State.Running ? EndpointOf(c) : null);
+            return new WorkspaceStatus(true, c.State.Running, detail, c.State.Running ? EndpointOf(c) : null,
+                c.State.Running ? EngineTime.Parse(c.State.StartedAt) : null);
         }
         catch (DockerContainerNotFoundException)
         {

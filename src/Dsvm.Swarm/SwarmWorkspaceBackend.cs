@@ -1000,6 +1000,10 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         return $"; its home is pinned to node {Describe(nodes, pin)}, which is {availability} and {state}";
     }
 
+    /// <summary>A running task's last state change is the one to running: when its server started.</summary>
+    private static DateTimeOffset? RunningSince(TaskResponse task) =>
+        task.Status?.Timestamp is { Year: > 1 } t ? new DateTimeOffset(t.Kind == DateTimeKind.Local ? t.ToUniversalTime() : DateTime.SpecifyKind(t, DateTimeKind.Utc)) : null;
+
     private static string TaskDetail(TaskResponse task)
     {
         var s = task.Status;
@@ -1092,14 +1096,14 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         {
             if (spec.Spec.Labels?.TryGetValue(ForwarderLabel, out var forwarder) != true)
             {
-                return new WorkspaceStatus(true, true, $"running on {Describe(nodes, task.NodeID)}", EndpointOf(task, nodes));
+                return new WorkspaceStatus(true, true, $"running on {Describe(nodes, task.NodeID)}", EndpointOf(task, nodes), RunningSince(task));
             }
 
             // Isolated: the way in is the forwarder's port. Without it the hub cannot reach Jupyter: not running.
             var relay = await CurrentTaskAsync(forwarder!, ct);
             if (relay is { DesiredState: TaskState.Running, Status.State: TaskState.Running } && EndpointOf(relay, nodes) is { } endpoint)
             {
-                return new WorkspaceStatus(true, true, $"running on {Describe(nodes, task.NodeID)} (isolated, reached through its forwarder)", endpoint);
+                return new WorkspaceStatus(true, true, $"running on {Describe(nodes, task.NodeID)} (isolated, reached through its forwarder)", endpoint, RunningSince(task));
             }
 
             return new WorkspaceStatus(true, false, relay is null

@@ -28,6 +28,7 @@ internal sealed class FakeBackend : IWorkspaceBackend, IOrphanSweeper
     private readonly Lock _gate = new();
     private readonly Dictionary<string, bool> _running = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Uri> _moved = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DateTimeOffset> _startedAt = new(StringComparer.Ordinal);
     private int _containers;
 
     public string Name { get; init; } = "fake";
@@ -64,11 +65,15 @@ internal sealed class FakeBackend : IWorkspaceBackend, IOrphanSweeper
     public Exception? Unreachable { get; set; }
 
     /// <summary>A server runs for <paramref name="id"/> that no record knows the handle of (a start killed after the engine call).</summary>
-    public void RunOutside(string id)
+    public void RunOutside(string id, DateTimeOffset? startedAt = null)
     {
         lock (_gate)
         {
             _running[id] = true;
+            if (startedAt is { } t)
+            {
+                _startedAt[id] = t;
+            }
         }
     }
 
@@ -189,7 +194,8 @@ internal sealed class FakeBackend : IWorkspaceBackend, IOrphanSweeper
         {
             return _running.TryGetValue(handle.Id, out var running)
                 ? running
-                    ? new WorkspaceStatus(true, true, "running", _moved.GetValueOrDefault(handle.Id) ?? EndpointFor(handle.Id))
+                    ? new WorkspaceStatus(true, true, "running", _moved.GetValueOrDefault(handle.Id) ?? EndpointFor(handle.Id),
+                        _startedAt.TryGetValue(handle.Id, out var since) ? since : null)
                     : new WorkspaceStatus(true, false, ExitDetail)
                 : new WorkspaceStatus(false, false, "container not found");
         }

@@ -151,6 +151,36 @@ public sealed class WorkspaceRepairTests : IDisposable
         Assert.True(_backend.IsRunning(ws.Id));
     }
 
+    /// <summary>
+    /// A start killed after the engine call: the look that adopts the server dates its uptime from the container's
+    /// own start, not from the look (seen with the real CLI: `ls` said "0 s" for a server up for 9 s).
+    /// </summary>
+    [Fact]
+    public async Task AnAdoptedServer_CountsItsUptimeFromItsOwnStart()
+    {
+        var ws = await LeftBehindAsync(WorkspaceState.Starting, DateTimeOffset.UtcNow.AddSeconds(-30));
+        var since = DateTimeOffset.UtcNow.AddSeconds(-20);
+        _backend.RunOutside(ws.Id, since);
+
+        var listed = Assert.Single(await Manager().ListAsync(Owner, Ct));
+
+        Assert.Equal(WorkspaceState.Running, listed.State);
+        Assert.Equal(since, listed.StartedAt);
+        Assert.Equal(since, Assert.Single(_store.All).StartedAt);
+    }
+
+    [Fact]
+    public async Task AnAdoptedServer_WhoseEngineSaysNothingOrATimeToCome_IsDatedFromTheLook()
+    {
+        var ws = await LeftBehindAsync(WorkspaceState.Starting, DateTimeOffset.UtcNow);
+        _backend.RunOutside(ws.Id, DateTimeOffset.UtcNow.AddHours(1)); // a node's clock ahead of ours
+        var before = DateTimeOffset.UtcNow;
+
+        var listed = Assert.Single(await Manager().ListAsync(Owner, Ct));
+
+        Assert.InRange(listed.StartedAt!.Value, before, DateTimeOffset.UtcNow);
+    }
+
     [Fact]
     public async Task StoppedRecord_WithARunningServerFoundByLabel_IsNotCalledStopped()
     {

@@ -60,7 +60,10 @@ public sealed class IdentityTests
             Assert.Equal($"u-a11ce0000001|{alice.HomeId}", homeLabels);
 
             // alice's server survived the other start, and exec/logs reach the right container.
-            Assert.True((await _stack.Backend.GetStatusAsync((await _stack.Manager.GetAsync("alice", "x-data", default)).Handle, default)).Running);
+            var status = await _stack.Backend.GetStatusAsync((await _stack.Manager.GetAsync("alice", "x-data", default)).Handle, default);
+            Assert.True(status.Running);
+            // The engine's own start time (what an adopted record's uptime counts from): between the record's creation and its readiness.
+            Assert.InRange(status.StartedAt!.Value, alice.CreatedAt.AddSeconds(-1), alice.StartedAt!.Value);
             Assert.Equal("alice-secret\n", (await ExecAsync(alice, "cat", "secret.txt")).Stdout);
             Assert.NotEqual(0, (await ExecAsync(other, "cat", "secret.txt")).ExitCode);
             Assert.Equal("x-data\n", (await ExecAsync(alice, "sh", "-c", "echo $DSVM_WORKSPACE")).Stdout);

@@ -115,8 +115,12 @@ public sealed record WorkspaceLaunch(WorkspaceHandle Handle, Uri Endpoint);
 
 public sealed record WorkspaceProgress(string Message);
 
-/// <summary>The backend's view of a workspace (like JupyterHub's Spawner.poll).</summary>
-public sealed record WorkspaceStatus(bool Exists, bool Running, string Detail, Uri? Endpoint = null);
+/// <summary>
+/// The backend's view of a workspace (like JupyterHub's Spawner.poll). <paramref name="StartedAt"/>: when the running
+/// server (container, task) started, where the engine says; a record that adopts a server it did not see start (a
+/// start killed before it wrote the handle) takes its uptime from there, not from the look that found it.
+/// </summary>
+public sealed record WorkspaceStatus(bool Exists, bool Running, string Detail, Uri? Endpoint = null, DateTimeOffset? StartedAt = null);
 
 /// <summary>A managed resource found by a label scan.</summary>
 public sealed record ManagedResource(string WorkspaceId, string Name, bool Running, WorkspaceHandle Handle)

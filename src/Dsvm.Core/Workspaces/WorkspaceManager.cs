@@ -648,7 +648,7 @@ public sealed class WorkspaceManager(
                 // A replaced swarm task, a container its engine restarted: a new object or a new host port.
                 WorkspaceState.Running when HandleChanged(w, handle) || EndpointChanged(w, status) => Adopt(w, handle, status, WorkspaceState.Running, now),
                 WorkspaceState.Running => null,
-                _ when ready => Adopt(w, handle, status, WorkspaceState.Running, now) with { StartedAt = w.StartedAt ?? now },
+                _ when ready => Adopt(w, handle, status, WorkspaceState.Running, now) with { StartedAt = w.StartedAt ?? StartOf(status, now) },
                 // Started but not answering yet: it has until the start deadline (from its last write).
                 WorkspaceState.Starting or WorkspaceState.Pending or WorkspaceState.Building when !pastDeadline =>
                     HandleChanged(w, handle) ? Adopt(w, handle, status, w.State, w.UpdatedAt) : null,
@@ -678,6 +678,9 @@ public sealed class WorkspaceManager(
         return next is null ? w : await SaveAsync(next.State == w.State ? next : next with { UpdatedAt = now },
             next.State == w.State ? "updated from the engine" : $"{Lower(w.State)} -> {Lower(next.State)}, as the engine says" + (next.LastError is { } why ? $": {why}" : ""), ct);
     }
+
+    /// <summary>When the engine says the server started; now where it does not say, or says a time to come (clock skew).</summary>
+    private static DateTimeOffset StartOf(WorkspaceStatus status, DateTimeOffset now) => status.StartedAt is { } t && t <= now ? t : now;
 
     private static bool HandleChanged(Workspace w, WorkspaceHandle handle) => handle.State.GetRawText() != w.BackendState;
 

@@ -1,0 +1,19 @@
+namespace Dsvm.Docker.Tests;
+
+public sealed class EngineTimeTests
+{
+    [Fact]
+    public void Nine_fractional_digits_as_the_engine_writes_them_are_read()
+    {
+        Assert.Equal(new DateTimeOffset(2026, 12, 7, 22, 0, 1, TimeSpan.Zero).AddTicks(1234567),
+            EngineTime.Parse("2026-12-07T22:00:01.123456789Z"));
+        Assert.Equal(new DateTimeOffset(2026, 12, 7, 22, 0, 1, TimeSpan.Zero), EngineTime.Parse("2026-12-07T22:00:01Z"));
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("")]
+    [InlineData("0001-01-01T00:00:00Z")]
+    [InlineData("yesterday")]
+    public void Never_or_unreadable_is_no_time(string? text) => Assert.Null(EngineTime.Parse(text));
+}
