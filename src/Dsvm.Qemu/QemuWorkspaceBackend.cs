@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -356,8 +357,9 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
             return Task.FromResult(new WorkspaceStatus(false, false, "VM not found"));
         }
 
-        var running = AlivePid(dir) is not null;
-        var panicked = GuestPanics(ConsoleLog(dir)) switch
+        var pid = AlivePid(dir);
+        var running = pid is not null;
+        var panicked = GuestPanics(ConsoleLog(dir), pid) switch
         {
             0 => null,
             1 => "; the guest kernel panicked once",
@@ -371,17 +373,35 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
     /// <summary>The VM's serial console, written by qemu from its start (a new file each start).</summary>
     private static string ConsoleLog(string dir) => Path.Combine(dir, "console.log");
 
-    /// <summary>How many times the guest's kernel panicked since this boot of the VM (it reboots after each: panic=5).</summary>
-    internal static int GuestPanics(string consoleLog)
+    /// <summary>Per console file: the qemu process it was read for, how far, and the panics counted up to there.</summary>
+    private static readonly ConcurrentDictionary<string, (int? Pid, long Offset, int Count)> PanicScans = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// How many times the guest's kernel panicked since this start of the VM (it reboots after each: panic=5). Each
+    /// call reads only what the console gained since the last one (up to its last complete line); a new qemu process
+    /// (<paramref name="pid"/>) or a shorter file starts the count again, since each start writes a new console file.
+    /// </summary>
+    internal static int GuestPanics(string consoleLog, int? pid = null)
     {
         if (!File.Exists(consoleLog))
         {
+            PanicScans.TryRemove(consoleLog, out _);
             return 0;
         }
 
-        using var reader = new StreamReader(new FileStream(consoleLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite));
-        var count = 0;
-        while (reader.ReadLine() is { } line)
+        using var stream = new FileStream(consoleLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        var (seenPid, offset, count) = PanicScans.GetValueOrDefault(consoleLog);
+        if (seenPid != pid || stream.Length < offset)
+        {
+            (offset, count) = (0, 0);
+        }
+
+        stream.Position = offset;
+        // Latin-1: one character per byte whatever the console holds, so the offset stays a byte count.
+        using var reader = new StreamReader(stream, System.Text.Encoding.Latin1, detectEncodingFromByteOrderMarks: false, leaveOpen: true);
+        var rest = reader.ReadToEnd();
+        var complete = rest.LastIndexOf('\n') + 1;
+        foreach (var line in rest.AsSpan(0, complete).EnumerateLines())
         {
             // "Kernel panic - not syncing: WHY" once per panic, and again in the closing "---[ end Kernel panic - …".
             if (line.Contains("Kernel panic - not syncing", StringComparison.Ordinal) && !line.Contains("end Kernel panic", StringComparison.Ordinal))
@@ -390,6 +410,7 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
             }
         }
 
+        PanicScans[consoleLog] = (pid, offset + complete, count);
         return count;
     }
 

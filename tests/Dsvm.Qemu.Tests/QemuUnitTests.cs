@@ -347,6 +347,34 @@ public sealed class GuestLayerTests
         Assert.Equal(2, QemuWorkspaceBackend.GuestPanics(log));
     }
 
+    /// <summary>Each status reads only what the console gained (it was read whole on every call).</summary>
+    [Fact]
+    public void The_console_is_read_from_where_the_last_look_stopped_and_again_for_a_new_qemu()
+    {
+        using var tmp = new TempDir();
+        var log = Path.Combine(tmp.Path, "console.log");
+        File.WriteAllBytes(log, [0xff, 0xfe, (byte)'\n']); // not UTF-8: offsets must stay byte counts
+        File.AppendAllText(log, "[    3.8] Kernel panic - not syncing: Fatal exception\n[    5.0] boot\n");
+        Assert.Equal(1, QemuWorkspaceBackend.GuestPanics(log, 100));
+        // A line still being written is not read yet; once complete it counts once.
+        File.AppendAllText(log, "[   12.0] Kernel panic - not sync");
+        Assert.Equal(1, QemuWorkspaceBackend.GuestPanics(log, 100));
+        File.AppendAllText(log, "ing: NMI\n");
+        Assert.Equal(2, QemuWorkspaceBackend.GuestPanics(log, 100));
+        Assert.Equal(2, QemuWorkspaceBackend.GuestPanics(log, 100));
+        // The old part is not read again: only appended text is, proven by changing it in place.
+        var bytes = File.ReadAllBytes(log);
+        var at = System.Text.Encoding.Latin1.GetString(bytes).IndexOf("Kernel", StringComparison.Ordinal);
+        bytes[at] = (byte)'k';
+        File.WriteAllBytes(log, bytes);
+        Assert.Equal(2, QemuWorkspaceBackend.GuestPanics(log, 100));
+        // A new qemu process (a new start writes a new console): counted from the beginning.
+        Assert.Equal(1, QemuWorkspaceBackend.GuestPanics(log, 101));
+        // A shorter file than the last look: counted from the beginning too.
+        File.WriteAllText(log, "[    1.0] boot\n");
+        Assert.Equal(0, QemuWorkspaceBackend.GuestPanics(log, 101));
+    }
+
     [Fact]
     public void The_image_env_becomes_a_quoted_environment_file()
     {
