@@ -153,13 +153,18 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
         await CreateAsync("service", service.Metadata.Name, () => Client.CoreV1.CreateNamespacedServiceAsync(service, Ns, cancellationToken: ct), ignoreConflict: true);
 
         // Before the pod exists, so that it is never reachable from other workspaces (where the network plugin enforces
-        // it). Replaced when it exists: the size (network: isolated or internet) may have changed since the last start.
+        // it). Made again when it exists: the size (network: isolated or internet) may have changed since the last
+        // start. Deleted and created rather than updated: the hub's Role has create and delete only (a hub upgraded
+        // without new RBAC keeps working), and no pod of this workspace runs meanwhile but one a crash left, which
+        // 60-networkpolicy.yaml's namespace-wide rule covers and which is deleted next.
         var policy = KubernetesObjects.NetworkPolicy(request, _options);
         if (!await CreateAsync("network policy", policy.Metadata.Name,
                 () => Client.NetworkingV1.CreateNamespacedNetworkPolicyAsync(policy, Ns, cancellationToken: ct), ignoreConflict: true))
         {
-            await CallAsync("replace", "network policy", policy.Metadata.Name,
-                () => Client.NetworkingV1.ReplaceNamespacedNetworkPolicyAsync(policy, policy.Metadata.Name, Ns, cancellationToken: ct));
+            await DeleteAsync("network policy", policy.Metadata.Name,
+                () => Client.NetworkingV1.DeleteNamespacedNetworkPolicyAsync(policy.Metadata.Name, Ns, cancellationToken: ct));
+            await CreateAsync("network policy", policy.Metadata.Name,
+                () => Client.NetworkingV1.CreateNamespacedNetworkPolicyAsync(policy, Ns, cancellationToken: ct), ignoreConflict: false);
         }
 
         // A pod left by a crash or a killed command: the home is separate, so it is safe to replace.
@@ -330,7 +335,8 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
         }
 
         var view = PodStatusReader.Read(pod);
-        return new WorkspaceStatus(true, view.Running, view.Detail, view.Running ? EndpointOf(handle.Id, pod) : null);
+        return new WorkspaceStatus(true, view.Running, view.Detail, view.Running ? EndpointOf(handle.Id, pod) : null,
+            view.Running && pod.Status?.StartTime is { } t ? new DateTimeOffset(DateTime.SpecifyKind(t.ToUniversalTime(), DateTimeKind.Utc)) : null);
     }
 
     public async Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct)
