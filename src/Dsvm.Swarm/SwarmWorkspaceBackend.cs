@@ -394,12 +394,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                         Limits = new SwarmLimit { NanoCPUs = request.Size.NanoCpus, MemoryBytes = memory, Pids = _options.PidsLimit },
                         Reservations = reservations,
                     },
-                    RestartPolicy = new SwarmRestartPolicy
-                    {
-                        Condition = "on-failure",
-                        MaxAttempts = (ulong)_options.MaxRestarts,
-                        Delay = (long)TimeSpan.FromSeconds(2).TotalNanoseconds,
-                    },
+                    RestartPolicy = RestartOnFailure(),
                     Placement = new Placement { Constraints = constraints },
                     // Its own overlay only (never docker0): no peer shares it. The task's way out and its host-mode
                     // port go through the node's docker_gwbridge, which the engine creates with inter-container
@@ -419,6 +414,14 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             },
         };
     }
+
+    /// <summary>A server and its forwarder come back after a crash, up to <see cref="SwarmBackendOptions.MaxRestarts"/> times.</summary>
+    private SwarmRestartPolicy RestartOnFailure() => new()
+    {
+        Condition = "on-failure",
+        MaxAttempts = (ulong)_options.MaxRestarts,
+        Delay = (long)TimeSpan.FromSeconds(2).TotalNanoseconds,
+    };
 
     /// <summary>The forwarder of an isolated workspace: named by the workspace's ID.</summary>
     internal static string ForwarderName(string workspaceId) => ServiceName(workspaceId) + "-fwd";
@@ -499,12 +502,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                     {
                         Limits = new SwarmLimit { NanoCPUs = 500_000_000, MemoryBytes = 64L << 20, Pids = 32 },
                     },
-                    RestartPolicy = new SwarmRestartPolicy
-                    {
-                        Condition = "on-failure",
-                        MaxAttempts = (ulong)_options.MaxRestarts,
-                        Delay = (long)TimeSpan.FromSeconds(2).TotalNanoseconds,
-                    },
+                    RestartPolicy = RestartOnFailure(),
                     Placement = new Placement { Constraints = [$"node.id=={node}"] },
                     Networks =
                     [

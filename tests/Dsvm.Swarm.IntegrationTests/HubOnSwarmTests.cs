@@ -37,6 +37,7 @@ public sealed class HubOnSwarmTests(SwarmFixture fx, ITestOutputHelper output)
     /// <summary>Small enough for the lab's nodes next to the 30-workspace fleet (0.15 CPU each) and the hub.</summary>
     private const string Sizes = """
         e2e-tiny: {vcpus: 0.2, memory: 0.5, description: "a fifth of a vCPU, 512 MiB (end-to-end test)"}
+        e2e-offline: {vcpus: 0.2, memory: 0.5, network: isolated, description: "e2e-tiny without a way out (end-to-end test)"}
         """;
 
     private static readonly Uri HubUrl = new($"http://{SwarmLab.NodeAddresses[0]}:8000/");
@@ -102,7 +103,8 @@ public sealed class HubOnSwarmTests(SwarmFixture fx, ITestOutputHelper output)
 
             // 4. Two workspaces of two users: swarm services with reservations = limits from the size, the image by
             // digest from the registry as the nodes see it.
-            var starts = new[] { StartAsync(alice, "w1", ct), StartAsync(admin, "w2", ct) };
+            // admin's is isolated: on an internal overlay, reached through its forwarder service.
+            var starts = new[] { StartAsync(alice, "w1", "e2e-tiny", ct), StartAsync(admin, "w2", "e2e-offline", ct) };
             await Task.WhenAll(starts);
             foreach (var (owner, name) in new[] { ("alice", "w1"), ("admin", "w2") })
             {
@@ -117,7 +119,11 @@ public sealed class HubOnSwarmTests(SwarmFixture fx, ITestOutputHelper output)
             // 5. Code in a kernel over a WebSocket through the hub's proxy, as JupyterLab runs it.
             Assert.Equal("42 65530", (await alice.RunInKernelAsync("alice", "w1",
                 "import os\nopen(os.path.expanduser('~/e2e-marker'), 'w').write('kept by w1')\nprint(6 * 7, os.getuid())", ct)).Trim());
-            Assert.Equal("e2e-tiny", (await admin.RunInKernelAsync("admin", "w2", "import os; print(os.environ['DSVM_SIZE'])", ct)).Trim());
+            Assert.Equal("e2e-offline", (await admin.RunInKernelAsync("admin", "w2", "import os; print(os.environ['DSVM_SIZE'])", ct)).Trim());
+            // The isolated one reaches nothing (here the registry on the hub's machine), the other one does.
+            const string Reach = "import socket\ntry:\n    socket.create_connection(('10.211.0.1', 5000), 3).close(); print('reached')\nexcept OSError as e:\n    print('no way out')";
+            Assert.Equal("no way out", (await admin.RunInKernelAsync("admin", "w2", Reach, ct)).Trim());
+            Assert.Single((await NodeAsync(1, ["service", "ls", "-q", "--filter", "label=io.opendsvm.role=forwarder"], ct)).Split('\n', StringSplitOptions.RemoveEmptyEntries));
             Assert.Equal(HttpStatusCode.Forbidden, (await alice.SendAsync(HttpMethod.Get, "user/admin/w2/api/status", null, ct)).Status);
 
             // 6. The state is in PostgreSQL: the workspaces and users are rows there, and the hub's data folder has no SQLite file.
@@ -164,6 +170,7 @@ public sealed class HubOnSwarmTests(SwarmFixture fx, ITestOutputHelper output)
             (await alice2.SendAsync(HttpMethod.Delete, "api/v1/workspaces/alice/w1", null, ct)).Expect(HttpStatusCode.NoContent);
             await Wait.UntilAsync(async () => (await WorkspaceServicesAsync(ct)).Count == 0, TimeSpan.FromSeconds(30),
                 () => "workspace services of the hub's users are still there after delete", ct);
+            Assert.Equal("", (await NodeAsync(1, ["service", "ls", "-q", "--filter", "label=io.opendsvm.role=forwarder"], ct)).Trim());
             Assert.Empty((await admin2.SendAsync(HttpMethod.Get, "api/v1/workspaces?all=true", null, ct)).Expect(HttpStatusCode.OK).Json.EnumerateArray());
             Assert.Equal("", await PsqlAsync("SELECT \"Name\" FROM workspaces", ct));
             Log($"end-to-end test passed in {clock.Elapsed.TotalSeconds:0}s");
@@ -252,9 +259,9 @@ public sealed class HubOnSwarmTests(SwarmFixture fx, ITestOutputHelper output)
 
     // ---- workspaces ----
 
-    private static async Task StartAsync(HubSession session, string name, CancellationToken ct)
+    private static async Task StartAsync(HubSession session, string name, string size, CancellationToken ct)
     {
-        var r = (await session.SendAsync(HttpMethod.Post, "api/v1/workspaces?wait=true", new { name, environment = "minimal", size = "e2e-tiny" }, ct)).Expect(HttpStatusCode.OK);
+        var r = (await session.SendAsync(HttpMethod.Post, "api/v1/workspaces?wait=true", new { name, environment = "minimal", size }, ct)).Expect(HttpStatusCode.OK);
         Assert.Equal("running", r.Json.GetProperty("state").GetString());
         Assert.Equal("swarm", r.Json.GetProperty("backend").GetString());
     }
@@ -300,6 +307,12 @@ public sealed class HubOnSwarmTests(SwarmFixture fx, ITestOutputHelper output)
                 foreach (var line in await WorkspaceServicesAsync(ct))
                 {
                     await SwarmLab.DockerAsync(1, ["service", "rm", line.Split(' ')[1]], ct);
+                }
+
+                foreach (var forwarder in (await SwarmLab.DockerAsync(1, ["service", "ls", "-q", "--filter", "label=io.opendsvm.role=forwarder"], ct)).StandardOutput
+                             .Split('\n', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    await SwarmLab.DockerAsync(1, ["service", "rm", forwarder], ct);
                 }
 
                 await Wait.UntilAsync(async () => (await SwarmLab.DockerAsync(1, ["ps", "-aq", "--filter", $"label=com.docker.stack.namespace={Stack}"], ct)).StandardOutput.Trim().Length == 0,
