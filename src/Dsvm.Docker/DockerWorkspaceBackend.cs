@@ -464,7 +464,7 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
             var c = await client.Containers.InspectContainerAsync(ContainerRef(handle), ct);
             var detail = c.State.Running ? "running" : $"{c.State.Status}, exit code {c.State.ExitCode}{(c.State.OOMKilled ? ", killed: out of memory" : "")}";
             return new WorkspaceStatus(true, c.State.Running, detail, c.State.Running ? EndpointOf(c) : null,
-                c.State.Running ? EngineTime.Parse(c.State.StartedAt) : null);
+                c.State.Running ? StartedAt(c.State.StartedAt) : null);
         }
         catch (DockerContainerNotFoundException)
         {
@@ -475,6 +475,9 @@ public sealed class DockerWorkspaceBackend(DockerClient client, DockerBackendOpt
             return new WorkspaceStatus(false, false, "container not found");
         }
     }, ct);
+
+    /// <summary>The engine's start time (nine fractional digits), or null for its zero time ("never") or none.</summary>
+    internal static DateTimeOffset? StartedAt(string? text) => IsoTime.TryParse(text) is { Year: > 1 } t ? t : null;
 
     public Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct) => AnsweredAsync(async () =>
     {

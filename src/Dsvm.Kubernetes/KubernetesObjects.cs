@@ -185,6 +185,7 @@ public static partial class KubernetesObjects
             new() { PodSelector = new V1LabelSelector { MatchLabels = new Dictionary<string, string>(options.HubPodLabels) } },
         };
         from.AddRange(options.HubCidrs.Select(c => new V1NetworkPolicyPeer { IpBlock = new V1IPBlock { Cidr = c } }));
+        var isolated = request.Size.Network == WorkspaceNetwork.Isolated;
         return new V1NetworkPolicy
         {
             ApiVersion = "networking.k8s.io/v1",
@@ -201,8 +202,8 @@ public static partial class KubernetesObjects
                 {
                     MatchLabels = new Dictionary<string, string> { [ManagedLabel] = "true", [WorkspaceLabel] = request.Id },
                 },
-                PolicyTypes = request.Size.Network == WorkspaceNetwork.Isolated ? ["Ingress", "Egress"] : ["Ingress"],
-                Egress = request.Size.Network == WorkspaceNetwork.Isolated ? [] : null,
+                PolicyTypes = isolated ? ["Ingress", "Egress"] : ["Ingress"],
+                Egress = isolated ? [] : null,
                 Ingress =
                 [
                     new V1NetworkPolicyIngressRule

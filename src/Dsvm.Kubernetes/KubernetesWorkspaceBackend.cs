@@ -336,7 +336,7 @@ public sealed class KubernetesWorkspaceBackend : IWorkspaceBackend, IDescribable
 
         var view = PodStatusReader.Read(pod);
         return new WorkspaceStatus(true, view.Running, view.Detail, view.Running ? EndpointOf(handle.Id, pod) : null,
-            view.Running && pod.Status?.StartTime is { } t ? new DateTimeOffset(DateTime.SpecifyKind(t.ToUniversalTime(), DateTimeKind.Utc)) : null);
+            view.Running && pod.Status?.StartTime is { } t ? IsoTime.Utc(t) : null);
     }
 
     public async Task DeleteAsync(WorkspaceHandle handle, string homeVolume, bool keepHome, CancellationToken ct)

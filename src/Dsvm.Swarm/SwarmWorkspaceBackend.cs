@@ -141,11 +141,11 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         progress?.Report(new WorkspaceProgress(pin is null ? "waiting for the swarm to place the workspace" : $"waiting for node {Describe(nodes, pin)} (holds the home)"));
         try
         {
-            var (task, endpoint) = await WaitForTaskAsync(request, created.ID, pin, "server", ct);
+            var (task, endpoint) = await WaitForTaskAsync(request, created.ID, pin, server: true, ct);
             if (forwarderNetwork is not null)
             {
                 progress?.Report(new WorkspaceProgress("starting the isolated workspace's forwarder"));
-                (_, endpoint) = await StartForwarderAsync(request, NodeImage(request.Image), task.NodeID, network, forwarderNetwork, ct);
+                endpoint = await StartForwarderAsync(request, NodeImage(request.Image), task.NodeID, network, forwarderNetwork, ct);
             }
 
             var handle = new WorkspaceHandle(request.Id, Name,
@@ -166,7 +166,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     /// Jupyter. The workspace itself is on the internal overlay only: no way out, no published port. Placed on the
     /// server's node, so the relay's traffic stays on that node.
     /// </summary>
-    private async Task<(TaskResponse Task, Uri Endpoint)> StartForwarderAsync(
+    private async Task<Uri> StartForwarderAsync(
         WorkspaceStartRequest request, string image, string node, string network, string forwarderNetwork, CancellationToken ct)
     {
         ServiceCreateResponse created;
@@ -179,8 +179,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             throw new WorkspaceStartException(WorkspaceFailure.Backend, $"the swarm refused the isolated workspace's forwarder: {Message(ex)}");
         }
 
-        var (task, endpoint) = await WaitForTaskAsync(request, created.ID, node, "forwarder", ct);
-        return (task, endpoint!);
+        return (await WaitForTaskAsync(request, created.ID, node, server: false, ct)).Endpoint!;
     }
 
     /// <summary>
@@ -218,12 +217,13 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     }
 
     /// <summary>
-    /// Waits until the service's task runs and, when it publishes Jupyter's port, has its host port. For the server
-    /// (<paramref name="what"/> "server") it records the home's node as soon as it is known.
+    /// Waits until the service's task runs and, when it publishes Jupyter's port, has its host port. For the
+    /// <paramref name="server"/> (not its forwarder) it records the home's node as soon as it is known.
     /// </summary>
-    private async Task<(TaskResponse Task, Uri? Endpoint)> WaitForTaskAsync(WorkspaceStartRequest request, string serviceId, string? pin, string what, CancellationToken ct)
+    private async Task<(TaskResponse Task, Uri? Endpoint)> WaitForTaskAsync(WorkspaceStartRequest request, string serviceId, string? pin, bool server, CancellationToken ct)
     {
-        var published = what != "server" || request.Size.Network != WorkspaceNetwork.Isolated;
+        var what = server ? "server" : "forwarder";
+        var published = !server || request.Size.Network != WorkspaceNetwork.Isolated;
         DateTimeOffset? unschedulableSince = null;
         while (true)
         {
@@ -231,7 +231,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
             var task = await CurrentTaskAsync(serviceId, ct);
             if (task is not null)
             {
-                if (pin is null && !string.IsNullOrEmpty(task.NodeID) && what == "server")
+                if (pin is null && !string.IsNullOrEmpty(task.NodeID) && server)
                 {
                     pin = task.NodeID;
                     await SavePinAsync(request, pin, ct);
@@ -266,7 +266,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
                     {
                         var nodes = await NodesAsync(ct);
                         throw new WorkspaceStartException(WorkspaceFailure.Capacity,
-                            $"the swarm cannot place the workspace{(what == "server" ? "" : "'s " + what)}: {task.Status!.Err}{PinNote(pin, nodes)}");
+                            $"the swarm cannot place the workspace{(server ? "" : "'s " + what)}: {task.Status!.Err}{PinNote(pin, nodes)}");
                     }
                 }
             }
@@ -728,8 +728,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
         foreach (var n in networks)
         {
             var workspace = n.Labels[WorkspaceLabel];
-            var created = n.Created.Kind == DateTimeKind.Local ? n.Created.ToUniversalTime() : DateTime.SpecifyKind(n.Created, DateTimeKind.Utc);
-            var age = _time.GetUtcNow() - new DateTimeOffset(created);
+            var age = _time.GetUtcNow() - IsoTime.Utc(n.Created);
             if (inUse.Contains(workspace) || age < _options.OrphanNetworkAge)
             {
                 continue;
@@ -1000,7 +999,7 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
 
     /// <summary>A running task's last state change is the one to running: when its server started.</summary>
     private static DateTimeOffset? RunningSince(TaskResponse task) =>
-        task.Status?.Timestamp is { Year: > 1 } t ? new DateTimeOffset(t.Kind == DateTimeKind.Local ? t.ToUniversalTime() : DateTime.SpecifyKind(t, DateTimeKind.Utc)) : null;
+        task.Status?.Timestamp is { Year: > 1 } t ? IsoTime.Utc(t) : null;
 
     private static string TaskDetail(TaskResponse task)
     {

@@ -106,7 +106,7 @@ public sealed class JupyterActivityClientTests
     [InlineData(" 2025-01-31T08:41:07z ", 0L)]
     public void TimesAreReadAsUtcWhateverTheirPrecision(string text, long fractionTicks)
     {
-        var t = HttpJupyterActivityClient.ParseTime(text, "test");
+        var t = IsoTime.Parse(text, "test");
 
         Assert.Equal(new DateTimeOffset(2025, 1, 31, 8, 41, 7, TimeSpan.Zero).AddTicks(fractionTicks), t);
         Assert.Equal(TimeSpan.Zero, t.Offset);
@@ -119,7 +119,7 @@ public sealed class JupyterActivityClientTests
     [InlineData("1738312867")]
     public void AnUnreadableTimeIsAnError(string text)
     {
-        var ex = Assert.Throws<InvalidDataException>(() => HttpJupyterActivityClient.ParseTime(text, "api/status last_activity"));
+        var ex = Assert.Throws<InvalidDataException>(() => IsoTime.Parse(text, "api/status last_activity"));
         Assert.Contains("api/status last_activity", ex.Message, StringComparison.Ordinal);
     }
 

@@ -1,7 +1,5 @@
-using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 
 namespace Dsvm.Core.Workspaces;
 
@@ -27,7 +25,7 @@ public interface IJupyterActivityClient
 /// so that the culler's own requests do not count as activity.
 /// A server that cannot be reached or times out gives null; one that answers an error or an unreadable body throws.
 /// </summary>
-public sealed partial class HttpJupyterActivityClient(HttpClient http) : IJupyterActivityClient
+public sealed class HttpJupyterActivityClient(HttpClient http) : IJupyterActivityClient
 {
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(5);
 
@@ -86,7 +84,7 @@ public sealed partial class HttpJupyterActivityClient(HttpClient http) : IJupyte
 
         // The floor is the server's start: a server nobody has used since is idle from then on.
         var last = status.TryGetProperty("started", out var started) && started.ValueKind == JsonValueKind.String
-            ? ParseTime(started.GetString()!, "api/status started")
+            ? IsoTime.Parse(started.GetString()!, "api/status started")
             : (DateTimeOffset?)null;
         if (terminals is { ValueKind: not JsonValueKind.Null } termList)
         {
@@ -99,7 +97,7 @@ public sealed partial class HttpJupyterActivityClient(HttpClient http) : IJupyte
             {
                 if (term.ValueKind == JsonValueKind.Object && term.TryGetProperty("last_activity", out var tla) && tla.ValueKind == JsonValueKind.String)
                 {
-                    var at = ParseTime(tla.GetString()!, "api/terminals last_activity");
+                    var at = IsoTime.Parse(tla.GetString()!, "api/terminals last_activity");
                     last = last is null || at > last ? at : last;
                 }
             }
@@ -122,7 +120,7 @@ public sealed partial class HttpJupyterActivityClient(HttpClient http) : IJupyte
 
             if (k.TryGetProperty("last_activity", out var kla) && kla.ValueKind == JsonValueKind.String)
             {
-                var t = ParseTime(kla.GetString()!, "api/kernels last_activity");
+                var t = IsoTime.Parse(kla.GetString()!, "api/kernels last_activity");
                 last = last is null || t > last ? t : last;
             }
 
@@ -142,31 +140,6 @@ public sealed partial class HttpJupyterActivityClient(HttpClient http) : IJupyte
             : kernelConnections;
         return new JupyterActivity(last.Value, count, busy, connections);
     }
-
-    /// <summary>
-    /// An ISO 8601 time as jupyter_server writes it (<c>2025-01-31T09:15:02.123456Z</c>; no fraction when it is
-    /// zero); an offset instead of Z, a missing zone (taken as UTC) and fractions finer than 100 ns are accepted too.
-    /// </summary>
-    internal static DateTimeOffset ParseTime(string value, string what)
-    {
-        var m = IsoTime().Match(value.Trim());
-        if (!m.Success)
-        {
-            throw new InvalidDataException($"{what} is not an ISO 8601 time: '{value}'");
-        }
-
-        var fraction = m.Groups["fraction"].Value;
-        var zone = m.Groups["zone"].Value;
-        var text = m.Groups["main"].Value
-            + (fraction.Length > 0 ? "." + fraction[..Math.Min(fraction.Length, 7)] : "")
-            + (zone.Length == 0 || zone is "Z" or "z" ? "Z" : zone);
-        return DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var t)
-            ? t
-            : throw new InvalidDataException($"{what} is not an ISO 8601 time: '{value}'");
-    }
-
-    [GeneratedRegex(@"^(?<main>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?)(\.(?<fraction>\d+))?(?<zone>[Zz]|[+-]\d{2}:?\d{2})?\z")]
-    private static partial Regex IsoTime();
 
     /// <summary>The parsed body of a successful answer; null when the server cannot be reached or does not answer in time.</summary>
     private async Task<JsonDocument?> GetJsonAsync(Uri uri, string token, CancellationToken ct)
