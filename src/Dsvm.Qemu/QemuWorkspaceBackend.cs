@@ -376,6 +376,9 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
     /// <summary>Per console file: the qemu process it was read for, how far, and the panics counted up to there.</summary>
     private static readonly ConcurrentDictionary<string, (int? Pid, long Offset, int Count)> PanicScans = new(StringComparer.Ordinal);
 
+    /// <summary>Whether a console's scan is remembered (tests: a deleted VM's is not kept).</summary>
+    internal static bool RemembersScanOf(string consoleLog) => PanicScans.ContainsKey(consoleLog);
+
     /// <summary>
     /// How many times the guest's kernel panicked since this start of the VM (it reboots after each: panic=5). Each
     /// call reads only what the console gained since the last one (up to its last complete line); a new qemu process
@@ -423,6 +426,8 @@ public sealed partial class QemuWorkspaceBackend : IWorkspaceBackend, IDescribab
             Directory.Delete(dir, recursive: true);
         }
 
+        // Its console is gone, and no status of it will look again: forget where its scan stopped (a long-lived hub).
+        PanicScans.TryRemove(ConsoleLog(dir), out _);
         if (!keepHome && File.Exists(HomeDisk(homeVolume)))
         {
             File.Delete(HomeDisk(homeVolume));

@@ -98,6 +98,25 @@ public sealed class QemuArgumentsTests
         Assert.Equal(Path.Combine(tmp.Path, "vms", "homes", "dsvm-home-ann-lab.qcow2"), backend.HomeDisk("dsvm-home-ann-lab"));
     }
 
+    /// <summary>A deleted VM's console scan is not kept: a hub that creates and deletes VMs for weeks does not grow.</summary>
+    [Fact]
+    public async Task Deleting_a_vm_forgets_its_console_scan()
+    {
+        using var tmp = new TempDir();
+        var backend = new QemuWorkspaceBackend(new QemuBackendOptions(), new DsvmPaths(tmp.Path, tmp.Path), new NoExporter());
+        var dir = backend.VmDir("ws-0123456789ab");
+        Directory.CreateDirectory(dir);
+        var log = Path.Combine(dir, "console.log");
+        File.WriteAllText(log, "[    1.0] boot\n");
+        Assert.Equal(0, QemuWorkspaceBackend.GuestPanics(log, 100));
+        Assert.True(QemuWorkspaceBackend.RemembersScanOf(log));
+
+        await backend.DeleteAsync(new WorkspaceHandle("ws-0123456789ab", "qemu", default), "dsvm-home-h-0123456789ab", keepHome: true, default);
+
+        Assert.False(Directory.Exists(dir));
+        Assert.False(QemuWorkspaceBackend.RemembersScanOf(log));
+    }
+
     [Fact]
     public async Task A_vm_is_listed_with_the_labels_of_its_start_so_a_lost_record_can_be_rebuilt()
     {
