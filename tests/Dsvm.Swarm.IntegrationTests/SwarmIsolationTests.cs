@@ -162,6 +162,16 @@ public sealed class SwarmIsolationTests(SwarmFixture fx, ITestOutputHelper outpu
 
             Assert.False(await ConnectsAsync(peer, iso.Endpoint.Host, iso.Endpoint.Port), "the neighbour reaches the isolated workspace's forwarder");
 
+            // Without its forwarder the hub cannot reach it: the status says so rather than "running".
+            var forwarder = $"{WorkspaceIds.ObjectName(request.Id)}-fwd";
+            var removed = await SwarmLab.DockerAsync(1, ["service", "rm", forwarder]);
+            Assert.True(removed.ExitCode == 0, removed.StandardError);
+            await Wait.UntilAsync(async () => (await SwarmLab.DockerAsync(1, ["ps", "-aq", "--filter", $"label=com.docker.swarm.service.name={forwarder}"])).StandardOutput.Trim().Length == 0,
+                TimeSpan.FromSeconds(30), () => "the removed forwarder's container is still on node 1", default);
+            var orphaned = await onN1.GetStatusAsync(iso.Launch.Handle, default);
+            Assert.False(orphaned.Running, orphaned.Detail);
+            Assert.Contains("forwarder", orphaned.Detail, StringComparison.Ordinal);
+
             await onN1.StopAsync(iso.Launch.Handle, default);
             var services = await SwarmLab.DockerAsync(1, ["service", "ls", "-q", "--filter", $"label=io.opendsvm.workspace={request.Id}"]);
             Assert.Equal("", services.StandardOutput.Trim());
