@@ -41,6 +41,7 @@ public static class DockerfileRenderer
         // Sorted as `LC_ALL=C sort` sorts the name=version lines, so the in-image check is a plain diff.
         ctx.Add("dsvm/lock/installed.txt", string.Concat(lockFile.AllPackages.Select(p => p + "\n").Order(StringComparer.Ordinal)));
         PipLayer.AddFiles(ctx, lockFile);
+        ctx.Add(DpkgFilter.ContextPath, DpkgFilter.Config);
         ctx.Add("dsvm/runtime/bin/dsvm-start", StartScript, executable: true);
         ctx.Add("dsvm/runtime/bin/dsvm-selfcheck", CheckScript.Render(checks), executable: true);
         ctx.Add("dsvm/runtime/jupyter/jupyter_server_config.py", JupyterConfig);
@@ -87,6 +88,7 @@ public static class DockerfileRenderer
         d.Append("SHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-euc\"]\n");
         d.Append("ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/dsvm/bin\n");
         d.Append($"RUN groupadd --gid {WorkspaceUser.Gid} {UserName} && useradd --create-home --no-log-init --uid {UserId} --gid {WorkspaceUser.Gid} --shell /bin/bash {UserName}\n");
+        d.Append($"COPY {DpkgFilter.ContextPath} {DpkgFilter.ImagePath}\n");
         AppendInstall(d, "toolsets", lockFile.FirstLayerPackages.Count);
         AppendInstall(d, "extra", lockFile.ExtraPackages.Count);
         d.Append("COPY dsvm/lock/installed.txt /opt/dsvm/lock/installed.txt\n");
@@ -156,6 +158,7 @@ public static class DockerfileRenderer
         d.Append($"COPY dsvm/lock/{layer}.txt /opt/dsvm/lock/{layer}.txt\n");
         d.Append("RUN apt-get update -q \\\n");
         d.Append($" && xargs -a /opt/dsvm/lock/{layer}.txt apt-get install -y -q --no-install-recommends --allow-downgrades \\\n");
+        d.Append(DpkgFilter.AfterInstall);
         d.Append(" && apt-get clean && rm -rf /var/lib/apt/lists/*\n");
     }
 

@@ -229,12 +229,35 @@ public sealed partial class ImageBuilder(
             return "the image does not match environment.lock (the base drifted?); run `dsvm env lock` again:\n  " + string.Join("\n  ", diff);
         }
 
+        var filtered = tail.SkipWhile(l => !l.StartsWith(DpkgFilter.Marker, StringComparison.Ordinal)).ToList();
+        if (filtered.Count > 0)
+        {
+            return "a package links into /usr/share/nodejs, which the image leaves out (src/Dsvm.Images/Resources/dpkg-filter.cfg; "
+                + "add a path-include line for what it needs, see docs/environments.md):\n  "
+                + string.Join("\n  ", filtered.Skip(1).Where(l => l.Contains(" -> ", StringComparison.Ordinal)).Take(10));
+        }
+
+        var alternative = tail.Select(l => MissingAlternative().Match(l)).FirstOrDefault(m => m.Success);
+        if (alternative is not null)
+        {
+            var package = tail.Select(l => ConfigureFailed().Match(l)).FirstOrDefault(m => m.Success)?.Groups[1].Value ?? "a package";
+            return $"{package} could not be set up: update-alternatives found no file at {alternative.Groups[1].Value}. If that file is or "
+                + "links into /usr/share/nodejs, which the image leaves out (src/Dsvm.Images/Resources/dpkg-filter.cfg), add a path-include "
+                + "line for it there (see docs/environments.md)";
+        }
+
         var lines = tail.Where(l => !l.StartsWith(" ---> ", StringComparison.Ordinal)).TakeLast(8);
         return $"docker build failed at {(step.Length > 0 ? step : "the start")}:\n  " + string.Join("\n  ", lines);
     }
 
     [GeneratedRegex(@"^Step (\d+)/(\d+) : (.*)\z")]
     private static partial Regex StepLine();
+
+    [GeneratedRegex(@"^update-alternatives: error: alternative path (\S+) doesn't exist")]
+    private static partial Regex MissingAlternative();
+
+    [GeneratedRegex(@"^dpkg: error processing package (\S+) \(--configure\):")]
+    private static partial Regex ConfigureFailed();
 
     [GeneratedRegex(@"Version '([^']+)' for '([^']+)' was not found")]
     private static partial Regex MissingVersion();

@@ -32,6 +32,35 @@ public sealed class DatascienceTests
     }
 
     [DockerFact]
+    public async Task TheNodeJsToolingIsLeftOutButWhatRLinksIntoItIsKept()
+    {
+        var (_, record) = await BuiltEnvironment.GetAsync("datascience");
+
+        // dpkg records the packages (the lock check holds) but wrote none of webpack's files; no link points to nothing,
+        // the /usr/bin commands of the left-out tools are gone, and R's bslib reads the Bootstrap sources it links to.
+        const string script = """
+            dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' webpack jupyterlab
+            test ! -e /usr/share/nodejs/webpack && echo webpack-files-absent
+            test ! -e /usr/bin/webpack && test ! -L /usr/bin/webpack && echo webpack-command-absent
+            echo "dangling: $(find /usr /etc /opt -xdev -xtype l -lname '*share/nodejs/*' ! -path '/usr/share/doc/*' | wc -l)"
+            echo "nodejs files: $(find /usr/share/nodejs | wc -l)"
+            Rscript -e 'suppressMessages(library(bslib)); f <- system.file("lib/bs3/assets/stylesheets/_bootstrap.scss", package = "bslib"); cat("bslib", length(readLines(f)) > 10, "\n")'
+            """;
+        var run = await BuiltEnvironment.Services.Docker.RunAsync(["run", "--rm", "--network", "none", "--entrypoint", "/bin/bash", record.Image, "-c", script], default);
+
+        Assert.True(run.Ok, run.Stderr);
+        var lines = run.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Contains("ii  webpack", lines);
+        Assert.Contains("ii  jupyterlab", lines);
+        Assert.Contains("webpack-files-absent", lines);
+        Assert.Contains("webpack-command-absent", lines);
+        Assert.Contains("dangling: 0", lines);
+        Assert.Contains("bslib TRUE ", lines);
+        var kept = int.Parse(lines.Single(l => l.StartsWith("nodejs files: ", StringComparison.Ordinal))["nodejs files: ".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(kept < 2_000, $"{kept} files under /usr/share/nodejs; the filter keeps only what R links to");
+    }
+
+    [DockerFact]
     public async Task ADatascienceWorkspaceOffersPythonAndRKernels()
     {
         var (dir, _) = await BuiltEnvironment.GetAsync("datascience");

@@ -176,6 +176,24 @@ public sealed class DockerfileRendererTests
     }
 
     [Fact]
+    public void Dockerfile_PutsTheDpkgFilterInPlaceBeforeAnyPackageIsInstalled_AndChecksEveryPackageLayer()
+    {
+        using var env = new DemoEnvironment();
+
+        var build = Render(env, [new LockedPackage("jq", "1.7.1-3")]);
+        var d = Dockerfile(build);
+
+        var filter = IndexOf(d, $"COPY {DpkgFilter.ContextPath} {DpkgFilter.ImagePath}\n");
+        var toolsets = IndexOf(d, "xargs -a /opt/dsvm/lock/toolsets.txt apt-get install");
+        Assert.True(filter < toolsets, "the filter is in place before the first apt-get install");
+        Assert.Equal(DpkgFilter.Config, build.Context.Text(DpkgFilter.ContextPath));
+        Assert.Contains("path-exclude=/usr/share/nodejs/*\n", DpkgFilter.Config, StringComparison.Ordinal);
+        Assert.Contains("path-include=/usr/share/nodejs/bootstrap-sass/*\n", DpkgFilter.Config, StringComparison.Ordinal);
+        // Both package layers (toolsets and the spec's own packages) end with the dangling-link check.
+        Assert.Equal(2, d.Split(DpkgFilter.Marker).Length - 1);
+    }
+
+    [Fact]
     public void Dockerfile_StartsFromTheBaseImageOfTheLock()
     {
         using var env = new DemoEnvironment();

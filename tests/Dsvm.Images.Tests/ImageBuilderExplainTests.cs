@@ -62,6 +62,49 @@ public sealed class ImageBuilderExplainTests
     }
 
     [Fact]
+    public void ALinkIntoWhatTheDpkgFilterLeavesOut_IsNamedWithItsPackageAndTheFix()
+    {
+        string[] tail =
+        [
+            "Step 7/20 : RUN apt-get update -q  && xargs -a /opt/dsvm/lock/extra.txt apt-get install ...",
+            "Setting up r-cran-leaflet (2.2.2+dfsg-1) ...",
+            "DSVM-DPKG-FILTER: these links point into /usr/share/nodejs, which /etc/dpkg/dpkg.cfg.d/dsvm-filter leaves out:",
+            "/usr/lib/R/site-library/leaflet/htmlwidgets/lib/leaflet.js -> /usr/share/nodejs/leaflet/dist/leaflet.js (r-cran-leaflet)",
+        ];
+
+        var message = ImageBuilder.Explain(tail, tail[0], Spec);
+
+        Assert.Equal(
+            "a package links into /usr/share/nodejs, which the image leaves out (src/Dsvm.Images/Resources/dpkg-filter.cfg; add a path-include line for what it needs, see docs/environments.md):\n"
+            + "  /usr/lib/R/site-library/leaflet/htmlwidgets/lib/leaflet.js -> /usr/share/nodejs/leaflet/dist/leaflet.js (r-cran-leaflet)",
+            message);
+    }
+
+    [Fact]
+    public void AnAlternativeWhoseFileIsLeftOut_NamesThePackageTheFileAndTheFix()
+    {
+        // What dpkg printed here before the filter kept node-babel7's scripts (bench/dpkg-ab.sh path-filter).
+        string[] tail =
+        [
+            "Step 7/20 : RUN apt-get update -q  && xargs -a /opt/dsvm/lock/toolsets.txt apt-get install ...",
+            "Setting up node-babel7 (7.20.15+ds1+~cs214.269.168-8) ...",
+            "update-alternatives: error: alternative path /usr/bin/babeljs-7 doesn't exist",
+            "dpkg: error processing package node-babel7 (--configure):",
+            " installed node-babel7 package post-installation script subprocess returned error exit status 2",
+            "dpkg: dependency problems prevent configuration of jupyterlab:",
+            "dpkg: error processing package jupyterlab (--configure):",
+            "E: Sub-process /usr/bin/dpkg returned an error code (1)",
+        ];
+
+        var message = ImageBuilder.Explain(tail, tail[0], Spec);
+
+        Assert.Equal(
+            "node-babel7 could not be set up: update-alternatives found no file at /usr/bin/babeljs-7. If that file is or links into "
+            + "/usr/share/nodejs, which the image leaves out (src/Dsvm.Images/Resources/dpkg-filter.cfg), add a path-include line for it there (see docs/environments.md)",
+            message);
+    }
+
+    [Fact]
     public void OtherFailure_NamesTheStepAndTheLastLines_WithoutContainerIds()
     {
         string[] tail =

@@ -108,6 +108,8 @@ public sealed class ToolsetCatalog
             Description = "JupyterLab 4 with the IPython kernel and nbconvert",
             Packages = ["jupyterlab", "python3-ipykernel", "python3-nbconvert", "python3-nbclient"],
             PythonImports = ["jupyterlab", "jupyter_server", "ipykernel", "nbconvert"],
+            // Node.js comes with Debian's jupyterlab; the image's dpkg filter keeps what it needs to start.
+            Commands = ["node -e \"console.log('node', process.version, 6 * 7)\""],
             Kernels = ["python3"],
             Requires = ["python"],
         },
