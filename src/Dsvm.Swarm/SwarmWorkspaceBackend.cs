@@ -763,33 +763,62 @@ public sealed class SwarmWorkspaceBackend : IWorkspaceBackend, IDescribableBacke
     }
 
     /// <summary>
-    /// Removes a workspace network. Right after its service is removed the manager may still count the service's
-    /// tasks on it ("in use") until their nodes report them gone: retried for up to 30 s, then left for the next
-    /// stop, start or delete of the workspace (they find it by label). Gone already is fine.
+    /// Removes a workspace network, and waits until the swarm no longer lists it. The engine deletes a network its own
+    /// node has a copy of (a task of the workspace ran there) from that node only and answers as if done, while the
+    /// swarm keeps it; the next delete reaches the swarm. Right after its services are removed the manager may also
+    /// still count their tasks on it ("in use"), or answer "not found" for the node's copy a shutting-down task is
+    /// taking away. All of that is retried for up to 30 s; then the network is left for the next stop, start or delete
+    /// of the workspace (they find it by label).
     /// </summary>
     private async Task RemoveNetworkAsync(string id, CancellationToken ct)
     {
         var deadline = _time.GetUtcNow() + NetworkRemoveTimeout;
         while (true)
         {
+            string? why = null;
             try
             {
                 await _manager.Networks.DeleteNetworkAsync(id, ct);
-                return;
             }
             catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
             {
-                return;
             }
-            catch (DockerApiException ex) when (_time.GetUtcNow() < deadline
-                                                && (ex.StatusCode == HttpStatusCode.Conflict || Message(ex).Contains("in use", StringComparison.OrdinalIgnoreCase)))
+            catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.Conflict
+                                                || Message(ex).Contains("in use", StringComparison.OrdinalIgnoreCase)
+                                                || Message(ex).Contains("not found", StringComparison.OrdinalIgnoreCase))
             {
-                await Task.Delay(TimeSpan.FromMilliseconds(500), _time, ct);
+                why = Message(ex);
             }
             catch (DockerApiException ex)
             {
                 throw new DsvmException($"the workspace network {id} could not be removed: {Message(ex)}; the next stop or delete of the workspace tries again");
             }
+
+            if (why is null && !await NetworkListedAsync(id, ct))
+            {
+                return;
+            }
+
+            if (_time.GetUtcNow() >= deadline)
+            {
+                throw new DsvmException(
+                    $"the workspace network {id} could not be removed within {NetworkRemoveTimeout.TotalSeconds:0} s: {why ?? "the swarm still lists it"}; the next stop or delete of the workspace tries again");
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(500), _time, ct);
+        }
+    }
+
+    private async Task<bool> NetworkListedAsync(string id, CancellationToken ct)
+    {
+        try
+        {
+            await _manager.Networks.InspectNetworkAsync(id, ct);
+            return true;
+        }
+        catch (DockerApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return false;
         }
     }
 
