@@ -222,7 +222,8 @@ public sealed partial class ImageBuilder(
                 + $"run `dsvm env lock {spec.Directory}` to resolve current versions";
         }
 
-        var mismatch = tail.SkipWhile(l => !l.Contains("DSVM-LOCK-MISMATCH", StringComparison.Ordinal)).ToList();
+        // The marker starts the line the check prints; the builder's "Step N/M : RUN …" line quotes it mid-line.
+        var mismatch = tail.SkipWhile(l => !l.StartsWith("DSVM-LOCK-MISMATCH", StringComparison.Ordinal)).ToList();
         if (mismatch.Count > 0)
         {
             var diff = mismatch.Skip(1).Where(l => l.Length > 1 && (l[0] == '+' || l[0] == '-') && !l.StartsWith("+++", StringComparison.Ordinal) && !l.StartsWith("---", StringComparison.Ordinal)).Take(10);

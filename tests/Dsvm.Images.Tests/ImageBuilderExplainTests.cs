@@ -105,6 +105,24 @@ public sealed class ImageBuilderExplainTests
     }
 
     [Fact]
+    public void AFailureAfterThePassedLockCheck_IsNotTakenForALockMismatch()
+    {
+        // The builder echoes each step's command, the lock check's marker text included.
+        string[] tail =
+        [
+            "Step 10/21 : RUN dpkg-query -W -f='${db:Status-Abbrev} ${Package}=${Version}\\n' | awk '$1 == \"ii\" { print $2 }' | LC_ALL=C sort > /tmp/actual.txt  && if ! diff -u /opt/dsvm/lock/installed.txt /tmp/actual.txt > /tmp/lock.diff; then       echo 'DSVM-LOCK-MISMATCH: the installed packages differ from environment.lock:'; cat /tmp/lock.diff; exit 1; fi  && rm -f /tmp/actual.txt /tmp/lock.diff",
+            " ---> Running in 0123456789ab",
+            " ---> 89abcdef0123",
+            "Step 12/21 : COPY files/0 \"/etc/skel/x\"",
+            "COPY failed: file not found in build context or excluded by .dockerignore: stat files/0: file does not exist",
+        ];
+
+        var message = ImageBuilder.Explain(tail, tail[3], Spec);
+
+        Assert.StartsWith("docker build failed at Step 12/21 : COPY files/0", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void OtherFailure_NamesTheStepAndTheLastLines_WithoutContainerIds()
     {
         string[] tail =
