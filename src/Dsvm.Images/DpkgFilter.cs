@@ -8,6 +8,9 @@ namespace Dsvm.Images;
 /// </summary>
 public static class DpkgFilter
 {
+    /// <summary>Where the filter's source is in this repository (what a failed build tells the user to edit).</summary>
+    public const string SourcePath = "src/Dsvm.Images/Resources/dpkg-filter.cfg";
+
     /// <summary>Where the filter is in the build context.</summary>
     public const string ContextPath = "dsvm/dpkg/filter.cfg";
 

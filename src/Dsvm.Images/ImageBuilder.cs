@@ -222,20 +222,17 @@ public sealed partial class ImageBuilder(
                 + $"run `dsvm env lock {spec.Directory}` to resolve current versions";
         }
 
-        // The marker starts the line the check prints; the builder's "Step N/M : RUN …" line quotes it mid-line.
-        var mismatch = tail.SkipWhile(l => !l.StartsWith("DSVM-LOCK-MISMATCH", StringComparison.Ordinal)).ToList();
-        if (mismatch.Count > 0)
+        if (After(tail, "DSVM-LOCK-MISMATCH") is { } mismatch)
         {
-            var diff = mismatch.Skip(1).Where(l => l.Length > 1 && (l[0] == '+' || l[0] == '-') && !l.StartsWith("+++", StringComparison.Ordinal) && !l.StartsWith("---", StringComparison.Ordinal)).Take(10);
+            var diff = mismatch.Where(l => l.Length > 1 && (l[0] == '+' || l[0] == '-') && !l.StartsWith("+++", StringComparison.Ordinal) && !l.StartsWith("---", StringComparison.Ordinal)).Take(10);
             return "the image does not match environment.lock (the base drifted?); run `dsvm env lock` again:\n  " + string.Join("\n  ", diff);
         }
 
-        var filtered = tail.SkipWhile(l => !l.StartsWith(DpkgFilter.Marker, StringComparison.Ordinal)).ToList();
-        if (filtered.Count > 0)
+        if (After(tail, DpkgFilter.Marker) is { } links)
         {
-            return "a package links into /usr/share/nodejs, which the image leaves out (src/Dsvm.Images/Resources/dpkg-filter.cfg; "
+            return $"a package links into /usr/share/nodejs, which the image leaves out ({DpkgFilter.SourcePath}; "
                 + "add a path-include line for what it needs, see docs/environments.md):\n  "
-                + string.Join("\n  ", filtered.Skip(1).Where(l => l.Contains(" -> ", StringComparison.Ordinal)).Take(10));
+                + string.Join("\n  ", links.Where(l => l.Contains(" -> ", StringComparison.Ordinal)).Take(10));
         }
 
         var alternative = tail.Select(l => MissingAlternative().Match(l)).FirstOrDefault(m => m.Success);
@@ -243,12 +240,22 @@ public sealed partial class ImageBuilder(
         {
             var package = tail.Select(l => ConfigureFailed().Match(l)).FirstOrDefault(m => m.Success)?.Groups[1].Value ?? "a package";
             return $"{package} could not be set up: update-alternatives found no file at {alternative.Groups[1].Value}. If that file is or "
-                + "links into /usr/share/nodejs, which the image leaves out (src/Dsvm.Images/Resources/dpkg-filter.cfg), add a path-include "
+                + $"links into /usr/share/nodejs, which the image leaves out ({DpkgFilter.SourcePath}), add a path-include "
                 + "line for it there (see docs/environments.md)";
         }
 
         var lines = tail.Where(l => !l.StartsWith(" ---> ", StringComparison.Ordinal)).TakeLast(8);
         return $"docker build failed at {(step.Length > 0 ? step : "the start")}:\n  " + string.Join("\n  ", lines);
+    }
+
+    /// <summary>
+    /// The lines after the one an in-image check starts with <paramref name="marker"/>, or null when none does. Only at
+    /// a line's start: the builder's "Step N/M : RUN …" line quotes every marker of its command mid-line.
+    /// </summary>
+    private static IEnumerable<string>? After(IReadOnlyList<string> tail, string marker)
+    {
+        var at = tail.ToList().FindIndex(l => l.StartsWith(marker, StringComparison.Ordinal));
+        return at < 0 ? null : tail.Skip(at + 1);
     }
 
     [GeneratedRegex(@"^Step (\d+)/(\d+) : (.*)\z")]
